@@ -1,0 +1,187 @@
+"""Named pipelines from ``pipelines.yaml``: loading, validation and overrides.
+
+Each stage describes its settings as a dataclass (``preprocess.settings``, ``labels.settings``,
+``train.settings``, ``eval.settings``); this module only reads YAML, checks every key and value
+against those dataclasses and reports problems by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+DEFAULT_FILE = Path(__file__).resolve().parent.parent / "pipelines.yaml"
+
+
+class ConfigError(ValueError):
+    """A pipelines file or override that does not fit the settings it describes."""
+
+
+def build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
+    """Make dataclass ``cls`` from ``values``, checking every key and value; ``where`` names the place."""
+    values = {} if values is None else values
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(names)})")
+    kwargs = {k: _check(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return obj
+
+
+def _check(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return _check(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} fits none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_check(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        out = [_check(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args if args else (Any, Any)
+        return {_check(kt, k, where): _check(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {tp}")
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["train.lr=0.01", "preprocess.flow.algo=dis"]`` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {pair!r}: {part!r} is set twice")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return nested
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` over ``base`` (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_file(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a pipelines file; its top level holds ``cluster`` and ``pipelines``."""
+    path = Path(path) if path else DEFAULT_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read pipelines file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(data) - {"cluster", "pipelines"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)} (known: cluster, pipelines)")
+    if not isinstance(data.get("pipelines"), dict) or not data["pipelines"]:
+        raise ConfigError(f"{path}: 'pipelines' must map pipeline names to their settings")
+    return data
+
+
+def pipeline_names(path: str | Path | None = None) -> list[str]:
+    """Names of the pipelines in the file."""
+    return sorted(read_file(path)["pipelines"])
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """One named pipeline: the settings of every stage, validated."""
+
+    name: str
+    preprocess: "ExtractSettings"
+    labels: "LabelSettings"
+    train: "TrainSettings"
+    eval: "EvalSettings"
+    description: str = ""
+
+
+def load_pipeline(
+    name: str, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Pipeline:
+    """Load pipeline ``name`` from the pipelines file, apply ``overrides`` (nested dict) and validate."""
+    from eval.settings import EvalSettings
+    from labels.settings import LabelSettings
+    from train.settings import TrainSettings
+
+    from preprocess.settings import ExtractSettings
+
+    data = read_file(path)
+    pipelines = data["pipelines"]
+    if name not in pipelines:
+        raise ConfigError(f"unknown pipeline {name!r} (known: {', '.join(sorted(pipelines))})")
+    raw = merge(pipelines[name] or {}, overrides or {})
+    sections = {"preprocess": ExtractSettings, "labels": LabelSettings, "train": TrainSettings, "eval": EvalSettings}
+    unknown = sorted(set(raw) - set(sections) - {"description"})
+    if unknown:
+        raise ConfigError(
+            f"pipeline {name!r}: unknown section(s) {', '.join(unknown)} (known: description, {', '.join(sections)})"
+        )
+    built = {key: build(cls, raw.get(key), f"{name}.{key}") for key, cls in sections.items()}
+    return Pipeline(name=name, description=str(raw.get("description", "")), **built)
+
+
+def load_cluster(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> "ClusterSettings":
+    """The ``cluster`` section of the pipelines file (how the CPU stage runs), with overrides."""
+    from preprocess.settings import ClusterSettings
+
+    raw = merge(read_file(path).get("cluster") or {}, overrides or {})
+    return build(ClusterSettings, raw, "cluster")

@@ -1,0 +1,50 @@
+"""Settings of the CPU stage (one section of a pipeline in pipelines.yaml)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class FlowSettings:
+    """Optical flow backend and its storage."""
+
+    algo: Literal["tvl1", "dis", "farneback"] = "tvl1"
+    bound: float = 20.0  # flow clipped to [-bound, bound] px, quantized linearly to uint8
+    tvl1: dict[str, Any] = field(default_factory=dict)  # DualTVL1 setters, e.g. {tau: 0.25, lambda: 0.15}
+    dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    farneback: dict[str, Any] = field(default_factory=dict)  # calcOpticalFlowFarneback keyword arguments
+
+
+@dataclass
+class ExtractSettings:
+    """How videos become frames, flows and image differences."""
+
+    size: tuple[int, int] | None = (128, 171)  # (h, w); None to keep the short-side rule below
+    short_side: int | None = None  # resize so the short side has this length (used when size is None)
+    fps: float | None = None  # resample to this frame rate (None: keep the source rate)
+    every: int = 1  # keep every k-th frame (after fps resampling)
+    image_format: Literal["jpeg", "raw"] = "jpeg"
+    jpeg_quality: int = 90
+    flow: FlowSettings = field(default_factory=FlowSettings)
+    diff: bool = True  # store grayscale image differences
+    shard_mb: int = 256  # target shard size
+    video_timeout_s: float = 900.0  # a video taking longer is recorded as failed
+
+    def __post_init__(self) -> None:
+        if self.size is None and self.short_side is None:
+            raise ValueError("one of size or short_side must be set")
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.flow.bound <= 0:
+            raise ValueError(f"flow.bound must be > 0, got {self.flow.bound}")
+
+
+@dataclass
+class ClusterSettings:
+    """Where the Dask work runs: a local cluster, a running scheduler, or SLURM via dask-jobqueue."""
+
+    kind: Literal["local", "address", "slurm"] = "local"
+    workers: int = 2
+    address: str | None = None  # for kind: address
+    slurm: dict[str, Any] = field(default_factory=dict)  # keyword arguments of dask_jobqueue.SLURMCluster
