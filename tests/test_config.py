@@ -1,0 +1,58 @@
+"""pipelines.yaml loading, validation and overrides."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from preprocess.config import ConfigError, load_cluster, load_pipeline, parse_overrides, pipeline_names
+from preprocess.flow_codec import dequantize, quantize
+
+
+def test_every_pipeline_in_the_file_loads() -> None:
+    for name in pipeline_names():
+        assert load_pipeline(name).name == name
+    assert load_cluster().kind in ("local", "address", "slurm")
+
+
+def test_paper_defaults() -> None:
+    stats = load_pipeline("stats")
+    assert stats.preprocess.size == (128, 171) and stats.preprocess.flow.bound == 20
+    cpc = load_pipeline("cpc_flow")
+    assert cpc.preprocess.size == (256, 342) and cpc.preprocess.flow.bound == 10
+
+
+def test_overrides_apply_and_are_typed() -> None:
+    p = load_pipeline("stats", overrides=parse_overrides(["train.lr=0.01", "preprocess.flow.algo=dis"]))
+    assert p.train.lr == 0.01 and p.preprocess.flow.algo == "dis"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "stats.train: unknown key(s) 'lrr'"),
+        ("preprocess.flow.algo=foo", "stats.preprocess.flow.algo: 'foo' is not one of"),
+        ("preprocess.every=two", "stats.preprocess.every: expected an integer"),
+        ("preprocess.every=0", "every must be >= 1"),
+        ("bogus.x=1", "unknown section(s) bogus"),
+    ],
+)
+def test_bad_values_are_reported_by_name(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_pipeline("stats", overrides=parse_overrides([override]))
+
+
+def test_unknown_pipeline_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown pipeline 'nope'.*stats"):
+        load_pipeline("nope")
+
+
+def test_flow_codec_round_trip_matches_reference_convention() -> None:
+    codes = np.arange(256, dtype=np.uint8)
+    flow = dequantize(codes, 20.0)
+    np.testing.assert_allclose(flow, codes.astype(np.float64) * 40 / 255 - 20, atol=1e-5)
+    assert np.array_equal(quantize(flow, 20.0), codes)
+    values = np.linspace(-25, 25, 1001)
+    back = dequantize(quantize(values, 20.0), 20.0)
+    inside = np.abs(values) <= 20
+    assert np.abs(back[inside] - values[inside]).max() <= 20 / 255 + 1e-6
+    assert np.allclose(back[values > 20], 20) and np.allclose(back[values < -20], -20)
