@@ -10,7 +10,6 @@ venv: $(STAMP)
 
 $(STAMP): setup.py
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
