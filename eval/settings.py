@@ -1,16 +1,100 @@
-"""Settings of the evaluation stage (one section of a pipeline in pipelines.yaml)."""
+"""Settings of the evaluation stage (one section of a pipeline in pipelines.yaml).
+
+Defaults follow the papers' protocols: 10 uniformly sampled centre-cropped 16x112x112 clips per video,
+pool5 features, BN + dropout + linear probe (Lorre et al. 2020), few-shot k = 1/5/10/20, retrieval
+top-k = 1/5/10/20/50, fine-tuning with SGD.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+Task = Literal["linear", "finetune", "fewshot", "retrieval"]
+ALL_TASKS: tuple[str, ...] = ("linear", "finetune", "fewshot", "retrieval")
+
+
+@dataclass
+class ClipSettings:
+    """How clips are cut from a stored video for feature extraction and testing."""
+
+    clips_per_video: int = 10  # uniformly spaced along the video
+    clip_len: int = 16  # frames per clip
+    crop_size: int = 112  # centre crop (square) taken from the stored frames
+    batch_size: int = 8  # clips per forward pass
+
+    def __post_init__(self) -> None:
+        for name in ("clips_per_video", "clip_len", "crop_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class LinearProbeSettings:
+    """Batch-norm + dropout + linear layer on frozen video features, and logistic regression."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 1e-4
+    dropout: float = 0.5
+    logreg_c: float = 1.0  # inverse L2 strength of the logistic regression (standardised features)
+    logreg_max_iter: int = 1000
+
+
+@dataclass
+class FewShotSettings:
+    """k labelled videos per class, logistic regression on L2-normalised frozen features."""
+
+    shots: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    draws: int = 10  # random draws averaged per k
+
+
+@dataclass
+class RetrievalSettings:
+    """Test videos query the training videos by cosine similarity."""
+
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+
+
+@dataclass
+class FinetuneSettings:
+    """Whole network with a new classifier head."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3  # SGD, for the new head
+    backbone_lr_scale: float = 1.0  # backbone lr = lr * this (e.g. 0.1 for a lower backbone lr)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    dropout: float = 0.5
+    freeze_stages: int = 0  # freeze the first k stages of the backbone
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.01, 0.1, 1.0]
+    num_workers: int = 0  # DataLoader worker processes
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"label_fractions must lie in (0, 1], got {bad}")
+        if self.freeze_stages < 0:
+            raise ValueError(f"freeze_stages must be >= 0, got {self.freeze_stages}")
+
 
 @dataclass
 class EvalSettings:
-    """Which protocols run, and how features are taken."""
+    """Which protocols run, how features are taken and how the data is split."""
 
-    tasks: list[Literal["linear", "finetune", "fewshot", "retrieval"]] = field(
-        default_factory=lambda: ["linear", "fewshot", "retrieval"]
-    )
-    clips_per_video: int = 10
+    tasks: list[Task] = field(default_factory=lambda: ["linear", "fewshot", "retrieval"])
     stage: Literal["pool3", "pool4", "pool5"] = "pool5"
+    stream: Literal["frames", "flow", "diff"] = "frames"  # input the backbone was trained on
+    split: Literal["files", "stratified"] = "files"  # dataset's split files, or a stratified split
+    test_fraction: float = 0.3  # for split: stratified
+    seed: int = 0  # splits, draws, random initialisation and training
+    clips: ClipSettings = field(default_factory=ClipSettings)
+    linear: LinearProbeSettings = field(default_factory=LinearProbeSettings)
+    fewshot: FewShotSettings = field(default_factory=FewShotSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
