@@ -1,0 +1,65 @@
+"""Backbones by name, and saving/loading them with the arguments they were built with."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from train.backbones.base import Backbone
+from train.backbones.c3d import c3d, c3d_bn
+from train.backbones.r2plus1d import r21d_10, r21d_18
+from train.backbones.resnet3d import r3d_10, r3d_18
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "c3d": c3d,
+    "c3d_bn": c3d_bn,
+    "r3d_10": r3d_10,
+    "r3d_18": r3d_18,
+    "r21d_10": r21d_10,
+    "r21d_18": r21d_18,
+}
+
+
+def build_backbone(name: str, in_channels: int = 3, **kwargs: Any) -> Backbone:
+    """Randomly initialised backbone ``name`` (a key of ``BACKBONES``) for clips of ``in_channels`` channels
+    (3 RGB, 2 flow, 1 difference); ``kwargs`` go to its constructor. The result remembers its build
+    arguments in ``build_args`` (used by ``save_backbone``)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    model = BACKBONES[name](in_channels=in_channels, **kwargs)
+    model.build_args = {"name": name, "in_channels": in_channels, "kwargs": dict(kwargs)}
+    return model
+
+
+def save_backbone(model: Backbone, path: str | Path) -> None:
+    """Write ``{'name', 'in_channels', 'kwargs', 'state_dict'}`` to ``path`` (torch.save, CPU tensors).
+
+    The model must come from ``build_backbone`` (or ``load_backbone``). The file appears under its
+    final name only once completely written.
+    """
+    build_args = getattr(model, "build_args", None)
+    if build_args is None:
+        raise ValueError(f"cannot save {type(model).__name__} to {path}: it was not made by build_backbone")
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    path = Path(path)
+    partial_path = path.with_name(path.name + ".partial")
+    torch.save({**build_args, "state_dict": state}, partial_path)
+    partial_path.replace(path)
+
+
+def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> Backbone:
+    """Rebuild the backbone saved at ``path`` by ``save_backbone`` and load its weights (eval mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone file not found: {path}")
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path}: not a readable backbone file ({error})") from error
+    required = {"name", "in_channels", "kwargs", "state_dict"}
+    if not isinstance(saved, dict) or not required <= set(saved):
+        raise ValueError(f"{path}: not a backbone file (needs a dict with keys {sorted(required)})")
+    model = build_backbone(saved["name"], saved["in_channels"], **saved["kwargs"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(map_location).eval()
