@@ -1,6 +1,45 @@
 """Command-line commands of the train stage (assembled by cli.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from preprocess.config import ConfigError, load_pipeline, parse_overrides
+
+
+@click.command("train")
+@click.option("--pipeline", "pipeline_name", required=True, help="Named pipeline in pipelines.yaml (e.g. stats, pace).")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Extracted dataset folder (frames/flow shards and labels).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: backbone.pt, metrics.jsonl, config.yaml, checkpoints/.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Training device (default: cuda if available, else cpu).")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --out.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a pipeline setting, e.g. --set train.lr=0.01 (repeatable).")
+@click.option("--pipelines-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Pipelines file (default: the project's pipelines.yaml).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str | None, resume: bool,
+                  overrides: tuple[str, ...], pipelines_file: Path | None, no_progress: bool) -> None:
+    """Pretext training of a backbone; run under torchrun for multi-GPU (DistributedDataParallel)."""
+    import torch
+
+    from train.loop import TrainingDiverged, train
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    try:
+        pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(overrides)))
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        export = train(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
+    except (TrainingDiverged, FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backbone written to {export}")
+
+
+COMMANDS: list[click.Command] = [train_command]

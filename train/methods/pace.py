@@ -1,0 +1,111 @@
+"""Pace prediction (Wang et al. 2020): classify the playback pace of a clip, optionally with a contrastive term.
+
+Classification: a linear head (D -> number of paces) and cross-entropy on the pace index. Contrastive variants
+add a projection head (D -> D -> projection_dim, L2-normalized) and InfoNCE where positives are clips of the
+same video ('context': the dataset gives two clips per video at distinct paces) or clips of equal pace
+('pace'); all other clips in the global batch (gathered over DDP processes) are negatives. Total loss
+``cls_weight * L_cls + ctr_weight * L_ctr``.
+
+On-device augmentation: horizontal flip consistent over the clip, colour jitter drawn independently per frame.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from train import augment
+from train.backbones.base import Backbone
+from train.distributed import gather, gather_with_grad
+from train.losses import info_nce
+from train.methods.base import PretextMethod, StepOutput, to_float_clip
+from train.settings import PaceTaskSettings
+
+
+def contrastive_positives(
+    query_video: torch.Tensor,
+    query_pace: torch.Tensor,
+    key_video: torch.Tensor,
+    key_pace: torch.Tensor,
+    query_offset: int,
+    mode: str,
+) -> torch.Tensor:
+    """Positive-pair mask bool [Bq, Bk]: same video ('context') or same pace ('pace'), never a clip with itself.
+
+    Query i is key ``query_offset + i`` (the queries are a contiguous block of the keys).
+    """
+    if mode == "context":
+        same = query_video[:, None] == key_video[None, :]
+    elif mode == "pace":
+        same = query_pace[:, None] == key_pace[None, :]
+    else:
+        raise ValueError(f"unknown contrastive mode {mode!r} (known: context, pace)")
+    rows = torch.arange(len(query_video), device=same.device)
+    same[rows, rows + query_offset] = False
+    return same
+
+
+class PacePrediction(PretextMethod):
+    """Backbone + ``classifier`` (D -> n_paces) [+ ``projection`` MLP for the contrastive variants]."""
+
+    def __init__(self, backbone: Backbone, settings: PaceTaskSettings) -> None:
+        super().__init__(backbone)
+        self.settings = settings
+        dim = backbone.num_features
+        self.classifier = nn.Linear(dim, len(settings.paces))
+        self.projection = (
+            nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, settings.projection_dim))
+            if settings.contrastive != "none"
+            else None
+        )
+
+    def clips_per_item(self) -> int:
+        return 2 if self.settings.contrastive == "context" else 1
+
+    def prepare(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """``frames`` uint8 [B, V, T, S, S, 3], ``pace`` [B, V], ``video`` [B] -> ``clip`` [B*V, 3, T, S, S],
+        ``pace`` [B*V], ``video`` [B*V]."""
+        frames = batch["frames"]
+        views = frames.shape[1]
+        clip = to_float_clip(frames.flatten(0, 1))
+        clip = augment.horizontal_flip(clip, p=self.settings.flip_p, per_frame=False, generator=generator)
+        jitter = self.settings.color_jitter
+        clip = augment.color_jitter(
+            clip,
+            brightness=jitter.brightness,
+            contrast=jitter.contrast,
+            saturation=jitter.saturation,
+            hue=jitter.hue,
+            p=jitter.p,
+            per_frame=True,
+            generator=generator,
+        )
+        return {
+            "clip": self.normalize(clip),
+            "pace": batch["pace"].flatten(),
+            "video": batch["video"].repeat_interleave(views),
+        }
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> StepOutput:
+        features = self.backbone(inputs["clip"])
+        logits = self.classifier(features).float()
+        cls_loss = F.cross_entropy(logits, inputs["pace"])
+        accuracy = (logits.argmax(1) == inputs["pace"]).float().mean()
+        metrics = {"loss_cls": cls_loss.detach(), "accuracy": accuracy.detach()}
+        loss = self.settings.cls_weight * cls_loss
+        if self.projection is not None:
+            ctr_loss = self.contrastive_loss(features, inputs["video"], inputs["pace"])
+            loss = loss + self.settings.ctr_weight * ctr_loss
+            metrics["loss_ctr"] = ctr_loss.detach()
+        metrics["loss"] = loss.detach()
+        return StepOutput(loss, metrics)
+
+    def contrastive_loss(self, features: torch.Tensor, video: torch.Tensor, pace: torch.Tensor) -> torch.Tensor:
+        """InfoNCE of this process's clips against the clips of the whole (all-process) batch."""
+        query = F.normalize(self.projection(features).float(), dim=1)
+        keys = gather_with_grad(query)
+        key_video, key_pace = gather(video), gather(pace)
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        mask = contrastive_positives(video, pace, key_video, key_pace, rank * len(query), self.settings.contrastive)
+        return info_nce(query, keys, mask, self.settings.temperature)
