@@ -17,41 +17,8 @@ import numpy as np
 from labels.crops import crop_frames
 from labels.store import ClipLabels
 from preprocess.dataset import Dataset
+from train.clips import arithmetic_runs, pace_frame_indices, pace_span, random_crop
 from train.sampling import SampleKey
-
-
-def pace_frame_indices(start: int, clip_len: int, pace: float, n_frames: int) -> np.ndarray:
-    """Frame indices int64 [clip_len] of a clip played at ``pace`` from ``start``.
-
-    Frame k is ``start + floor(k * pace)``: pace 2 skips every other frame, pace 1/2 shows each frame twice
-    (slow motion). Indices past the end of the video loop to its start (modulo ``n_frames``).
-    """
-    if n_frames < 1:
-        raise ValueError("a video needs at least one frame")
-    offsets = np.floor(np.arange(clip_len) * pace + 1e-9).astype(np.int64)
-    return (start + offsets) % n_frames
-
-
-def pace_span(clip_len: int, pace: float) -> int:
-    """Number of source frames a clip of ``clip_len`` at ``pace`` covers (first to last, inclusive)."""
-    return int(np.floor((clip_len - 1) * pace + 1e-9)) + 1
-
-
-def arithmetic_runs(sorted_unique: np.ndarray) -> list[tuple[int, int, int]]:
-    """Split increasing ints [N] into maximal runs with a constant step: ``(start, stop, step)`` slices."""
-    runs: list[tuple[int, int, int]] = []
-    i, n = 0, len(sorted_unique)
-    while i < n:
-        j = i + 1
-        step = int(sorted_unique[j] - sorted_unique[i]) if j < n else 1
-        while j + 1 < n and sorted_unique[j + 1] - sorted_unique[j] == step:
-            j += 1
-        if j == n:  # single trailing element
-            runs.append((int(sorted_unique[i]), int(sorted_unique[i]) + 1, 1))
-            break
-        runs.append((int(sorted_unique[i]), int(sorted_unique[j]) + 1, step))
-        i = j + 1
-    return runs
 
 
 def read_frames_at(dataset: Dataset, video_id: str, indices: np.ndarray) -> np.ndarray:
@@ -62,16 +29,6 @@ def read_frames_at(dataset: Dataset, video_id: str, indices: np.ndarray) -> np.n
     unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
     parts = [dataset.read_frames(video_id, start, stop, step) for start, stop, step in arithmetic_runs(unique)]
     return np.concatenate(parts, axis=0)[inverse]
-
-
-def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator, where: str) -> np.ndarray:
-    """The same random ``size`` x ``size`` window of every frame: [T, H, W, C] -> [T, size, size, C]."""
-    height, width = frames.shape[1:3]
-    if height < size or width < size:
-        raise ValueError(f"{where}: frames are {height}x{width}, smaller than the {size}x{size} crop")
-    y = int(rng.integers(0, height - size + 1))
-    x = int(rng.integers(0, width - size + 1))
-    return frames[:, y : y + size, x : x + size]
 
 
 def training_videos(dataset: Dataset) -> list[int]:

@@ -8,7 +8,6 @@ process runs this function; only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from train.data import PaceClipDataset, StatsClipDataset
 from train.distributed import DistributedContext, all_reduce_mean, barrier, setup_distributed, teardown_distributed
 from train.methods import PretextMethod, build_method
 from train.metrics import MetricsLogger
+from train.optim import build_optimizer, lr_factor
 from train.sampling import CurriculumBatchSampler, EpochBatchSampler, StepBatchSampler
 from train.settings import TrainSettings
 
@@ -105,29 +105,6 @@ def build_sampler(
             **common,
         )
     return EpochBatchSampler(len(data.dataset), settings.batch_size, data.total_steps, **common)
-
-
-def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimizer:
-    """SGD (with momentum), Adam or AdamW at ``settings.lr`` with ``settings.weight_decay``."""
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-
-
-def lr_factor(settings: TrainSettings, step: int, steps_per_epoch: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate at ``step`` (linear warmup, then constant / step / cosine)."""
-    schedule = settings.schedule
-    if step < schedule.warmup_steps:
-        return (step + 1) / schedule.warmup_steps
-    if schedule.kind == "step":
-        every = max(1, round(schedule.step_epochs * steps_per_epoch))
-        return schedule.gamma ** (step // every)
-    if schedule.kind == "cosine":
-        span = max(1, total_steps - schedule.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - schedule.warmup_steps) / span)))
-    return 1.0
 
 
 def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
