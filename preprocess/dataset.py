@@ -1,0 +1,148 @@
+"""Read-only access to an extracted dataset (index + HDF5 shards), safe to pickle into worker processes.
+
+>>> ds = Dataset("data/ucf101_x")
+>>> clip = ds.read_frames(ds.videos[0].id, 0, 16)        # uint8 [16,H,W,3] RGB
+>>> flow = ds.read_flow(ds.videos[0].id, 0, 15)          # float32 [15,H,W,2] (u, v) px, frame t -> t+1
+
+HDF5 files are opened lazily, per process, read-only; pickling drops open handles (torch DataLoader
+workers and Dask tasks reopen them on first use).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from preprocess import shards
+from preprocess.flow_codec import dequantize
+from preprocess.index import DatasetError, load_index
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRecord:
+    """One extracted video: ``id`` (path relative to the input, no extension), source ``path``, ``label``,
+    ``split`` ('train'/'test'/None), stored ``n_frames`` and their ``fps``, frame ``height`` x ``width``."""
+
+    id: str
+    path: str
+    label: str | None
+    split: str | None
+    n_frames: int
+    fps: float
+    height: int
+    width: int
+
+
+class Dataset:
+    """An extracted dataset directory (see docs/FORMAT.md); never writes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        index = load_index(self.path)
+        self._settings = index.settings
+        self._classes = list(index.classes)
+        self._shards = {vid: rec["shards"] for vid, rec in index.videos.items()}
+        self.failures: dict[str, dict[str, str]] = dict(index.failures)
+        fields = [f.name for f in dataclasses.fields(VideoRecord) if f.name != "id"]
+        self._videos = [VideoRecord(id=vid, **{k: rec[k] for k in fields}) for vid, rec in sorted(index.videos.items())]
+        self._by_id = {v.id: v for v in self._videos}
+        self._files: dict[str, h5py.File] = {}
+        self._pid = os.getpid()
+
+    @property
+    def videos(self) -> list[VideoRecord]:
+        """Every extracted video, sorted by id."""
+        return list(self._videos)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names (sorted); a video's class index is ``classes.index(video.label)``."""
+        return list(self._classes)
+
+    @property
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """Settings each stream was extracted with: ``{'frames': {...}, 'flow': {...}, 'diff': {...}}``."""
+        return {k: dict(v) for k, v in self._settings.items()}
+
+    @property
+    def flow_bound(self) -> float:
+        """The flow quantization bound in px (flow clipped to [-bound, bound])."""
+        if "flow" not in self._settings:
+            raise DatasetError(f"{self.path}: dataset has no flow stream")
+        return float(self._settings["flow"]["bound"])
+
+    def has_stream(self, name: str) -> bool:
+        """Whether every video holds stream ``name`` ('frames', 'flow' or 'diff')."""
+        if name not in shards.STREAMS:
+            raise ValueError(f"unknown stream {name!r} (known: {', '.join(shards.STREAMS)})")
+        return bool(self._videos) and all(name in self._shards[v.id] for v in self._videos)
+
+    def video(self, video_id: str) -> VideoRecord:
+        """The record of ``video_id``."""
+        try:
+            return self._by_id[video_id]
+        except KeyError:
+            raise KeyError(f"{self.path}: no video {video_id!r} in this dataset") from None
+
+    def _group(self, video_id: str, stream: str) -> h5py.Group:
+        self.video(video_id)
+        rel = self._shards[video_id].get(stream)
+        if rel is None:
+            raise KeyError(f"{self.path}: video {video_id!r} has no {stream} stream")
+        if os.getpid() != self._pid:  # forked: handles of the parent must not be used here
+            self._files, self._pid = {}, os.getpid()
+        f = self._files.get(rel)
+        if f is None:
+            try:
+                f = self._files[rel] = h5py.File(self.path / rel, "r")
+            except OSError as exc:
+                raise DatasetError(f"{self.path / rel}: cannot open shard: {exc}") from exc
+        return f[f"{shards.VIDEOS}/{video_id}"]
+
+    def read_frames(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Frames ``start:stop:step`` as RGB uint8 [T,H,W,3]."""
+        return shards.read_frames(self._group(video_id, "frames"), start, stop, step)
+
+    def read_flow_codes(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Stored flow codes ``start:stop:step`` as uint8 [T,H,W,2]; flow t goes from frame t to t+1."""
+        return shards.read_items(self._group(video_id, "flow"), "flow", start, stop, step)
+
+    def read_flow(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Flow ``start:stop:step`` in px as float32 [T,H,W,2] (u, v); a video has n_frames-1 flows."""
+        return dequantize(self.read_flow_codes(video_id, start, stop, step), self.flow_bound)
+
+    def read_diff(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Image differences ``start:stop:step`` as float32 [T,H,W]: gray frame t+1 minus frame t, in [-255, 255]."""
+        return shards.read_items(self._group(video_id, "diff"), "diff", start, stop, step).astype(np.float32)
+
+    def close(self) -> None:
+        """Close the HDF5 files this process opened."""
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_files"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pid = os.getpid()
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._videos)
+
+    def __repr__(self) -> str:
+        streams = [s for s in shards.STREAMS if self.has_stream(s)]
+        return f"Dataset({str(self.path)!r}, videos={len(self._videos)}, streams={streams})"

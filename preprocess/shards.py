@@ -1,0 +1,257 @@
+"""HDF5 layout of extracted streams: one group per video, inside a per-video part file or a shard.
+
+A file (part or shard) holds ``/videos/<video_id>/`` groups (ids may contain ``/``, giving nested
+groups) and root attributes ``format``, ``version``, ``streams`` (JSON list), ``settings`` (JSON) and
+``videos`` (JSON list of ids). Per video group:
+
+- ``frames_jpeg`` uint8 [nbytes] (all JPEG images back to back) + ``frames_offsets`` int64 [T+1]
+  when ``image_format`` is ``jpeg``; or ``frames`` uint8 [T,H,W,3] RGB, gzip, one chunk per frame (``raw``);
+- ``flow`` uint8 [T-1,H,W,2] quantized (u, v) codes (``preprocess.flow_codec``), gzip-1, chunk per flow;
+- ``diff`` int16 [T-1,H,W] gray frame t+1 minus frame t, gzip-1, chunk per difference;
+- attributes ``n_frames``, ``fps``, ``height``, ``width``, ``source``, ``label``, ``split``.
+
+See docs/FORMAT.md for the measurements behind these choices.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import h5py
+import numpy as np
+
+FORMAT = "vssl-shard"
+VERSION = 1
+VIDEOS = "videos"
+STREAMS = ("frames", "flow", "diff")
+_FLUSH_BYTES = 1 << 20  # buffered JPEG bytes written per slab
+_SLAB = 16  # flows / differences / raw frames buffered per write
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> JPEG bytes as uint8 [n]."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a frame of shape {rgb.shape}")
+    return data.reshape(-1)
+
+
+def decode_jpeg(data: np.ndarray) -> np.ndarray:
+    """JPEG bytes uint8 [n] -> RGB uint8 [H,W,3]."""
+    bgr = cv2.imdecode(np.asarray(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("stored JPEG frame cannot be decoded")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_file_attrs(f: h5py.File, streams: Iterable[str], settings: dict[str, Any], videos: Iterable[str]) -> None:
+    """Root attributes that make a part or shard self-describing."""
+    f.attrs["format"] = FORMAT
+    f.attrs["version"] = VERSION
+    f.attrs["streams"] = json.dumps(sorted(streams))
+    f.attrs["settings"] = json.dumps(settings, sort_keys=True)
+    f.attrs["videos"] = json.dumps(list(videos))
+
+
+def read_file_attrs(f: h5py.File) -> dict[str, Any]:
+    """Inverse of :func:`write_file_attrs`: ``{"streams", "settings", "videos"}``; raises ValueError if foreign."""
+    if f.attrs.get("format") != FORMAT:
+        raise ValueError(f"{f.filename}: not a {FORMAT} file (format attribute {f.attrs.get('format')!r})")
+    if int(f.attrs["version"]) != VERSION:
+        raise ValueError(f"{f.filename}: {FORMAT} version {f.attrs['version']} (this code reads {VERSION})")
+    return {key: json.loads(f.attrs[key]) for key in ("streams", "settings", "videos")}
+
+
+def video_attrs(group: h5py.Group) -> dict[str, Any]:
+    """Per-video attributes as plain Python values (``label``/``split`` None when empty)."""
+    a = group.attrs
+    return {
+        "n_frames": int(a["n_frames"]),
+        "fps": float(a["fps"]),
+        "height": int(a["height"]),
+        "width": int(a["width"]),
+        "path": str(a["source"]),
+        "label": str(a["label"]) or None,
+        "split": str(a["split"]) or None,
+    }
+
+
+class _Appender:
+    """Appends [h, w, ...] arrays to a resizable, chunk-per-item dataset in slabs of ``_SLAB``."""
+
+    def __init__(self, group: h5py.Group, name: str, item_shape: tuple[int, ...], dtype: type, level: int) -> None:
+        self.dataset = group.create_dataset(
+            name, shape=(0, *item_shape), maxshape=(None, *item_shape), dtype=dtype,
+            chunks=(1, *item_shape), compression="gzip", compression_opts=level,
+        )
+        self.item_shape = item_shape
+        self.buffer: list[np.ndarray] = []
+
+    def add(self, item: np.ndarray) -> None:
+        if item.shape != self.item_shape:
+            raise ValueError(f"{self.dataset.name}: item of shape {item.shape}, expected {self.item_shape}")
+        self.buffer.append(item)
+        if len(self.buffer) >= _SLAB:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        n = self.dataset.shape[0]
+        self.dataset.resize(n + len(self.buffer), axis=0)
+        self.dataset[n:] = np.stack(self.buffer)
+        self.buffer = []
+
+    def __len__(self) -> int:
+        return self.dataset.shape[0] + len(self.buffer)
+
+
+class VideoWriter:
+    """Writes one video's streams into ``/videos/<video_id>`` of an open file, item by item (bounded memory).
+
+    Frames go in as RGB uint8 [H,W,3] (or ready JPEG bytes), flow as uint8 codes [H,W,2], differences
+    as int16 [H,W]; :meth:`finish` checks the counts (T frames, T-1 flows/differences) and sets attributes.
+    """
+
+    def __init__(self, f: h5py.File, video_id: str, *, height: int, width: int, streams: Iterable[str],
+                 image_format: str = "jpeg") -> None:
+        self.group = f.require_group(VIDEOS).create_group(video_id)
+        self.streams = set(streams)
+        unknown = self.streams - set(STREAMS)
+        if unknown:
+            raise ValueError(f"unknown stream(s) {sorted(unknown)} (known: {', '.join(STREAMS)})")
+        self.shape = (height, width)
+        self.image_format = image_format
+        self.n_frames = 0
+        self._jpeg_parts: list[np.ndarray] = []
+        self._jpeg_pending = 0
+        self._offsets = [0]
+        if "frames" in self.streams:
+            if image_format == "jpeg":
+                self._jpeg = self.group.create_dataset("frames_jpeg", shape=(0,), maxshape=(None,), dtype=np.uint8,
+                                                       chunks=(1 << 16,))
+            elif image_format == "raw":
+                self._raw = _Appender(self.group, "frames", (height, width, 3), np.uint8, 1)
+            else:
+                raise ValueError(f"unknown image_format {image_format!r} (known: jpeg, raw)")
+        self._flow = _Appender(self.group, "flow", (height, width, 2), np.uint8, 1) if "flow" in self.streams else None
+        self._diff = _Appender(self.group, "diff", (height, width), np.int16, 1) if "diff" in self.streams else None
+
+    def add_frame(self, rgb: np.ndarray, jpeg: np.ndarray | None = None) -> None:
+        """Store frame ``rgb`` uint8 [H,W,3]; ``jpeg`` (its encoded bytes) is stored as is when given."""
+        if rgb.shape != (*self.shape, 3):
+            raise ValueError(f"frame of shape {rgb.shape}, expected {(*self.shape, 3)}")
+        self.n_frames += 1
+        if "frames" not in self.streams:
+            return
+        if self.image_format == "raw":
+            self._raw.add(rgb)
+            return
+        if jpeg is None:
+            raise ValueError("image_format jpeg: pass the frame's JPEG bytes")
+        self._jpeg_parts.append(jpeg)
+        self._jpeg_pending += jpeg.size
+        self._offsets.append(self._offsets[-1] + jpeg.size)
+        if self._jpeg_pending >= _FLUSH_BYTES:
+            self._flush_jpeg()
+
+    def add_flow(self, codes: np.ndarray) -> None:
+        """Store the quantized flow uint8 [H,W,2] from the previous frame to the latest one."""
+        self._flow.add(codes)
+
+    def add_diff(self, diff: np.ndarray) -> None:
+        """Store the difference int16 [H,W] latest gray frame minus the previous one."""
+        self._diff.add(diff.astype(np.int16, copy=False))
+
+    def _flush_jpeg(self) -> None:
+        if not self._jpeg_parts:
+            return
+        n = self._jpeg.shape[0]
+        self._jpeg.resize(n + self._jpeg_pending, axis=0)
+        self._jpeg[n:] = np.concatenate(self._jpeg_parts)
+        self._jpeg_parts, self._jpeg_pending = [], 0
+
+    def finish(self, *, fps: float, source: str, label: str | None, split: str | None) -> int:
+        """Flush buffers, check stream lengths, write attributes; returns the number of frames."""
+        if "frames" in self.streams:
+            if self.image_format == "jpeg":
+                self._flush_jpeg()
+                self.group.create_dataset("frames_offsets", data=np.asarray(self._offsets, dtype=np.int64))
+            else:
+                self._raw.flush()
+        for appender in (self._flow, self._diff):
+            if appender is not None:
+                appender.flush()
+                if len(appender) != max(self.n_frames - 1, 0):
+                    raise ValueError(f"{appender.dataset.name}: {len(appender)} items for {self.n_frames} frames")
+        a = self.group.attrs
+        a["n_frames"], a["fps"], a["height"], a["width"] = self.n_frames, float(fps), *self.shape
+        a["source"], a["label"], a["split"] = source, label or "", split or ""
+        return self.n_frames
+
+
+def _range(n: int, start: int, stop: int | None, step: int, what: str) -> range:
+    stop = n if stop is None else stop
+    if not (0 <= start <= stop <= n) or step < 1:
+        raise IndexError(f"{what}: range [{start}:{stop}:{step}] outside 0..{n}")
+    return range(start, stop, step)
+
+
+def read_frames(group: h5py.Group, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+    """Frames ``start:stop:step`` of a video group as RGB uint8 [T,H,W,3]."""
+    h, w = int(group.attrs["height"]), int(group.attrs["width"])
+    if "frames" in group:
+        idx = _range(group["frames"].shape[0], start, stop, step, group.name)
+        return group["frames"][idx.start:idx.stop:step] if len(idx) else np.zeros((0, h, w, 3), np.uint8)
+    if "frames_offsets" not in group:
+        raise KeyError(f"{group.file.filename}: video {group.name} has no frames stream")
+    offsets = group["frames_offsets"][()]
+    idx = _range(len(offsets) - 1, start, stop, step, group.name)
+    out = np.empty((len(idx), h, w, 3), np.uint8)
+    if len(idx):
+        base = int(offsets[idx.start])
+        blob = group["frames_jpeg"][base:int(offsets[idx[-1] + 1])]
+        for i, t in enumerate(idx):
+            out[i] = decode_jpeg(blob[offsets[t] - base:offsets[t + 1] - base])
+    return out
+
+
+def iter_frames(group: h5py.Group) -> Iterable[np.ndarray]:
+    """Stored frames of a video group one at a time, RGB uint8 [H,W,3] (bounded memory)."""
+    n = int(group.attrs["n_frames"])
+    for start in range(0, n, _SLAB):
+        yield from read_frames(group, start, min(start + _SLAB, n))
+
+
+def read_items(group: h5py.Group, name: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+    """Items ``start:stop:step`` of per-pair dataset ``name`` ('flow' uint8 [T,H,W,2] or 'diff' int16 [T,H,W])."""
+    if name not in group:
+        raise KeyError(f"{group.file.filename}: video {group.name} has no {name} stream")
+    ds = group[name]
+    idx = _range(ds.shape[0], start, stop, step, f"{group.name}/{name}")
+    return ds[idx.start:idx.stop:step] if len(idx) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+
+
+def copy_videos(sources: Iterable[Path], target: Path, settings: dict[str, Any]) -> list[str]:
+    """Copy every video group of the part files ``sources`` into a new file ``target`` (chunks copied as
+    stored, not recompressed); returns the video ids in order. All parts must hold the same streams."""
+    ids: list[str] = []
+    streams: set[str] | None = None
+    with h5py.File(target, "w") as out:
+        videos = out.create_group(VIDEOS)
+        for source in sources:
+            with h5py.File(source, "r") as part:
+                meta = read_file_attrs(part)
+                if streams is None:
+                    streams = set(meta["streams"])
+                elif streams != set(meta["streams"]):
+                    raise ValueError(f"{source}: streams {meta['streams']} differ from {sorted(streams)}")
+                for video_id in meta["videos"]:
+                    parent, _, name = video_id.rpartition("/")
+                    dest = videos.require_group(parent) if parent else videos
+                    part.copy(part[f"{VIDEOS}/{video_id}"], dest, name=name)
+                    ids.append(video_id)
+        write_file_attrs(out, streams or (), settings, ids)
+    return ids

@@ -1,0 +1,129 @@
+"""One video -> one part file: decode (or reuse stored frames), JPEG frames, quantized flow, differences.
+
+Runs inside a sandbox process (``preprocess.sandbox``) so a hung decode or OpenCV call can be killed.
+Flow and differences are always computed from the frames as stored (JPEG decoded back), so they are the
+same whether the frames were extracted in this run or an earlier one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import h5py
+import numpy as np
+
+from preprocess import shards
+from preprocess.flow_codec import quantize
+from preprocess.settings import ExtractSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoJob:
+    """What to compute for one video (small and picklable: travels through the Dask scheduler)."""
+
+    video_id: str
+    source: str  # the input video file
+    label: str | None
+    split: str | None
+    streams: tuple[str, ...]  # streams to compute, subset of shards.STREAMS
+    settings: ExtractSettings
+    frames_shard: str | None = None  # a finished shard holding this video's frames, reused instead of decoding
+
+
+def _plain(value: Any) -> Any:
+    """JSON-normalised copy (tuples become lists) so recorded and requested settings compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
+    """The settings that shape each stream, as recorded in shards and the index (library version included)."""
+    frames = {
+        "size": settings.size if settings.size is not None else None,
+        "short_side": settings.short_side if settings.size is None else None,
+        "fps": settings.fps,
+        "every": settings.every,
+        "image_format": settings.image_format,
+        "jpeg_quality": settings.jpeg_quality if settings.image_format == "jpeg" else None,
+        "opencv": cv2.__version__,
+    }
+    flow = settings.flow
+    params = {"tvl1": flow.tvl1, "dis": {"preset": flow.dis_preset}, "farneback": flow.farneback}[flow.algo]
+    return _plain({
+        "frames": frames,
+        "flow": {"frames": frames, "algo": flow.algo, "bound": flow.bound, "params": params},
+        "diff": {"frames": frames},
+    })
+
+
+def _decoded_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
+    """Frames of the source video resized/resampled per the settings, and their frame rate."""
+    from preprocess import decode
+
+    s = job.settings
+    info = decode.probe(job.source)
+    frames = decode.iter_frames(job.source, size=s.size, short_side=s.short_side if s.size is None else None,
+                                fps=s.fps, every=s.every)
+    return frames, (s.fps or info.fps) / s.every
+
+
+def _stored_frames(job: VideoJob) -> Iterator[np.ndarray]:
+    with h5py.File(job.frames_shard, "r") as f:
+        yield from shards.iter_frames(f[f"{shards.VIDEOS}/{job.video_id}"])
+
+
+def _stored_fps(job: VideoJob) -> float:
+    with h5py.File(job.frames_shard, "r") as f:
+        return float(f[f"{shards.VIDEOS}/{job.video_id}"].attrs["fps"])
+
+
+def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
+    """Write the streams ``job.streams`` of one video into a new part file ``out_path``.
+
+    Returns small metadata ``{"n_frames", "fps", "height", "width", "bytes"}``; raises ValueError for a
+    video without frames (or with a single frame when flow/differences are asked for) and
+    ``decode.DecodeError`` for an unreadable file.
+    """
+    from preprocess import difference, flow
+
+    flow.pin_opencv_threads(1)
+    s = job.settings
+    if job.frames_shard is not None:
+        frames, fps = _stored_frames(job), _stored_fps(job)
+    else:
+        frames, fps = _decoded_frames(job)
+    pairwise = {"flow", "diff"} & set(job.streams)
+    flow_fn = flow.make_flow(s.flow) if "flow" in job.streams else None
+    writer: shards.VideoWriter | None = None
+    previous: np.ndarray | None = None
+    with h5py.File(out_path, "w") as f:
+        for rgb in frames:
+            if writer is None:
+                writer = shards.VideoWriter(f, job.video_id, height=rgb.shape[0], width=rgb.shape[1],
+                                            streams=job.streams, image_format=s.image_format)
+            jpeg = None
+            if job.frames_shard is None and s.image_format == "jpeg":
+                jpeg = shards.encode_jpeg(rgb, s.jpeg_quality)
+                if pairwise:
+                    rgb = shards.decode_jpeg(jpeg)  # derive flow/differences from the frame as stored
+            writer.add_frame(rgb, jpeg)
+            if not pairwise:
+                continue
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            if previous is not None:
+                if flow_fn is not None:
+                    writer.add_flow(quantize(flow_fn(previous, gray), s.flow.bound))
+                if "diff" in job.streams:
+                    writer.add_diff(difference.image_difference(previous, gray))
+            previous = gray
+        if writer is None:
+            raise ValueError(f"{job.source}: no frames decoded")
+        if pairwise and writer.n_frames < 2:
+            raise ValueError(f"{job.source}: only {writer.n_frames} frame, flow/differences need 2")
+        n = writer.finish(fps=fps, source=job.source, label=job.label, split=job.split)
+        recorded = stream_settings(s)
+        shards.write_file_attrs(f, job.streams, {k: recorded[k] for k in job.streams}, [job.video_id])
+    return {"n_frames": n, "fps": fps, "height": writer.shape[0], "width": writer.shape[1],
+            "bytes": Path(out_path).stat().st_size}
