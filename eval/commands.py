@@ -1,6 +1,103 @@
-"""Command-line commands of the eval stage (assembled by cli.py)."""
+"""Command-line commands of the eval stage (assembled by cli.py): ``eval`` and ``report``."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
-COMMANDS: list[click.Command] = []
+from eval.settings import ALL_TASKS
+from preprocess.config import ConfigError, build, load_pipeline, parse_overrides
+
+
+def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...], **options):
+    """Eval settings from a pipeline (or the defaults), ``--set eval.KEY=VALUE`` and the direct options."""
+    from eval.settings import EvalSettings
+
+    nested = parse_overrides(list(overrides))
+    eval_overrides = nested.setdefault("eval", {})
+    for key, value in options.items():
+        if value is not None:
+            node = eval_overrides
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+    if pipeline_name is not None:
+        return load_pipeline(pipeline_name, pipelines_file, overrides=nested).eval
+    other = sorted(set(nested) - {"eval"})
+    if other:
+        raise ConfigError(f"--set {other[0]}.*: without --pipeline only eval.* settings apply")
+    return build(EvalSettings, eval_overrides, "eval")
+
+
+@click.command("eval")
+@click.option("--task", "tasks", multiple=True, type=click.Choice([*ALL_TASKS, "all"]),
+              help="Protocol to run (repeatable; default: the pipeline's eval.tasks).")
+@click.option("--weights", required=True, metavar="RUN_DIR|FILE|random",
+              help="Training run folder (its backbone.pt), a backbone file, or 'random' for random init only.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Labelled extracted dataset folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder: results.json, summary.md, figures.")
+@click.option("--backbone", default=None, help="Backbone name (required with --weights random).")
+@click.option("--pipeline", "pipeline_name", default=None, help="Take eval settings from this pipeline.")
+@click.option("--pipelines-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a setting, e.g. --set eval.finetune.epochs=10 (repeatable).")
+@click.option("--stage", type=click.Choice(["pool3", "pool4", "pool5"]), default=None, help="Feature tap.")
+@click.option("--split", type=click.Choice(["files", "stratified"]), default=None,
+              help="Train/test from the dataset's split files, or a stratified split.")
+@click.option("--clips", "clips_per_video", type=int, default=None, help="Clips per video.")
+@click.option("--label-fraction", "label_fractions", type=float, multiple=True,
+              help="Fine-tuning label fraction in (0, 1] (repeatable, e.g. 0.01 0.1 1).")
+@click.option("--seed", type=int, default=None)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Feature cache (default: REPORT_DIR/feature_cache); share it between reports to reuse features.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
+                 pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
+                 stage: str | None, split: str | None, clips_per_video: int | None,
+                 label_fractions: tuple[float, ...], seed: int | None, cache_dir: Path | None, device: str | None,
+                 no_figures: bool, no_progress: bool) -> None:
+    """Evaluate a pretrained backbone against its random initialisation (linear probe, fine-tuning,
+    few-shot, retrieval) and write a report."""
+    from eval.evaluate import evaluate
+    from eval.report import markdown_table
+
+    try:
+        settings = _settings(pipeline_name, pipelines_file, overrides, stage=stage, split=split, seed=seed,
+                             **{"clips.clips_per_video": clips_per_video,
+                                "finetune.label_fractions": list(label_fractions) or None})
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        results = evaluate(weights, data_dir, out_dir, list(tasks) or None, backbone=backbone, settings=settings,
+                           cache_dir=cache_dir, device=device, make_figures=not no_figures,
+                           progress=not no_progress)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    models = results["models"]
+    click.echo(markdown_table(models, ("pretrained", "random") if "pretrained" in models else None))
+    click.echo(f"report written to {out_dir}")
+
+
+@click.command("report")
+@click.argument("report_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table to this Markdown file.")
+def report_command(report_dirs: tuple[Path, ...], out_file: Path | None) -> None:
+    """Put several evaluation reports side by side in one table."""
+    from eval.report import compare_runs
+
+    try:
+        table = compare_runs(list(report_dirs))
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(table)
+    if out_file is not None:
+        out_file.write_text(table)
+
+
+COMMANDS: list[click.Command] = [eval_command, report_command]

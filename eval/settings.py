@@ -34,7 +34,7 @@ class LinearProbeSettings:
 
     epochs: int = 100
     batch_size: int = 64
-    lr: float = 1e-3  # Adam
+    lr: float = 1e-2  # Adam
     weight_decay: float = 1e-4
     dropout: float = 0.5
     logreg_c: float = 1.0  # inverse L2 strength of the logistic regression (standardised features)

@@ -1,0 +1,298 @@
+"""Evaluation of one training run (or a random initialisation) on a labelled extracted dataset.
+
+``evaluate`` picks the train/test videos, builds the pretrained backbone and its randomly initialised
+twin, runs the requested protocols on both, and writes the report (results JSON, Markdown, figures).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eval import figures
+from eval.clips import STREAM_CHANNELS
+from eval.features import cached_features, file_sha256
+from eval.fewshot import few_shot_accuracy
+from eval.finetune import finetune, video_probabilities
+from eval.metrics import confusion_matrix, topk_accuracy
+from eval.probe import logistic_regression_probabilities, probe_probabilities, train_linear_probe
+from eval.report import differences, write_report
+from eval.retrieval import nearest_neighbours, retrieval_recall
+from eval.settings import ALL_TASKS, EvalSettings
+from eval.splits import label_fraction, stratified_split
+from preprocess.dataset import Dataset
+from train.backbones import build_backbone, load_backbone
+
+log = logging.getLogger(__name__)
+BACKBONE_FILE = "backbone.pt"
+RETRIEVAL_GRID_QUERIES = 6
+RETRIEVAL_GRID_NEIGHBOURS = 3
+
+
+@dataclass
+class LabelledSplit:
+    """Train and test videos of a dataset with int class labels."""
+
+    classes: list[str]
+    train_ids: list[str]
+    train_labels: np.ndarray  # int64 [N_train]
+    test_ids: list[str]
+    test_labels: np.ndarray  # int64 [N_test]
+
+
+@dataclass
+class Model:
+    """A backbone to evaluate and what identifies its weights (for the feature cache)."""
+
+    backbone: torch.nn.Module
+    weights_id: str
+
+
+def labelled_split(dataset: Dataset, settings: EvalSettings) -> LabelledSplit:
+    """Labelled videos split by the dataset's split files (``split: files``) or stratified per class."""
+    videos = [v for v in dataset.videos if v.label is not None]
+    classes = sorted({v.label for v in videos})
+    if len(classes) < 2:
+        raise ValueError(f"{dataset.path}: evaluation needs labelled videos of at least 2 classes, found {classes}")
+    labels = np.array([classes.index(v.label) for v in videos], dtype=np.int64)
+    ids = [v.id for v in videos]
+    if settings.split == "stratified":
+        train, test = stratified_split(labels, settings.test_fraction, settings.seed)
+    else:
+        train = np.flatnonzero([v.split == "train" for v in videos])
+        test = np.flatnonzero([v.split == "test" for v in videos])
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(f"{dataset.path}: split files give {len(train)} train and {len(test)} test videos; "
+                             "extract with split files or evaluate with split: stratified")
+    return LabelledSplit(classes, [ids[i] for i in train], labels[train], [ids[i] for i in test], labels[test])
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A training run directory (its ``backbone.pt``) or a backbone file."""
+    path = Path(weights)
+    file = path / BACKBONE_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no backbone weights (expected a training run directory or {BACKBONE_FILE})")
+    return file
+
+
+def build_models(weights: str | Path, backbone: str | None, in_channels: int, seed: int,
+                 device: str | torch.device, backbone_args: dict[str, Any] | None = None) -> dict[str, Model]:
+    """``{"pretrained": ..., "random": ...}`` (only ``random`` when ``weights == "random"``, built as
+    ``build_backbone(backbone, in_channels, **backbone_args)``).
+
+    The random twin has the pretrained backbone's architecture, initialised with ``seed``.
+    """
+    models: dict[str, Model] = {}
+    if str(weights) == "random":
+        if backbone is None:
+            raise ValueError("--weights random needs --backbone NAME")
+        name, kwargs = backbone, dict(backbone_args or {})
+    else:
+        file = resolve_weights(weights)
+        pretrained = load_backbone(file, map_location=device)
+        name, kwargs = pretrained.build_args["name"], pretrained.build_args["kwargs"]
+        if backbone is not None and backbone != name:
+            raise ValueError(f"{file}: holds a {name!r} backbone, not {backbone!r}")
+        if pretrained.in_channels != in_channels:
+            raise ValueError(f"{file}: backbone takes {pretrained.in_channels} input channels, the evaluated "
+                             f"stream has {in_channels}; set eval.stream to the stream it was trained on")
+        models["pretrained"] = Model(pretrained, f"sha256:{file_sha256(file)}")
+    torch.manual_seed(seed)
+    random_backbone = build_backbone(name, in_channels, **kwargs).to(device).eval()
+    models["random"] = Model(random_backbone, f"random:{name}:{in_channels}:{sorted(kwargs.items())}:seed{seed}:"
+                                              f"torch{torch.__version__}")
+    return models
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+def frozen_feature_protocols(train_x: np.ndarray, test_x: np.ndarray, split: LabelledSplit, tasks: list[str],
+                             settings: EvalSettings, device: str | torch.device) -> tuple[dict, dict]:
+    """Linear probe + logistic regression, few-shot and retrieval on video features.
+
+    Returns (flat metrics, details) of one model.
+    """
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    n_classes = len(split.classes)
+    if "linear" in tasks:
+        probe, losses = train_linear_probe(train_x, split.train_labels, n_classes, settings.linear, settings.seed,
+                                           device)
+        probe_scores = probe_probabilities(probe, test_x)
+        logreg_scores = logistic_regression_probabilities(train_x, split.train_labels, test_x, n_classes,
+                                                          settings.linear.logreg_c, settings.linear.logreg_max_iter)
+        for name, scores in (("linear", probe_scores), ("logreg", logreg_scores)):
+            metrics[f"{name}.top1"] = topk_accuracy(scores, split.test_labels, 1)
+            metrics[f"{name}.top5"] = topk_accuracy(scores, split.test_labels, 5)
+        details["linear"] = {
+            "train_loss": losses,
+            "confusion": confusion_matrix(split.test_labels, probe_scores.argmax(1), n_classes),
+        }
+    if "fewshot" in tasks:
+        smallest = int(np.bincount(split.train_labels, minlength=n_classes).min())
+        shots = [k for k in settings.fewshot.shots if k <= smallest]
+        if len(shots) < len(settings.fewshot.shots):
+            details["fewshot_note"] = (f"k > {smallest} left out: the smallest class has {smallest} training videos")
+        results = few_shot_accuracy(train_x, split.train_labels, test_x, split.test_labels, n_classes, shots,
+                                    settings.fewshot.draws, settings.seed, settings.linear.logreg_c)
+        for k, result in results.items():
+            metrics[f"fewshot.{k}shot"] = result["mean"]
+            metrics[f"fewshot.{k}shot.std"] = result["std"]
+        details["fewshot"] = {k: {"mean": r["mean"], "std": r["std"], "accuracies": r["accuracies"]}
+                              for k, r in results.items()}
+    if "retrieval" in tasks:
+        recall = retrieval_recall(test_x, split.test_labels, train_x, split.train_labels, settings.retrieval.ks)
+        metrics.update({f"retrieval.R@{k}": value for k, value in recall.items()})
+        neighbours = nearest_neighbours(test_x, train_x, RETRIEVAL_GRID_NEIGHBOURS)
+        details["retrieval"] = {"neighbours": neighbours, "gallery_size": len(train_x)}
+    return metrics, details
+
+
+def finetune_protocol(model: Model, dataset: Dataset, split: LabelledSplit, settings: EvalSettings,
+                      device: str | torch.device, progress: bool) -> tuple[dict, dict]:
+    """Fine-tuning at every label fraction; returns (flat metrics, details with histories)."""
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    for fraction in settings.finetune.label_fractions:
+        kept = label_fraction(split.train_labels, fraction, settings.seed)
+        result = finetune(model.backbone, dataset, settings.stream, [split.train_ids[i] for i in kept],
+                          split.train_labels[kept], split.test_ids, split.test_labels, len(split.classes),
+                          settings.finetune, settings.clips, settings.seed, device, progress)
+        metrics.update({f"finetune.{_percent(fraction)}.{name}": v for name, v in result.metrics.items()})
+        details[_percent(fraction)] = {
+            "n_train": len(kept),
+            "history": result.history,
+            "confusion": confusion_matrix(split.test_labels, video_probabilities(result.clip_probabilities).argmax(1),
+                                          len(split.classes)),
+        }
+    return metrics, details
+
+
+def middle_frame(dataset: Dataset, video_id: str) -> np.ndarray:
+    """The middle stored frame of a video: uint8 [H, W, 3]."""
+    n = dataset.video(video_id).n_frames
+    return dataset.read_frames(video_id, n // 2, n // 2 + 1)[0]
+
+
+def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit, features: dict[str, np.ndarray],
+                  details: dict[str, dict], seed: int) -> list[str]:
+    """t-SNE per model, confusion matrix, retrieval grid and fine-tuning curves; returns the file names."""
+    written: list[str] = []
+    headline = "pretrained" if "pretrained" in details else "random"
+    for name, feats in features.items():
+        labels = np.concatenate([split.train_labels, split.test_labels])
+        file = f"tsne_{name}.png"
+        figures.plot_tsne(feats, labels, split.classes, out_dir / file, f"t-SNE of {name} video features", seed)
+        written.append(file)
+    head = details[headline]
+    confusion = head.get("linear", {}).get("confusion")
+    source = "linear probe"
+    if confusion is None and head.get("finetune"):
+        fraction, run = next(reversed(head["finetune"].items()))
+        confusion, source = run["confusion"], f"fine-tuning ({fraction} labels)"
+    if confusion is not None:
+        file = f"confusion_{headline}.png"
+        figures.plot_confusion(confusion, split.classes, out_dir / file, f"Confusion matrix: {headline}, {source}")
+        written.append(file)
+    if "retrieval" in head and dataset.has_stream("frames"):
+        neighbours = head["retrieval"]["neighbours"]
+        order = np.argsort(split.test_labels, kind="stable")
+        picks = order[np.linspace(0, len(order) - 1, min(RETRIEVAL_GRID_QUERIES, len(order))).round().astype(int)]
+        figures.plot_retrieval_grid(
+            [middle_frame(dataset, split.test_ids[q]) for q in picks],
+            [[middle_frame(dataset, split.train_ids[g]) for g in neighbours[q]] for q in picks],
+            split.train_labels[neighbours[picks]] == split.test_labels[picks, None],
+            [split.classes[split.test_labels[q]] for q in picks],
+            [[split.classes[split.train_labels[g]] for g in neighbours[q]] for q in picks],
+            out_dir / f"retrieval_{headline}.png",
+        )
+        written.append(f"retrieval_{headline}.png")
+    histories = {f"{model} {fraction}": run["history"] for model, d in details.items()
+                 for fraction, run in d.get("finetune", {}).items()}
+    if histories:
+        figures.plot_training_curves(histories, out_dir / "finetune_curves.png")
+        written.append("finetune_curves.png")
+    return written
+
+
+def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
+             tasks: list[str] | tuple[str, ...] | None = None, *, backbone: str | None = None,
+             backbone_args: dict[str, Any] | None = None, settings: EvalSettings | None = None, cache_dir: str | Path | None = None,
+             device: str | torch.device | None = None, make_figures: bool = True,
+             progress: bool = False) -> dict[str, Any]:
+    """Evaluate ``weights`` (a training run directory, a backbone file, or ``"random"``) on ``data_dir``.
+
+    ``tasks`` from linear, finetune, fewshot, retrieval, or ``["all"]`` (default: ``settings.tasks``).
+    ``backbone``/``backbone_args`` name the architecture when ``weights == "random"``; otherwise a randomly initialised twin is evaluated alongside as the baseline.
+    Features are cached in ``cache_dir`` (default ``out_dir/feature_cache``). Writes ``results.json``,
+    ``summary.md`` and PNG figures into ``out_dir`` and returns the results dict, whose ``models`` maps
+    each model to its flat metrics and ``difference`` holds pretrained minus random.
+    """
+    settings = settings or EvalSettings()
+    tasks = list(settings.tasks if tasks is None else tasks)
+    tasks = list(ALL_TASKS) if "all" in tasks else tasks
+    unknown = sorted(set(tasks) - set(ALL_TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"unknown evaluation task(s) {unknown or tasks} (known: {', '.join(ALL_TASKS)}, all)")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
+    dataset = Dataset(data_dir)
+    if not dataset.has_stream(settings.stream):
+        raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream for evaluation")
+    split = labelled_split(dataset, settings)
+    models = build_models(weights, backbone, STREAM_CHANNELS[settings.stream], settings.seed, device, backbone_args)
+    metrics: dict[str, dict[str, float]] = {}
+    details: dict[str, dict[str, Any]] = {}
+    features: dict[str, np.ndarray] = {}
+    frozen = [t for t in tasks if t != "finetune"]
+    for name, model in models.items():
+        metrics[name], details[name] = {}, {}
+        if frozen:
+            all_x, ids = cached_features(model.backbone, model.weights_id, dataset, data_dir, settings.stage,
+                                         settings.stream, settings.clips, cache_dir, device, progress)
+            row = {vid: i for i, vid in enumerate(ids)}
+            train_x = all_x[[row[v] for v in split.train_ids]]
+            test_x = all_x[[row[v] for v in split.test_ids]]
+            features[name] = np.concatenate([train_x, test_x])
+            metrics[name], details[name] = frozen_feature_protocols(train_x, test_x, split, frozen, settings, device)
+        if "finetune" in tasks:
+            tuned_metrics, details[name]["finetune"] = finetune_protocol(model, dataset, split, settings, device,
+                                                                         progress)
+            metrics[name].update(tuned_metrics)
+        log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
+    results: dict[str, Any] = {
+        "weights": str(weights),
+        "weights_id": models["pretrained"].weights_id if "pretrained" in models else models["random"].weights_id,
+        "backbone": models[next(iter(models))].backbone.build_args["name"],
+        "data": str(data_dir),
+        "stage": settings.stage,
+        "stream": settings.stream,
+        "split": settings.split,
+        "tasks": tasks,
+        "classes": split.classes,
+        "n_classes": len(split.classes),
+        "n_train": len(split.train_ids),
+        "n_test": len(split.test_ids),
+        "train_ids": split.train_ids,
+        "test_ids": split.test_ids,
+        "settings": dataclasses.asdict(settings),
+        "models": metrics,
+        "details": details,
+    }
+    if "pretrained" in metrics:
+        results["difference"] = differences(metrics["pretrained"], metrics["random"])
+    if make_figures:
+        results["figures"] = write_figures(out_dir, dataset, split, features, details, settings.seed)
+    write_report(results, out_dir)
+    dataset.close()
+    return results

@@ -1,0 +1,72 @@
+"""Reading evaluation clips of one video from an extracted dataset (``preprocess.dataset.Dataset``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from eval.clips import center_crop, clip_indices, clip_starts
+
+
+def stream_length(video_id: str, n_frames: int, stream: str) -> int:
+    """Number of items of ``stream`` for a video of ``n_frames`` frames (flow and diff have one fewer)."""
+    length = n_frames if stream == "frames" else n_frames - 1
+    if length < 1:
+        raise ValueError(f"video {video_id!r} has {n_frames} frame(s), too few for stream {stream!r}")
+    return length
+
+
+def read_stream(dataset, stream: str, video_id: str, start: int, stop: int) -> np.ndarray:
+    """Items ``start .. stop-1`` of a stream: frames uint8 [T,H,W,3], flow float32 [T,H,W,2], diff float32 [T,H,W]."""
+    readers = {"frames": dataset.read_frames, "flow": dataset.read_flow, "diff": dataset.read_diff}
+    if stream not in readers:
+        raise ValueError(f"unknown stream {stream!r} (known: {', '.join(readers)})")
+    return readers[stream](video_id, start, stop)
+
+
+def read_clip(dataset, stream: str, video_id: str, indices: np.ndarray, crop_size: int) -> np.ndarray:
+    """The centre-cropped clip at frame ``indices`` int [T] (may wrap around): [T, S, S, ...], stream dtype."""
+    lo, hi = int(indices.min()), int(indices.max()) + 1
+    span = read_stream(dataset, stream, video_id, lo, hi)
+    if len(span) != hi - lo:
+        raise ValueError(f"{video_id}: asked for {stream} {lo}..{hi - 1}, the dataset returned {len(span)} items")
+    return np.ascontiguousarray(center_crop(span[indices - lo], crop_size, where=f"{video_id} ({stream})"))
+
+
+def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: int, crop_size: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """A training clip: random start, random ``crop_size`` window, mirrored with probability 1/2 (flow u
+    negated when mirrored). Returns [clip_len, S, S, ...] with the stream's dtype."""
+    length = stream_length(video_id, n_frames, stream)
+    start = int(rng.integers(0, max(length - clip_len, 0) + 1))
+    indices = clip_indices(start, clip_len, length)
+    lo, hi = int(indices.min()), int(indices.max()) + 1
+    frames = read_stream(dataset, stream, video_id, lo, hi)[indices - lo]
+    height, width = frames.shape[1:3]
+    if height < crop_size or width < crop_size:
+        raise ValueError(f"{video_id} ({stream}): frames are {height}x{width}, smaller than the "
+                         f"{crop_size}x{crop_size} crop")
+    y = int(rng.integers(0, height - crop_size + 1))
+    x = int(rng.integers(0, width - crop_size + 1))
+    clip = frames[:, y : y + crop_size, x : x + crop_size]
+    if rng.random() < 0.5:
+        clip = clip[:, :, ::-1].copy()
+        if stream == "flow":
+            clip[..., 0] *= -1
+    return np.ascontiguousarray(clip)
+
+
+def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: int, clip_len: int,
+                  crop_size: int) -> np.ndarray:
+    """``n_clips`` centre-cropped clips spread uniformly over a video: [n_clips, clip_len, S, S, ...].
+
+    When the clips cover the video densely, its frames are read once and shared by overlapping clips.
+    """
+    length = stream_length(video_id, n_frames, stream)
+    indices = np.stack([clip_indices(s, clip_len, length) for s in clip_starts(length, clip_len, n_clips)])
+    lo, hi = int(indices.min()), int(indices.max()) + 1
+    if hi - lo > indices.size:  # sparse clips over a long video: read each one alone
+        return np.stack([read_clip(dataset, stream, video_id, row, crop_size) for row in indices])
+    span = read_stream(dataset, stream, video_id, lo, hi)
+    if len(span) != hi - lo:
+        raise ValueError(f"{video_id}: asked for {stream} {lo}..{hi - 1}, the dataset returned {len(span)} items")
+    cropped = center_crop(span, crop_size, where=f"{video_id} ({stream})")
+    return np.ascontiguousarray(cropped[indices - lo])

@@ -1,0 +1,226 @@
+"""Evaluation end to end on real ARID clips: features, cache, fine-tuning, the report and the CLI.
+
+The dataset is written with the CPU stage's shard writer and index (``preprocess.shards``,
+``preprocess.index``) from the first frames of 3 clips per class (2 train, 1 test), 112x150;
+backbones are a narrow C3D so the suite stays within its time budget.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from eval.clips import clip_starts
+from eval.evaluate import evaluate
+from eval.features import cached_features, extract_features
+from eval.finetune import finetune
+from eval.retrieval import retrieval_recall
+from eval.settings import ClipSettings, EvalSettings, FinetuneSettings
+from preprocess import shards
+from preprocess.dataset import Dataset
+from preprocess.index import Index, add_shard, save_index
+from train.augment import normalize
+from train.backbones import build_backbone, save_backbone
+
+CLASSES = ["Jump", "Run", "Sit", "Stand", "Turn", "Walk"]
+N_FRAMES, HEIGHT, WIDTH = 20, 112, 150
+TINY = {"channels": (8, 16, 16, 32, 32)}
+CLIPS = ClipSettings(clips_per_video=2, clip_len=16, crop_size=112, batch_size=4)
+
+
+def _frames(path: Path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while len(out) < N_FRAMES:
+        ok, bgr = cap.read()
+        assert ok, f"{path}: fewer than {N_FRAMES} frames"
+        out.append(cv2.cvtColor(cv2.resize(bgr, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    cap.release()
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("arid_eval")
+    (root / "shards").mkdir()
+    part = root / "part.h5"
+    ids = []
+    with h5py.File(part, "w") as f:
+        for label in CLASSES:
+            for i, source in enumerate(sorted((shared_data / "arid/train" / label).glob("*.mp4"))[:3]):
+                video_id = f"{label}/{source.stem}"
+                frames = _frames(source)
+                writer = shards.VideoWriter(f, video_id, height=HEIGHT, width=WIDTH, streams=("frames", "diff"),
+                                            image_format="raw")
+                gray = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in frames]
+                for t, rgb in enumerate(frames):
+                    writer.add_frame(rgb)
+                    if t:
+                        writer.add_diff(gray[t].astype(np.int16) - gray[t - 1])
+                writer.finish(fps=30.0, source=str(source), label=label, split="test" if i == 2 else "train")
+                ids.append(video_id)
+        settings = {"frames": {"image_format": "raw", "size": [HEIGHT, WIDTH]}, "diff": {}}
+        shards.write_file_attrs(f, ("frames", "diff"), settings, ids)
+    shards.copy_videos([part], root / "shards/00000.h5", settings)
+    part.unlink()
+    index = Index(classes=CLASSES)
+    add_shard(index, root, "shards/00000.h5")
+    save_index(root, index)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 'training run' holding a backbone whose weights differ from the random twin's (seed 0)."""
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(123)
+    save_backbone(build_backbone("c3d", 3, **TINY), root / "backbone.pt")
+    return root
+
+
+def test_video_features_are_the_mean_of_centre_clip_features(dataset_dir: Path) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("c3d", 3, **TINY).eval()
+    ds = Dataset(dataset_dir)
+    video = ds.videos[4]
+    features = extract_features(backbone, ds, [video.id], "pool4", "frames", CLIPS)
+    assert features.shape == (1, 32) and features.dtype == np.float32
+    # by hand: clips start at 0 and n-16, centre 112x112 window of the 112x150 frames
+    assert clip_starts(video.n_frames, 16, 2).tolist() == [0, N_FRAMES - 16]
+    all_frames = ds.read_frames(video.id)
+    clips = np.stack([all_frames[s : s + 16, :, 19:131] for s in (0, N_FRAMES - 16)])
+    x = normalize(torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255)
+    with torch.no_grad():
+        expected = backbone.stages["conv4"](backbone.stages["conv3"](backbone.stages["conv2"](
+            backbone.stages["conv1"](x)))).mean(dim=(2, 3, 4)).mean(dim=0)
+    np.testing.assert_allclose(features[0], expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_feature_cache_is_reused_and_keyed_by_stage(dataset_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("c3d", 3, **TINY).eval()
+    ds = Dataset(dataset_dir)
+    first, ids = cached_features(backbone, "w1", ds, dataset_dir, "pool5", "frames", CLIPS, tmp_path)
+    assert ids == [v.id for v in ds.videos] and len(list(tmp_path.glob("*.npz"))) == 1
+
+    class Exploding(torch.nn.Module):
+        def forward_stages(self, x):
+            raise AssertionError("features should come from the cache")
+
+    again, _ = cached_features(Exploding(), "w1", ds, dataset_dir, "pool5", "frames",
+                               ClipSettings(clips_per_video=2, batch_size=1), tmp_path)
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(AssertionError, match="from the cache"):
+        cached_features(Exploding(), "w1", ds, dataset_dir, "pool4", "frames", CLIPS, tmp_path)
+    with pytest.raises(AssertionError, match="from the cache"):
+        cached_features(Exploding(), "w2", ds, dataset_dir, "pool5", "frames", CLIPS, tmp_path)
+
+
+def test_finetune_video_accuracy_is_argmax_of_mean_softmax(dataset_dir: Path) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("c3d", 3, **TINY)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    ds = Dataset(dataset_dir)
+    train = [v for v in ds.videos if v.split == "train"]
+    test = [v for v in ds.videos if v.split == "test"]
+    settings = FinetuneSettings(epochs=2, batch_size=6, lr=0.01, freeze_stages=2)
+    result = finetune(backbone, ds, "frames", [v.id for v in train], np.array([CLASSES.index(v.label) for v in train]),
+                      [v.id for v in test], np.array([CLASSES.index(v.label) for v in test]), 6, settings, CLIPS)
+    labels = np.array([CLASSES.index(v.label) for v in test])
+    probabilities = result.clip_probabilities
+    assert probabilities.shape == (6, 2, 6)
+    np.testing.assert_allclose(probabilities.sum(axis=2), 1.0, rtol=1e-5)
+    by_hand = np.mean([np.argmax(probabilities[i].mean(axis=0)) == labels[i] for i in range(6)])
+    clips_by_hand = np.mean([np.argmax(probabilities[i, k]) == labels[i] for i in range(6) for k in range(2)])
+    assert result.metrics["video_top1"] == pytest.approx(by_hand)
+    assert result.metrics["clip_top1"] == pytest.approx(clips_by_hand)
+    # the scores are the tuned model's softmax on the centre clips
+    all_frames = ds.read_frames(test[0].id)
+    clips = np.stack([all_frames[s : s + 16, :, 19:131] for s in (0, N_FRAMES - 16)])
+    with torch.no_grad():
+        logits = result.model.eval()(normalize(torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255))
+    np.testing.assert_allclose(probabilities[0], torch.softmax(logits, 1).numpy(), rtol=1e-4, atol=1e-6)
+    assert [h["epoch"] for h in result.history] == [1, 2] and "test_video_top1" in result.history[-1]
+    tuned = result.model.backbone.state_dict()
+    for key, value in before.items():
+        frozen = key.startswith(("stages.conv1.", "stages.conv2."))
+        assert torch.equal(tuned[key], value) == frozen, key
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in before.items())  # the input is untouched
+
+
+def test_evaluate_writes_report_with_values_matching_independent_computations(
+        dataset_dir: Path, run_dir: Path, tmp_path: Path) -> None:
+    settings = EvalSettings(clips=CLIPS, finetune=FinetuneSettings(epochs=1, batch_size=6))
+    settings.fewshot.shots, settings.fewshot.draws = [1, 2, 5], 3
+    out = tmp_path / "report"
+    results = evaluate(run_dir, dataset_dir, out, ["all"], settings=settings, cache_dir=tmp_path / "cache",
+                       device="cpu")
+    assert set(results["models"]) == {"pretrained", "random"}
+    assert results["n_train"] == 12 and results["n_test"] == 6 and results["classes"] == CLASSES
+    ds = Dataset(dataset_dir)
+    labels = {v.id: CLASSES.index(v.label) for v in ds.videos}
+    for name in ("pretrained", "random"):
+        metrics = results["models"][name]
+        cached = list((tmp_path / "cache").glob("*.npz"))
+        assert len(cached) == 2
+        # retrieval recall recomputed from the cached features by a plain loop
+        feats = {}
+        for file in cached:
+            with np.load(file) as stored:
+                feats[file] = dict(zip(stored["video_ids"].tolist(), stored["features"]))
+        recalls = [retrieval_recall(np.stack([f[v] for v in results["test_ids"]]),
+                                    np.array([labels[v] for v in results["test_ids"]]),
+                                    np.stack([f[v] for v in results["train_ids"]]),
+                                    np.array([labels[v] for v in results["train_ids"]]), [1, 5, 10, 20, 50])
+                   for f in feats.values()]
+        assert {k: metrics[f"retrieval.R@{k}"] for k in (1, 5, 10, 20, 50)} in recalls
+        assert metrics["retrieval.R@20"] == 1.0  # the gallery has 12 videos covering every class
+        for key in ("linear.top1", "logreg.top1", "fewshot.1shot", "finetune.100%.video_top1"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert metrics["linear.top5"] >= metrics["linear.top1"]
+        assert "fewshot.5shot" not in metrics  # only 2 training videos per class
+        assert np.asarray(results["details"][name]["linear"]["confusion"]).sum() == 6
+    pre, rnd = results["models"]["pretrained"], results["models"]["random"]
+    for key, value in results["difference"].items():
+        assert value == pytest.approx(pre[key] - rnd[key])
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["models"] == results["models"]
+    summary = (out / "summary.md").read_text()
+    assert "| retrieval.R@1 |" in summary and "pretrained − random" in summary
+    for png in ("tsne_pretrained.png", "tsne_random.png", "confusion_pretrained.png", "retrieval_pretrained.png",
+                "finetune_curves.png"):
+        assert (out / png).stat().st_size > 5000 and png in summary
+
+
+def test_cli_eval_random_and_report_side_by_side(dataset_dir: Path, run_dir: Path, tmp_path: Path) -> None:
+    from cli import cli
+
+    runner = CliRunner()
+    common = ["--data", str(dataset_dir), "--task", "retrieval", "--clips", "2", "--split", "stratified",
+              "--set", "eval.clips.batch_size=4", "--no-figures", "--no-progress", "--cache-dir", str(tmp_path / "c")]
+    first = runner.invoke(cli, ["eval", "--weights", str(run_dir), "--out", str(tmp_path / "a"), *common])
+    assert first.exit_code == 0, first.output
+    assert "pretrained − random" in first.output
+    bad = runner.invoke(cli, ["eval", "--weights", "random", "--out", str(tmp_path / "b"), *common])
+    assert bad.exit_code != 0 and "--weights random needs --backbone" in bad.output
+    missing = runner.invoke(cli, ["eval", "--weights", str(tmp_path), "--out", str(tmp_path / "b"), *common])
+    assert missing.exit_code != 0 and f"{tmp_path / 'backbone.pt'}: no backbone weights" in missing.output
+    second = runner.invoke(cli, ["eval", "--weights", str(run_dir / "backbone.pt"), "--out", str(tmp_path / "b"),
+                                 *common, "--stage", "pool3"])
+    assert second.exit_code == 0, second.output
+    table = runner.invoke(cli, ["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "t.md")])
+    assert table.exit_code == 0, table.output
+    header = table.output.splitlines()[0]
+    assert header.count("pretrained") == 2 and header.count("random") == 2
+    a = json.loads((tmp_path / "a/results.json").read_text())["models"]["pretrained"]["retrieval.R@1"]
+    row = next(line for line in table.output.splitlines() if line.startswith("| retrieval.R@1 |"))
+    assert row.split("|")[2].strip() == f"{100 * a:.1f}"
+    assert (tmp_path / "t.md").read_text() == table.output.rstrip("\n") + "\n"
+    broken = runner.invoke(cli, ["report", str(tmp_path / "c")])
+    assert broken.exit_code != 0 and "results.json: no evaluation results" in broken.output
