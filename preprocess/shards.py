@@ -236,22 +236,21 @@ def read_items(group: h5py.Group, name: str, start: int = 0, stop: int | None = 
 
 def copy_videos(sources: Iterable[Path], target: Path, settings: dict[str, Any]) -> list[str]:
     """Copy every video group of the part files ``sources`` into a new file ``target`` (chunks copied as
-    stored, not recompressed); returns the video ids in order. All parts must hold the same streams."""
+    stored, not recompressed); returns the video ids in order. ``settings`` maps each stream of the
+    shard to its settings; every part must have been written with exactly these."""
     ids: list[str] = []
-    streams: set[str] | None = None
+    expected = json.loads(json.dumps(settings))
     with h5py.File(target, "w") as out:
         videos = out.create_group(VIDEOS)
         for source in sources:
             with h5py.File(source, "r") as part:
                 meta = read_file_attrs(part)
-                if streams is None:
-                    streams = set(meta["streams"])
-                elif streams != set(meta["streams"]):
-                    raise ValueError(f"{source}: streams {meta['streams']} differ from {sorted(streams)}")
+                if meta["settings"] != expected:
+                    raise ValueError(f"{source}: streams/settings {meta['settings']} differ from the shard's {expected}")
                 for video_id in meta["videos"]:
                     parent, _, name = video_id.rpartition("/")
                     dest = videos.require_group(parent) if parent else videos
                     part.copy(part[f"{VIDEOS}/{video_id}"], dest, name=name)
                     ids.append(video_id)
-        write_file_attrs(out, streams or (), settings, ids)
+        write_file_attrs(out, settings, settings, ids)
     return ids

@@ -1,0 +1,249 @@
+"""Extraction run: input videos -> dataset directory (``index.json`` + ``shards/*.h5``), resumable.
+
+Every video becomes a part file (``parts/``) in a Dask task; finished parts are packed into shards of
+about ``shard_mb`` by Dask tasks (one writer per shard, temp name then ``os.replace``), registered in the
+index, and deleted. A re-run skips streams already in shards and parts already finished, so an
+interrupted run (even SIGKILL) only finishes the missing work. See docs/EXTRACTION.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from distributed import Client, Future
+
+from preprocess import shards
+from preprocess.config import Pipeline, load_cluster, load_pipeline
+from preprocess.index import SHARD_DIR, DatasetError, Index, add_new_shards, add_shard, index_path, load_index, save_index
+from preprocess.inputs import VideoSource, find_videos
+from preprocess.runner import Task, open_client, remove_stale_temporaries, run_tasks
+from preprocess.settings import ClusterSettings, ExtractSettings
+from preprocess.video_task import VideoJob, extract_video, stream_settings
+
+PART_DIR = "parts"
+MB = 1 << 20
+
+
+class SettingsMismatch(DatasetError):
+    """The dataset already holds a stream extracted with other settings."""
+
+
+@dataclasses.dataclass
+class ExtractSummary:
+    """Result of :func:`extract`. ``failed`` maps video id -> ``{path, reason}`` for every input video
+    that has no complete set of streams because it failed (in this run or, unless retried, an earlier one)."""
+
+    dataset: str
+    videos: int
+    already_done: int
+    extracted: int
+    failed: dict[str, dict[str, str]]
+    new_shards: list[str]
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def wanted_streams(settings: ExtractSettings, flow: bool) -> list[str]:
+    """Streams an extraction produces: frames, flow when asked, differences when ``settings.diff``."""
+    return ["frames"] + (["flow"] if flow else []) + (["diff"] if settings.diff else [])
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} in the dataset, {new!r} now"]
+
+
+def check_settings(index: Index, wanted: Mapping[str, dict[str, Any]], root: Path) -> None:
+    """Refuse (SettingsMismatch) when a stream of the dataset was made with settings other than ``wanted``."""
+    for stream, settings in wanted.items():
+        have = index.settings.get(stream)
+        if have is not None and have != settings:
+            raise SettingsMismatch(
+                f"{index_path(root)}: the {stream} stream was extracted with other settings "
+                f"({'; '.join(_differences(have, settings))}); extract into another OUTPUT folder, or delete this one"
+            )
+
+
+def part_path(root: Path, video_id: str, streams: Iterable[str]) -> Path:
+    """The part file of one video and stream set (readable name + hash, unique per id)."""
+    readable = re.sub(r"[^\w.-]+", "_", video_id)[-80:]
+    digest = hashlib.sha1(video_id.encode()).hexdigest()[:10]
+    return root / PART_DIR / f"{readable}-{digest}.{'+'.join(streams)}.h5"
+
+
+def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]]) -> list[str]:
+    """Dask task: copy finished part files into shard ``shard`` (temp name, then ``os.replace``)."""
+    import os
+    import uuid
+
+    tmp = f"{shard}.tmp-{uuid.uuid4().hex}"
+    try:
+        ids = shards.copy_videos([Path(p) for p in parts], Path(tmp), settings)
+        os.replace(tmp, shard)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return ids
+
+
+class _Packer:
+    """Groups finished parts by stream set and packs each group into a shard once it reaches the target size."""
+
+    def __init__(self, client: Client, root: Path, index: Index, target_bytes: int) -> None:
+        self.client, self.root, self.index, self.target = client, root, index, target_bytes
+        numbers = [int(Path(rel).stem) for rel in index.shards if Path(rel).stem.isdigit()]
+        self.next_number = max(numbers, default=-1) + 1
+        self.pending: dict[tuple[str, ...], list[tuple[Path, int]]] = {}
+        self.running: dict[Future, tuple[str, list[Path]]] = {}
+        self.new_shards: list[str] = []
+
+    def add(self, part: Path, streams: tuple[str, ...]) -> None:
+        group = self.pending.setdefault(streams, [])
+        group.append((part, part.stat().st_size))
+        if sum(size for _, size in group) >= self.target:
+            self._submit(streams)
+        self.collect(wait=False)
+
+    def _submit(self, streams: tuple[str, ...]) -> None:
+        parts = [p for p, _ in self.pending.pop(streams)]
+        rel = f"{SHARD_DIR}/{self.next_number:05d}.h5"
+        self.next_number += 1
+        settings = {s: self.index.settings[s] for s in streams}
+        future = self.client.submit(pack_shard, [str(p) for p in parts], str(self.root / rel), settings, pure=False)
+        self.running[future] = (rel, parts)
+
+    def collect(self, wait: bool) -> None:
+        """Register finished shards in the index and delete their parts (``wait``: all submitted ones)."""
+        for future in [f for f in self.running if wait or f.done()]:
+            rel, parts = self.running.pop(future)
+            future.result()  # a packing error is a bug or a full disk: let it surface
+            add_shard(self.index, self.root, rel)
+            save_index(self.root, self.index)
+            for part in parts:
+                part.unlink()
+            self.new_shards.append(rel)
+
+    def finish(self) -> None:
+        for streams in list(self.pending):
+            self._submit(streams)
+        self.collect(wait=True)
+
+
+def _open_index(root: Path, input_path: Path) -> Index:
+    if index_path(root).exists():
+        return load_index(root)
+    if root.exists() and any(p for p in root.iterdir() if p.name not in (SHARD_DIR, PART_DIR)):
+        raise DatasetError(f"{root}: exists, is not empty and holds no {index_path(root).name}; refusing to write there")
+    return Index(source=str(input_path))
+
+
+def _plan(sources: list[VideoSource], index: Index, root: Path, settings: ExtractSettings, streams: list[str],
+          retry_failed: bool) -> tuple[list[Task], int]:
+    """Tasks for the streams each video still lacks, and how many videos are already complete."""
+    tasks, done = [], 0
+    for src in sources:
+        have = index.videos.get(src.id, {}).get("shards", {})
+        missing = tuple(s for s in streams if s not in have)
+        if not missing:
+            done += 1
+            continue
+        if src.id in index.failures and not retry_failed:
+            continue
+        frames_shard = str(root / have["frames"]) if "frames" in have else None
+        job = VideoJob(src.id, src.path, src.label, src.split, missing, settings, frames_shard)
+        tasks.append(Task(src.id, src.path, str(part_path(root, src.id, missing)), job))
+    return tasks, done
+
+
+def extract(
+    input_path: str | Path,
+    output: str | Path,
+    pipeline: Pipeline | str = "stats",
+    *,
+    flow: bool = True,
+    overrides: Mapping[str, Any] | None = None,  # nested, as from config.parse_overrides
+    workers: int | None = None,
+    scheduler: str | None = None,
+    cluster: ClusterSettings | None = None,
+    splits: str | Path | None = None,
+    split_number: int = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> ExtractSummary:
+    """Extract frames (and flow when ``flow``; differences when ``preprocess.diff``) of the videos in
+    ``input_path`` (directory or list file) into dataset ``output`` with the settings of ``pipeline``
+    (a name in pipelines.yaml, or a loaded Pipeline) and ``overrides`` (nested dict). Runs on a Dask
+    cluster from ``cluster`` (default: pipelines.yaml), ``workers`` or ``scheduler``. Resumes earlier
+    runs; raises SettingsMismatch if the dataset holds a stream made with other settings."""
+    started = time.monotonic()
+    if isinstance(pipeline, str):
+        pipeline = load_pipeline(pipeline, overrides=overrides)
+    settings = pipeline.preprocess
+    streams = wanted_streams(settings, flow)
+    recorded = stream_settings(settings)
+    sources = find_videos(input_path, splits, split_number)
+    root = Path(output)
+    index = _open_index(root, Path(input_path))
+    for folder in (SHARD_DIR, PART_DIR):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(root / folder)
+    add_new_shards(index, root)  # shards finished by a run killed before it updated the index
+    check_settings(index, {s: recorded[s] for s in streams}, root)
+    for stream in streams:
+        index.settings[stream] = recorded[stream]  # claims the settings before any part is written
+    index.classes = sorted(set(index.classes) | {s.label for s in sources if s.label is not None})
+    save_index(root, index)
+    tasks, already_done = _plan(sources, index, root, settings, streams, retry_failed)
+    _remove_unplanned_parts(root, tasks)
+    streams_of = {t.key: t.args.streams for t in tasks}
+    extracted, peak = 0, 0.0
+    with open_client(cluster or load_cluster(), workers=workers, scheduler=scheduler) as client:
+        packer = _Packer(client, root, index, settings.shard_mb * MB)
+        for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s, progress=progress):
+            peak = max(peak, outcome.peak_rss_mb)
+            if outcome.status == "failed":
+                index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                save_index(root, index)
+                continue
+            index.failures.pop(outcome.key, None)
+            extracted += 1
+            packer.add(Path(outcome.output), streams_of[outcome.key])
+        packer.finish()
+    save_index(root, index)
+    failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
+    return ExtractSummary(str(root), len(sources), already_done, extracted, failed, packer.new_shards,
+                          time.monotonic() - started, peak)
+
+
+def _remove_unplanned_parts(root: Path, tasks: list[Task]) -> None:
+    """Delete part files no task will use (their streams are in shards already, or the stream set changed)."""
+    planned = {t.output for t in tasks}
+    for part in (root / PART_DIR).glob("*.h5"):
+        if str(part) not in planned:
+            part.unlink()
+
+
+def format_summary(summary: ExtractSummary) -> str:
+    """Human-readable end-of-run report (failures by path and reason)."""
+    lines = [
+        f"dataset {summary.dataset}: {summary.videos} input videos, {summary.extracted} extracted now, "
+        f"{summary.already_done} already complete, {len(summary.failed)} failed; "
+        f"{len(summary.new_shards)} new shard(s); {summary.seconds:.1f} s; peak memory per worker process "
+        f"{summary.peak_rss_mb:.0f} MB",
+    ]
+    if summary.failed:
+        lines.append("failed videos:")
+        lines += [f"  {f['path']}: {f['reason']}" for _, f in sorted(summary.failed.items())]
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Run per-item jobs on dask.distributed: local cluster, running scheduler or SLURM (dask-jobqueue).
+
+Each item runs in a sandbox process on a Dask worker (``preprocess.sandbox``) under a time limit, writes
+its output under a temporary name that is renamed to the final name only on success, and only small
+metadata travels back through the scheduler. Items whose output already exists are skipped (resume).
+
+>>> with open_client(load_cluster(), workers=4) as client:
+...     for outcome in run_tasks(client, my_function, tasks, time_limit_s=600):
+...         print(outcome.key, outcome.status, outcome.reason)
+
+``my_function(args, tmp_path) -> dict`` must be importable (module level) and write its output to
+``tmp_path`` (when the task has an output).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from distributed import Client, LocalCluster, as_completed
+from tqdm import tqdm
+
+from preprocess.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout, THREAD_ENV
+from preprocess.settings import ClusterSettings
+
+TMP_MARK = ".tmp-"  # temporary outputs are named FINAL + TMP_MARK + random hex
+_SLURM_PROLOGUE = [f"export {k}={v}" for k, v in THREAD_ENV.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One item: ``key`` (unique name), ``source`` (named in failure reports), ``output`` (final file, or
+    None for jobs that only return metadata) and ``args`` (small, picklable) for the function."""
+
+    key: str
+    source: str
+    output: str | None
+    args: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What became of a task: ``status`` is 'done', 'skipped' (output already there) or 'failed'."""
+
+    key: str
+    source: str
+    output: str | None
+    status: str
+    reason: str | None = None
+    result: Any = None
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+def make_slurm_cluster(settings: ClusterSettings) -> Any:
+    """A ``dask_jobqueue.SLURMCluster`` from ``settings.slurm`` (its keyword arguments), with one thread
+    per worker process and native thread pools pinned to one thread in the job script."""
+    from dask_jobqueue import SLURMCluster
+
+    kwargs = dict(settings.slurm)
+    kwargs.setdefault("cores", 1)
+    kwargs.setdefault("processes", kwargs["cores"])  # one single-threaded worker process per core
+    kwargs.setdefault("memory", "4GB")
+    kwargs["job_script_prologue"] = _SLURM_PROLOGUE + list(kwargs.get("job_script_prologue", []))
+    return SLURMCluster(**kwargs)
+
+
+@contextlib.contextmanager
+def open_client(settings: ClusterSettings, *, workers: int | None = None, scheduler: str | None = None) -> Iterator[Client]:
+    """A Dask client for ``settings`` (``cluster:`` of pipelines.yaml): ``scheduler`` (an address) wins,
+    then ``settings.kind``: 'local' (``workers`` single-threaded processes), 'address' or 'slurm'."""
+    n = workers or settings.workers
+    if scheduler or settings.kind == "address":
+        address = scheduler or settings.address
+        if not address:
+            raise ValueError("cluster.kind is 'address' but no cluster.address / --scheduler was given")
+        with Client(address) as client:
+            yield client
+        return
+    if settings.kind == "slurm":
+        with make_slurm_cluster(settings) as cluster, Client(cluster) as client:
+            cluster.scale(n)
+            yield client
+        return
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=0, env=dict(THREAD_ENV)) as cluster, Client(cluster) as client:
+        yield client
+
+
+_local = threading.local()
+
+
+def _sandbox() -> Sandbox:
+    if getattr(_local, "sandbox", None) is None:
+        _local.sandbox = Sandbox()
+    return _local.sandbox
+
+
+def run_task(function: Callable[[Any, str | None], Any], task: Task, time_limit_s: float | None) -> Outcome:
+    """Run one task in this thread's sandbox process (on a Dask worker); never raises for a bad item."""
+    start = time.monotonic()
+    if task.output is not None and os.path.exists(task.output):
+        return Outcome(task.key, task.source, task.output, "skipped")
+    tmp = None if task.output is None else f"{task.output}{TMP_MARK}{uuid.uuid4().hex}"
+    reason, result, peak = None, None, 0.0
+    try:
+        result, peak = _sandbox().call(function, (task.args, tmp), time_limit_s)
+        if tmp is not None:
+            os.replace(tmp, task.output)
+    except SandboxTimeout:
+        reason = f"timed out after {time_limit_s:g} s (process killed)"
+    except (CallError, SandboxCrash) as exc:
+        reason = str(exc)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+    status = "failed" if reason else "done"
+    return Outcome(task.key, task.source, task.output, status, reason, result, time.monotonic() - start, peak)
+
+
+def _dask_key(task: Task) -> str:
+    return f"vssl-{hashlib.sha1(task.key.encode()).hexdigest()[:16]}-{uuid.uuid4().hex[:8]}"
+
+
+def run_tasks(client: Client, function: Callable[[Any, str | None], Any], tasks: Sequence[Task], *,
+              time_limit_s: float | None, progress: bool = True, desc: str = "videos") -> Iterator[Outcome]:
+    """Submit every task and yield outcomes as they complete, with a progress bar (done / total, rate)."""
+    futures = {client.submit(run_task, function, t, time_limit_s, key=_dask_key(t), pure=False): t for t in tasks}
+    bar = tqdm(total=len(tasks), desc=desc, unit="video", disable=not progress or not tasks, file=sys.stderr,
+               dynamic_ncols=True)
+    failed = 0
+    try:
+        for future in as_completed(futures):
+            task = futures.pop(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker died repeatedly on this task (KilledWorker) or similar
+                outcome = Outcome(task.key, task.source, task.output, "failed", f"{type(exc).__name__}: {exc}")
+            failed += outcome.status == "failed"
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update()
+            yield outcome
+    finally:
+        bar.close()
+        for future in futures:
+            future.cancel()
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary outputs left in ``folder`` by a killed run (call only when no run is active)."""
+    stale = [p for p in Path(folder).glob(f"*{TMP_MARK}*") if p.is_file()]
+    for path in stale:
+        path.unlink()
+    return stale
