@@ -61,5 +61,5 @@ def pacing(settings: PacingSettings, step: int, n_total: int) -> int:
         raise ValueError(f"n_total must be >= 0, got {n_total}")
     if n_total == 0:
         return 0
-    # the tolerance keeps float noise (0.3 * 10 = 3.0000000000000004) from adding a clip
+    # the tolerance keeps float noise (0.1 * 3 * 10 = 3.0000000000000004) from adding a clip
     return max(1, min(n_total, math.ceil(available_fraction(settings, step) * n_total - 1e-9)))
