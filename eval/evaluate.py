@@ -225,13 +225,15 @@ def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit, feature
 
 def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
              tasks: list[str] | tuple[str, ...] | None = None, *, backbone: str | None = None,
-             backbone_args: dict[str, Any] | None = None, settings: EvalSettings | None = None, cache_dir: str | Path | None = None,
+             backbone_args: dict[str, Any] | None = None, settings: EvalSettings | None = None,
+             cache_dir: str | Path | None = None,
              device: str | torch.device | None = None, make_figures: bool = True,
              progress: bool = False) -> dict[str, Any]:
     """Evaluate ``weights`` (a training run directory, a backbone file, or ``"random"``) on ``data_dir``.
 
     ``tasks`` from linear, finetune, fewshot, retrieval, or ``["all"]`` (default: ``settings.tasks``).
-    ``backbone``/``backbone_args`` name the architecture when ``weights == "random"``; otherwise a randomly initialised twin is evaluated alongside as the baseline.
+    ``backbone``/``backbone_args`` name the architecture when ``weights == "random"``; otherwise a randomly
+    initialised twin is evaluated alongside as the baseline.
     Features are cached in ``cache_dir`` (default ``out_dir/feature_cache``). Writes ``results.json``,
     ``summary.md`` and PNG figures into ``out_dir`` and returns the results dict, whose ``models`` maps
     each model to its flat metrics and ``difference`` holds pretrained minus random.
@@ -258,9 +260,10 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     for name, model in models.items():
         metrics[name], details[name] = {}, {}
         if frozen:
-            all_x, ids = cached_features(model.backbone, model.weights_id, dataset, data_dir, settings.stage,
-                                         settings.stream, settings.clips, cache_dir, device, progress)
-            row = {vid: i for i, vid in enumerate(ids)}
+            all_ids = split.train_ids + split.test_ids
+            all_x = cached_features(model.backbone, model.weights_id, dataset, data_dir, sorted(all_ids),
+                                    settings.stage, settings.stream, settings.clips, cache_dir, device, progress)
+            row = {vid: i for i, vid in enumerate(sorted(all_ids))}
             train_x = all_x[[row[v] for v in split.train_ids]]
             test_x = all_x[[row[v] for v in split.test_ids]]
             features[name] = np.concatenate([train_x, test_x])

@@ -31,20 +31,22 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def dataset_signature(dataset, data_dir: str | Path) -> dict:
-    """What identifies an extracted dataset's content: its path, videos and extraction settings."""
+def dataset_signature(dataset, data_dir: str | Path, video_ids: list[str]) -> dict:
+    """What identifies the features' input: the dataset's path and extraction settings, the videos and
+    their lengths."""
     return {
         "path": str(Path(data_dir).resolve()),
-        "videos": [[v.id, int(v.n_frames)] for v in dataset.videos],
+        "videos": [[vid, int(dataset.video(vid).n_frames)] for vid in video_ids],
         "settings": dataset.settings,
     }
 
 
-def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dataset, data_dir: str | Path) -> str:
+def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dataset, data_dir: str | Path,
+              video_ids: list[str]) -> str:
     """Hex digest naming one feature extraction (independent of ``clips.batch_size``)."""
     clip_recipe = {k: v for k, v in asdict(clips).items() if k != "batch_size"}
     recipe = {"weights": weights_id, "stage": stage, "stream": stream, "clips": clip_recipe,
-              "dataset": dataset_signature(dataset, data_dir)}
+              "dataset": dataset_signature(dataset, data_dir, video_ids)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -72,22 +74,21 @@ def extract_features(backbone, dataset, video_ids: list[str], stage: str, stream
     return np.stack(features).astype(np.float32)
 
 
-def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, stage: str, stream: str, clips: ClipSettings,
-                    cache_dir: str | Path, device: str | torch.device = "cpu",
-                    progress: bool = False) -> tuple[np.ndarray, list[str]]:
-    """Features of every video of ``dataset`` (in ``dataset.videos`` order) and their ids, read from
-    ``cache_dir/<key>.npz`` when present, else extracted and stored there (written atomically)."""
-    key = cache_key(weights_id, stage, stream, clips, dataset, data_dir)
+def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str], stage: str,
+                    stream: str, clips: ClipSettings, cache_dir: str | Path, device: str | torch.device = "cpu",
+                    progress: bool = False) -> np.ndarray:
+    """Features float32 [N, D] of ``video_ids``, read from ``cache_dir/<key>.npz`` when present, else
+    extracted and stored there (written atomically)."""
+    key = cache_key(weights_id, stage, stream, clips, dataset, data_dir, video_ids)
     path = Path(cache_dir) / f"{key}.npz"
-    video_ids = [v.id for v in dataset.videos]
     if path.is_file():
         with np.load(path) as stored:
-            if stored["video_ids"].tolist() == video_ids:
-                return stored["features"], video_ids
+            if stored["video_ids"].tolist() == list(video_ids):
+                return stored["features"]
     features = extract_features(backbone, dataset, video_ids, stage, stream, clips, device, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
     with os.fdopen(fd, "wb") as handle:
         np.savez(handle, features=features, video_ids=np.array(video_ids))
     os.replace(tmp, path)
-    return features, video_ids
+    return features

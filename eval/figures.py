@@ -44,7 +44,8 @@ def plot_tsne(features: np.ndarray, labels: np.ndarray, class_names: list[str], 
     plt.close(fig)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path, title: str = "Confusion matrix") -> None:
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
+                   title: str = "Confusion matrix") -> None:
     """Confusion counts int [C, C] (rows true, columns predicted) as a heat map with the counts written in."""
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 1.0 + 0.5 * n) if n > 8 else (5.5, 5))

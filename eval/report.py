@@ -113,8 +113,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 def compare_runs(paths: list[str | Path]) -> str:
     """One Markdown table with a column per (report, model), e.g. ``runA: pretrained``."""
+    names = [Path(p).resolve().name for p in paths]
     columns: dict[str, dict[str, float]] = {}
-    for path in paths:
+    for path, name in zip(paths, names):
+        label = name if names.count(name) == 1 else str(path)
         for model, metrics in load_results(path)["models"].items():
-            columns[f"{Path(path).name}: {model}"] = metrics
+            columns[f"{label}: {model}"] = metrics
     return markdown_table(columns)

@@ -29,11 +29,14 @@ def test_confusion_matrix_counts_pairs() -> None:
 
 
 def _brute_force_recall(q, ql, g, gl, k):
+    def norm(x):
+        return sum(a * a for a in x) ** 0.5
+
     hits = 0
     for i in range(len(q)):
         sims = []
         for j in range(len(g)):
-            sims.append(sum(a * b for a, b in zip(q[i], g[j])) / (np.sqrt(sum(a * a for a in q[i])) * np.sqrt(sum(b * b for b in g[j]))))
+            sims.append(sum(a * b for a, b in zip(q[i], g[j])) / (norm(q[i]) * norm(g[j])))
         ranked = sorted(range(len(g)), key=lambda j: -sims[j])[:k]
         hits += any(gl[j] == ql[i] for j in ranked)
     return hits / len(q)

@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from eval.clips import clip_starts
-from eval.evaluate import evaluate
+from eval.evaluate import evaluate, labelled_split
 from eval.features import cached_features, extract_features
 from eval.finetune import finetune
 from eval.retrieval import retrieval_recall
@@ -106,20 +106,24 @@ def test_feature_cache_is_reused_and_keyed_by_stage(dataset_dir: Path, tmp_path:
     torch.manual_seed(0)
     backbone = build_backbone("c3d", 3, **TINY).eval()
     ds = Dataset(dataset_dir)
-    first, ids = cached_features(backbone, "w1", ds, dataset_dir, "pool5", "frames", CLIPS, tmp_path)
-    assert ids == [v.id for v in ds.videos] and len(list(tmp_path.glob("*.npz"))) == 1
+    ids = [v.id for v in ds.videos]
+    first = cached_features(backbone, "w1", ds, dataset_dir, ids, "pool5", "frames", CLIPS, tmp_path)
+    np.testing.assert_array_equal(first, extract_features(backbone, ds, ids, "pool5", "frames", CLIPS))
+    assert len(list(tmp_path.glob("*.npz"))) == 1
 
     class Exploding(torch.nn.Module):
         def forward_stages(self, x):
             raise AssertionError("features should come from the cache")
 
-    again, _ = cached_features(Exploding(), "w1", ds, dataset_dir, "pool5", "frames",
-                               ClipSettings(clips_per_video=2, batch_size=1), tmp_path)
+    again = cached_features(Exploding(), "w1", ds, dataset_dir, ids, "pool5", "frames",
+                            ClipSettings(clips_per_video=2, batch_size=1), tmp_path)
     np.testing.assert_array_equal(first, again)
     with pytest.raises(AssertionError, match="from the cache"):
-        cached_features(Exploding(), "w1", ds, dataset_dir, "pool4", "frames", CLIPS, tmp_path)
+        cached_features(Exploding(), "w1", ds, dataset_dir, ids, "pool4", "frames", CLIPS, tmp_path)
     with pytest.raises(AssertionError, match="from the cache"):
-        cached_features(Exploding(), "w2", ds, dataset_dir, "pool5", "frames", CLIPS, tmp_path)
+        cached_features(Exploding(), "w2", ds, dataset_dir, ids, "pool5", "frames", CLIPS, tmp_path)
+    with pytest.raises(AssertionError, match="from the cache"):
+        cached_features(Exploding(), "w1", ds, dataset_dir, ids[:-1], "pool5", "frames", CLIPS, tmp_path)
 
 
 def test_finetune_video_accuracy_is_argmax_of_mean_softmax(dataset_dir: Path) -> None:
@@ -224,3 +228,13 @@ def test_cli_eval_random_and_report_side_by_side(dataset_dir: Path, run_dir: Pat
     assert (tmp_path / "t.md").read_text() == table.output.rstrip("\n") + "\n"
     broken = runner.invoke(cli, ["report", str(tmp_path / "c")])
     assert broken.exit_code != 0 and "results.json: no evaluation results" in broken.output
+
+
+def test_splits_from_files_or_stratified(dataset_dir: Path) -> None:
+    ds = Dataset(dataset_dir)
+    files = labelled_split(ds, EvalSettings())
+    assert files.test_ids == [v.id for v in ds.videos if v.split == "test"] and len(files.train_ids) == 12
+    assert files.test_labels.tolist() == list(range(6))
+    stratified = labelled_split(ds, EvalSettings(split="stratified", test_fraction=0.3, seed=3))
+    assert np.bincount(stratified.test_labels).tolist() == [1] * 6
+    assert sorted(stratified.train_ids + stratified.test_ids) == sorted(v.id for v in ds.videos)
