@@ -23,27 +23,29 @@ from train.methods.base import PretextMethod, StepOutput, to_float_clip
 from train.settings import PaceTaskSettings
 
 
-def contrastive_positives(
+def contrastive_masks(
     query_video: torch.Tensor,
     query_pace: torch.Tensor,
     key_video: torch.Tensor,
     key_pace: torch.Tensor,
     query_offset: int,
     mode: str,
-) -> torch.Tensor:
-    """Positive-pair mask bool [Bq, Bk]: same video ('context') or same pace ('pace'), never a clip with itself.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks bool [Bq, Bk] of the contrastive loss: ``(positives, itself)``.
 
-    Query i is key ``query_offset + i`` (the queries are a contiguous block of the keys).
+    Positives share the video ('context') or the pace ('pace'); ``itself`` marks each query's own key
+    (query i is key ``query_offset + i``), which is neither a positive nor in the denominator.
     """
     if mode == "context":
-        same = query_video[:, None] == key_video[None, :]
+        positives = query_video[:, None] == key_video[None, :]
     elif mode == "pace":
-        same = query_pace[:, None] == key_pace[None, :]
+        positives = query_pace[:, None] == key_pace[None, :]
     else:
         raise ValueError(f"unknown contrastive mode {mode!r} (known: context, pace)")
-    rows = torch.arange(len(query_video), device=same.device)
-    same[rows, rows + query_offset] = False
-    return same
+    itself = torch.zeros_like(positives)
+    rows = torch.arange(len(query_video), device=positives.device)
+    itself[rows, rows + query_offset] = True
+    return positives & ~itself, itself
 
 
 class PacePrediction(PretextMethod):
@@ -102,10 +104,18 @@ class PacePrediction(PretextMethod):
         return StepOutput(loss, metrics)
 
     def contrastive_loss(self, features: torch.Tensor, video: torch.Tensor, pace: torch.Tensor) -> torch.Tensor:
-        """InfoNCE of this process's clips against the clips of the whole (all-process) batch."""
+        """InfoNCE of this process's clips against the clips of the whole (all-process) batch.
+
+        Clips without any positive in the batch (a pace drawn once, in 'pace' mode) are left out.
+        """
         query = F.normalize(self.projection(features).float(), dim=1)
         keys = gather_with_grad(query)
         key_video, key_pace = gather(video), gather(pace)
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        mask = contrastive_positives(video, pace, key_video, key_pace, rank * len(query), self.settings.contrastive)
-        return info_nce(query, keys, mask, self.settings.temperature)
+        positives, itself = contrastive_masks(
+            video, pace, key_video, key_pace, rank * len(query), self.settings.contrastive
+        )
+        rows = positives.any(dim=1)
+        if not bool(rows.any()):
+            return query.sum() * 0.0
+        return info_nce(query[rows], keys, positives[rows], self.settings.temperature, exclude_mask=itself[rows])
