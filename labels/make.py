@@ -1,0 +1,173 @@
+"""``make-labels`` run: label every video of a dataset on Dask, resumably, then consolidate per task.
+
+Each (task, video) is one runner task writing one part file; parts already on disk are skipped, so an
+interrupted run only does the missing work. Failures are recorded by source path and reason in
+``failures.json`` and skipped by later runs unless retried. See docs/LABELS.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+
+from labels.job import TASKS, LabelJob, label_video
+from labels.settings import LabelSettings
+from labels.store import (
+    FORMAT,
+    PART_DIR,
+    VERSION,
+    LabelError,
+    claim_settings,
+    consolidate,
+    consolidated_path,
+    consolidated_videos,
+    labels_root,
+    part_path,
+    read_failures,
+    write_failures,
+)
+from preprocess.dataset import Dataset
+from preprocess.runner import Task, open_client, remove_stale_temporaries, run_tasks
+from preprocess.settings import ClusterSettings
+
+
+def recorded_settings(settings: LabelSettings, dataset: Dataset) -> dict[str, Any]:
+    """What a labels folder records: the clip/crop geometry and the source streams' settings."""
+    source = dataset.settings
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "clip_len": settings.clip_len,
+        "stride": settings.stride,
+        "crop_size": settings.crop_size,
+        "crop_variants": [[int(y), int(x), bool(flip)] for y, x, flip in settings.crop_variants],
+        "source": {"frames": source.get("frames"), "flow": source.get("flow")},
+    }
+
+
+@dataclasses.dataclass
+class TaskSummary:
+    """Outcome of one task over the dataset: videos labelled now / already labelled / failed (id -> {path,
+    reason}), rows in the consolidated file."""
+
+    task: str
+    labelled: int
+    already_done: int
+    failed: dict[str, dict[str, str]]
+    rows: int
+    output: str
+
+
+@dataclasses.dataclass
+class LabelSummary:
+    dataset: str
+    labels_dir: str
+    videos: int
+    tasks: list[TaskSummary]
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def ok(self) -> bool:
+        return all(not t.failed for t in self.tasks)
+
+
+def _check_dataset(dataset: Dataset, tasks: Sequence[str]) -> None:
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise LabelError(f"unknown label task(s) {', '.join(unknown)} (known: {', '.join(TASKS)})")
+    if not dataset.videos:
+        raise LabelError(f"{dataset.path}: the dataset holds no videos")
+    needed = ["flow"] + (["frames"] if "stats" in tasks else [])
+    for stream in needed:
+        if not dataset.has_stream(stream):
+            raise LabelError(f"{dataset.path}: not every video has a {stream} stream (run extract-flow first)")
+
+
+def make_labels(
+    dataset_dir: str | Path,
+    settings: LabelSettings,
+    tasks: Sequence[str],
+    *,
+    cluster: ClusterSettings,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    labels_dir: str | Path | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> LabelSummary:
+    """Compute the labels of ``tasks`` for every video of a dataset on a Dask cluster and consolidate them.
+
+    Raises LabelError (nothing done) for unknown tasks, missing streams, or a labels folder that holds
+    labels made with other settings. Per-video failures never stop the run; they are in the summary.
+    """
+    started = time.monotonic()
+    dataset = Dataset(dataset_dir)
+    _check_dataset(dataset, tasks)
+    root = labels_root(dataset_dir, labels_dir)
+    recorded = recorded_settings(settings, dataset)
+    claim_settings(root, recorded)
+    failures = read_failures(root)
+    planned: dict[str, list[Task]] = {}
+    already: dict[str, int] = {}
+    for task in tasks:
+        folder = root / PART_DIR / task
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)
+        task_failures = failures.setdefault(task, {})
+        if retry_failed:
+            task_failures.clear()
+        planned[task], already[task] = [], 0
+        for video in dataset.videos:
+            output = part_path(root, task, video.id)
+            if output.exists():
+                already[task] += 1
+            elif video.id not in task_failures:
+                job = LabelJob(str(dataset.path), video.id, task, settings, recorded)
+                planned[task].append(Task(f"{task}:{video.id}", video.path, str(output), job))
+    labelled = {task: 0 for task in tasks}
+    peak = 0.0
+    all_tasks = [t for task in tasks for t in planned[task]]
+    if all_tasks:
+        with open_client(cluster, workers=workers, scheduler=scheduler) as client:
+            outcomes = run_tasks(client, label_video, all_tasks, time_limit_s=settings.video_timeout_s,
+                                 progress=progress, desc="labels")
+            for outcome in outcomes:
+                task, video_id = outcome.key.split(":", 1)
+                peak = max(peak, outcome.peak_rss_mb)
+                if outcome.status == "failed":
+                    failures[task][video_id] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                    write_failures(root, failures)
+                    continue
+                failures[task].pop(video_id, None)
+                labelled[task] += outcome.status == "done"
+    write_failures(root, failures)
+    ids = [v.id for v in dataset.videos]
+    summaries = []
+    for task in tasks:
+        present = [i for i in ids if part_path(root, task, i).exists()]
+        if labelled[task] or consolidated_videos(root, task) != present:
+            consolidate(root, task, ids, recorded)
+        failed = {i: failures[task][i] for i in ids if i in failures[task]}
+        summaries.append(TaskSummary(task, labelled[task], already[task], failed,
+                                     _count_rows(consolidated_path(root, task)), str(consolidated_path(root, task))))
+    return LabelSummary(str(dataset.path), str(root), len(ids), summaries, time.monotonic() - started, peak)
+
+
+def _count_rows(path: Path) -> int:
+    with h5py.File(path, "r") as f:
+        return int(f["start"].shape[0])
+
+
+def format_summary(summary: LabelSummary) -> str:
+    """Human-readable end-of-run report (failures by path and reason)."""
+    lines = [f"labels {summary.labels_dir} for dataset {summary.dataset} ({summary.videos} videos); "
+             f"{summary.seconds:.1f} s; peak memory per worker process {summary.peak_rss_mb:.0f} MB"]
+    for t in summary.tasks:
+        lines.append(f"  {t.task}: {t.labelled} videos labelled now, {t.already_done} already labelled, "
+                     f"{len(t.failed)} failed; {t.rows} rows in {t.output}")
+        lines += [f"    failed {f['path']}: {f['reason']}" for _, f in sorted(t.failed.items())]
+    return "\n".join(lines)

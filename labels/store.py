@@ -1,0 +1,281 @@
+"""Labels on disk: per-video part files, consolidated per-task files, recorded settings.
+
+Layout of a labels folder (default ``DATASET/labels``; see docs/FORMAT.md):
+
+- ``settings.json``: clip length, stride, crop size, crop variants and the frames/flow settings of the
+  source dataset; a run with other settings is refused (:class:`LabelError`), never mixed in;
+- ``parts/<task>/<video>.h5``: one file per video and task, written by ``make-labels`` (resumable);
+- ``<task>.h5`` (``stats.h5``, ``curriculum.h5``): every row of every video, consolidated after a run;
+- ``failures.json``: ``{task: {video_id: {path, reason}}}``.
+
+A row is one (video, clip start, crop variant). ``stats`` rows hold ``motion`` [14] and ``appearance``
+[13] (uint8 on disk), ``curriculum`` rows hold ``score`` (float32).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import h5py
+import numpy as np
+
+LABELS_DIR = "labels"
+SETTINGS_FILE = "settings.json"
+FAILURES_FILE = "failures.json"
+PART_DIR = "parts"
+FORMAT = "vssl-labels"
+VERSION = 1
+TASK_FIELDS: dict[str, dict[str, tuple[tuple[int, ...], type]]] = {
+    "stats": {"motion": ((14,), np.uint8), "appearance": ((13,), np.uint8)},
+    "curriculum": {"score": ((), np.float32)},
+}
+
+
+class LabelError(Exception):
+    """Labels that cannot be written or read as asked; the message names the file and the reason."""
+
+
+def labels_root(dataset_dir: str | Path, labels_dir: str | Path | None = None) -> Path:
+    """The labels folder: ``labels_dir`` if given, else ``DATASET/labels``."""
+    return Path(labels_dir) if labels_dir is not None else Path(dataset_dir) / LABELS_DIR
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable list of the keys whose values differ between two nested mappings."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [d for key in sorted(set(old) | set(new)) for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
+
+
+def claim_settings(root: Path, recorded: Mapping[str, Any]) -> None:
+    """Record ``recorded`` as the settings of labels folder ``root``, or raise LabelError if the folder
+    already holds labels made with other settings."""
+    path = root / SETTINGS_FILE
+    if path.exists():
+        have = read_settings(root)
+        if have != recorded:
+            raise LabelError(
+                f"{path}: these labels were made with other settings ({'; '.join(_differences(have, recorded))}); "
+                "write to another --labels-dir, or delete this folder"
+            )
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    _write_json_atomically(path, dict(recorded))
+
+
+def read_settings(root: Path) -> dict[str, Any]:
+    """The recorded settings of labels folder ``root``."""
+    path = root / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabelError(f"{path}: no labels here (run make-labels first)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LabelError(f"{path}: unreadable label settings: {exc}") from exc
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise LabelError(f"{path}: not {FORMAT} version {VERSION} settings")
+    return data
+
+
+def read_failures(root: Path) -> dict[str, dict[str, dict[str, str]]]:
+    """``{task: {video_id: {path, reason}}}`` recorded by earlier runs (empty if none)."""
+    path = root / FAILURES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_failures(root: Path, failures: Mapping[str, Mapping[str, Mapping[str, str]]]) -> None:
+    _write_json_atomically(root / FAILURES_FILE, {task: dict(f) for task, f in failures.items() if f})
+
+
+def part_path(root: Path, task: str, video_id: str) -> Path:
+    """Part file of one video and task: a readable name plus a hash, unique per id."""
+    readable = re.sub(r"[^\w.-]+", "_", video_id)[-80:]
+    digest = hashlib.sha1(video_id.encode()).hexdigest()[:10]
+    return root / PART_DIR / task / f"{readable}-{digest}.h5"
+
+
+@dataclasses.dataclass
+class VideoLabels:
+    """The rows of one video for one task: ``start`` int64 [N], ``variant`` int64 [N] (index into the
+    crop variants) and the task's ``values`` (``motion`` [N,14] / ``appearance`` [N,13], or ``score`` [N])."""
+
+    start: np.ndarray
+    variant: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+def write_part(path: str | Path, task: str, video_id: str, labels: VideoLabels, recorded: Mapping[str, Any]) -> None:
+    """Write one video's labels for ``task`` to a new file ``path``."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format=f"{FORMAT}-part", version=VERSION, task=task, video_id=video_id,
+                       settings=json.dumps(recorded, sort_keys=True))
+        f.create_dataset("start", data=labels.start.astype(np.int32))
+        f.create_dataset("variant", data=labels.variant.astype(np.int16))
+        for name, (_, dtype) in TASK_FIELDS[task].items():
+            f.create_dataset(name, data=labels.values[name].astype(dtype))
+
+
+def read_part(path: str | Path, task: str, recorded: Mapping[str, Any]) -> tuple[str, VideoLabels]:
+    """Read a part file written by :func:`write_part`; LabelError if it is foreign or has other settings."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != f"{FORMAT}-part" or f.attrs.get("task") != task:
+                raise LabelError(f"{path}: not a {task} label part")
+            if json.loads(f.attrs["settings"]) != recorded:
+                raise LabelError(f"{path}: made with other label settings than the rest of its labels folder")
+            values = {name: f[name][()] for name in TASK_FIELDS[task]}
+            return str(f.attrs["video_id"]), VideoLabels(f["start"][()].astype(np.int64),
+                                                         f["variant"][()].astype(np.int64), values)
+    except OSError as exc:
+        raise LabelError(f"{path}: unreadable label part: {exc}") from exc
+
+
+def consolidated_path(root: Path, task: str) -> Path:
+    return root / f"{task}.h5"
+
+
+def consolidated_videos(root: Path, task: str) -> list[str] | None:
+    """Video ids in the consolidated file of ``task`` (None when there is none)."""
+    path = consolidated_path(root, task)
+    if not path.exists():
+        return None
+    with h5py.File(path, "r") as f:
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in f["videos"][()]]
+
+
+def consolidate(root: Path, task: str, video_ids: Iterable[str], recorded: Mapping[str, Any]) -> Path:
+    """Gather the parts of ``video_ids`` (those that exist) into ``ROOT/<task>.h5`` (temp name, then rename).
+
+    The file holds ``videos`` (str [V]), ``video_index`` int32 [N], ``start`` int32 [N], ``variant`` int16 [N]
+    and the task's fields, rows ordered by video, start, variant; attribute ``settings`` (JSON).
+    """
+    videos, chunks = [], []
+    for video_id in video_ids:
+        path = part_path(root, task, video_id)
+        if not path.exists():
+            continue
+        stored_id, labels = read_part(path, task, recorded)
+        if stored_id != video_id:
+            raise LabelError(f"{path}: holds video {stored_id!r}, expected {video_id!r}")
+        chunks.append((len(videos), labels))
+        videos.append(video_id)
+    target = consolidated_path(root, task)
+    tmp = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(format=FORMAT, version=VERSION, task=task, settings=json.dumps(recorded, sort_keys=True))
+            f.create_dataset("videos", data=np.array(videos, dtype=object), dtype=h5py.string_dtype())
+            index = [np.full(len(labels.start), i, np.int32) for i, labels in chunks]
+            f.create_dataset("video_index", data=np.concatenate(index) if index else np.zeros(0, np.int32))
+            columns = {"start": np.int32, "variant": np.int16}
+            for name, dtype in columns.items():
+                parts = [getattr(labels, name) for _, labels in chunks]
+                f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
+            for name, (shape, dtype) in TASK_FIELDS[task].items():
+                parts = [labels.values[name] for _, labels in chunks]
+                f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *shape), dtype))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+@dataclasses.dataclass
+class ClipLabels:
+    """Every labelled (video, clip start, crop variant) of a dataset as flat arrays (row i across fields).
+
+    Attributes:
+        video_id: str [N]; start: int64 [N], first frame of the clip; crop: int64 [N, 2], (y, x) of the crop;
+        flip: bool [N]; variant: int64 [N], index into ``crop_variants``; motion: int64 [N, 14];
+        appearance: int64 [N, 13]; score: float32 [N], curriculum score (NaN where not computed);
+        clip_len, stride, crop_size: ints; crop_variants: list of (y, x, flip); settings: the recorded settings.
+    """
+
+    video_id: np.ndarray
+    start: np.ndarray
+    crop: np.ndarray
+    flip: np.ndarray
+    variant: np.ndarray
+    motion: np.ndarray
+    appearance: np.ndarray
+    score: np.ndarray
+    clip_len: int
+    stride: int
+    crop_size: int
+    crop_variants: list[tuple[int, int, bool]]
+    settings: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def _read_consolidated(root: Path, task: str, recorded: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    path = consolidated_path(root, task)
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT or f.attrs.get("task") != task:
+                raise LabelError(f"{path}: not a {FORMAT} {task} file")
+            if json.loads(f.attrs["settings"]) != recorded:
+                raise LabelError(f"{path}: made with other settings than {root / SETTINGS_FILE}")
+            videos = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in f["videos"][()]], dtype=str)
+            data = {name: f[name][()] for name in ("video_index", "start", "variant", *TASK_FIELDS[task])}
+    except OSError as exc:
+        raise LabelError(f"{path}: unreadable labels: {exc}") from exc
+    data["video_id"] = videos[data.pop("video_index")] if len(videos) else np.zeros(0, dtype=str)
+    return data
+
+
+def _row_keys(video_id: np.ndarray, start: np.ndarray, variant: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """int64 key per row, equal for equal (video, start, variant); ``ids`` is the sorted union of video ids."""
+    return (np.searchsorted(ids, video_id).astype(np.int64) << 40) | (start.astype(np.int64) << 12) | variant
+
+
+def load_clip_labels(dataset_dir: str | Path, labels_dir: str | Path | None = None) -> ClipLabels:
+    """All stored labels of a dataset (``stats`` required, ``curriculum`` scores where computed) as a
+    :class:`ClipLabels`; raises LabelError naming the file when they are missing or inconsistent."""
+    root = labels_root(dataset_dir, labels_dir)
+    recorded = read_settings(root)
+    if not consolidated_path(root, "stats").exists():
+        raise LabelError(f"{consolidated_path(root, 'stats')}: no statistics labels (run make-labels --task stats)")
+    rows = _read_consolidated(root, "stats", recorded)
+    score = np.full(len(rows["start"]), np.nan, np.float32)
+    if consolidated_path(root, "curriculum").exists():
+        scored = _read_consolidated(root, "curriculum", recorded)
+        ids = np.unique(np.concatenate([rows["video_id"], scored["video_id"]]))
+        keys = _row_keys(rows["video_id"], rows["start"], rows["variant"], ids)
+        scored_keys = _row_keys(scored["video_id"], scored["start"], scored["variant"], ids)
+        order = np.argsort(scored_keys)
+        position = np.clip(np.searchsorted(scored_keys[order], keys), 0, max(len(order) - 1, 0))
+        found = (scored_keys[order][position] == keys) if len(order) else np.zeros(len(keys), bool)
+        score[found] = scored["score"][order][position[found]]
+    variants = [(int(y), int(x), bool(flip)) for y, x, flip in recorded["crop_variants"]]
+    variant = rows["variant"].astype(np.int64)
+    table = np.array([(y, x) for y, x, _ in variants], dtype=np.int64).reshape(-1, 2)
+    return ClipLabels(
+        video_id=rows["video_id"],
+        start=rows["start"].astype(np.int64),
+        crop=table[variant],
+        flip=np.array([flip for _, _, flip in variants], dtype=bool)[variant],
+        variant=variant,
+        motion=rows["motion"].astype(np.int64),
+        appearance=rows["appearance"].astype(np.int64),
+        score=score,
+        clip_len=int(recorded["clip_len"]),
+        stride=int(recorded["stride"]),
+        crop_size=int(recorded["crop_size"]),
+        crop_variants=variants,
+        settings=recorded,
+    )

@@ -1,0 +1,138 @@
+"""make-labels end to end: a tiny dataset of real ARID clips (128x171 frames, DIS flow) written with the
+dataset's shard writer, labelled on 2 Dask workers; resume, failure reporting, settings guard, storage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+from labels.crops import crop_flow, crop_frames
+from labels.curriculum import motion_score
+from labels.make import LabelSummary, make_labels
+from labels.settings import LabelSettings
+from labels.stats import appearance_statistics, motion_statistics
+from labels.store import LabelError, load_clip_labels
+from preprocess import shards
+from preprocess.dataset import Dataset
+from preprocess.flow_codec import quantize
+from preprocess.index import Index, add_shard, save_index
+from preprocess.settings import ClusterSettings
+
+BOUND = 20.0
+CLIPS = {  # video id -> (source under ../shared/data, frames kept, frame size)
+    "Turn/Turn_1_42": ("arid/train/Turn/Turn_1_42.mp4", 33, (128, 171)),
+    "Jump/Jump_8_3": ("arid/train/Jump/Jump_8_3.mp4", 20, (128, 171)),
+    "Jump/small": ("arid/train/Jump/Jump_8_6.mp4", 17, (96, 128)),  # too small for a 112 crop at (8, 29)
+}
+SETTINGS = LabelSettings(crop_variants=[(8, 29, False), (8, 29, True), (16, 59, False)])
+
+
+def _decode(path: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, bgr = capture.read()
+        assert ok, f"{path}: fewer than {n} frames"
+        frames.append(cv2.cvtColor(cv2.resize(bgr, size[::-1], interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def _write_video(path: Path, video_id: str, source: Path, n: int, size: tuple[int, int]) -> None:
+    """One part file as extraction writes it: JPEG frames, DIS flow of the decoded-back frames, quantized."""
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    with h5py.File(path, "w") as f:
+        writer = shards.VideoWriter(f, video_id, height=size[0], width=size[1], streams=("frames", "flow"))
+        previous = None
+        for rgb in _decode(source, n, size):
+            jpeg = shards.encode_jpeg(rgb, 90)
+            writer.add_frame(rgb, jpeg)
+            gray = cv2.cvtColor(shards.decode_jpeg(jpeg), cv2.COLOR_RGB2GRAY)
+            if previous is not None:
+                writer.add_flow(quantize(dis.calc(previous, gray, None), BOUND))
+            previous = gray
+        writer.finish(fps=30.0, source=str(source), label=video_id.split("/")[0], split="train")
+        settings = {"frames": {"image_format": "jpeg"}, "flow": {"algo": "dis", "bound": BOUND}}
+        shards.write_file_attrs(f, ("frames", "flow"), settings, [video_id])
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("arid_ds")
+    (root / "shards").mkdir()
+    index = Index(classes=["Jump", "Turn"])
+    for i, (video_id, (source, n, size)) in enumerate(CLIPS.items()):
+        _write_video(root / "shards" / f"{i:05d}.h5", video_id, shared_data / source, n, size)
+        add_shard(index, root, f"shards/{i:05d}.h5")
+    save_index(root, index)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(dataset_dir: Path) -> LabelSummary:
+    return make_labels(dataset_dir, SETTINGS, ["stats", "curriculum"], cluster=ClusterSettings(workers=2),
+                       progress=False)
+
+
+def test_failure_is_recorded_by_path_and_reason(first_run: LabelSummary, shared_data: Path) -> None:
+    for task in first_run.tasks:
+        assert task.labelled == 2 and task.already_done == 0
+        assert list(task.failed) == ["Jump/small"]
+        failure = task.failed["Jump/small"]
+        assert failure["path"] == str(shared_data / CLIPS["Jump/small"][0])
+        assert "does not fit in 96x128 frames" in failure["reason"]
+    recorded = json.loads((Path(first_run.labels_dir) / "failures.json").read_text())
+    assert set(recorded["stats"]) == {"Jump/small"}
+
+
+def test_stored_labels_equal_direct_computation(first_run: LabelSummary, dataset_dir: Path) -> None:
+    labels = load_clip_labels(dataset_dir)
+    # Turn: 33 frames -> clips at 0, 16; Jump: 20 frames -> clip at 0; 3 crop variants each
+    assert len(labels) == 9 and labels.clip_len == 16 and labels.crop_size == 112
+    assert sorted(set(zip(labels.video_id.tolist(), labels.start.tolist()))) == [
+        ("Jump/Jump_8_3", 0), ("Turn/Turn_1_42", 0), ("Turn/Turn_1_42", 16)]
+    assert labels.crop.tolist()[:3] == [[8, 29], [8, 29], [16, 59]] and labels.flip.tolist()[:3] == [False, True, False]
+    dataset = Dataset(dataset_dir)
+    for row in range(len(labels)):
+        video_id, start = str(labels.video_id[row]), int(labels.start[row])
+        (y, x), flip = labels.crop[row], bool(labels.flip[row])
+        flow = crop_flow(dataset.read_flow(video_id, start, start + 15), y, x, 112, flip)
+        frames = np.ascontiguousarray(crop_frames(dataset.read_frames(video_id, start, start + 16), y, x, 112, flip))
+        np.testing.assert_array_equal(labels.motion[row], motion_statistics(flow[..., 0], flow[..., 1]))
+        np.testing.assert_array_equal(labels.appearance[row], appearance_statistics(frames))
+        assert labels.score[row] == np.float32(motion_score(flow[..., 0], flow[..., 1]))
+    assert labels.motion.dtype == np.int64 and labels.score.dtype == np.float32
+    assert 1 <= labels.motion.min() and labels.motion.max() <= 16
+
+
+def test_second_run_does_nothing_new(first_run: LabelSummary, dataset_dir: Path) -> None:
+    stats_file = Path(first_run.labels_dir) / "stats.h5"
+    before = stats_file.stat().st_mtime_ns
+    again = make_labels(dataset_dir, SETTINGS, ["stats", "curriculum"], cluster=ClusterSettings(workers=2),
+                        progress=False)
+    for task in again.tasks:
+        assert (task.labelled, task.already_done, list(task.failed)) == (0, 2, ["Jump/small"])
+    assert stats_file.stat().st_mtime_ns == before
+
+
+def test_cli_reports_failures_and_refuses_other_settings(first_run: LabelSummary, dataset_dir: Path) -> None:
+    base = ["make-labels", "--data", str(dataset_dir), "--pipeline", "stats", "--no-progress",
+            "--set", "labels.crop_variants=[[8, 29, false], [8, 29, true], [16, 59, false]]"]
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 1, result.output
+    assert "failed" in result.output and "Jump_8_6.mp4: " in result.output
+    result = CliRunner().invoke(cli, [*base, "--set", "labels.stride=8"])
+    assert result.exit_code == 2 and "stride: 16 there, 8 now" in result.output
+    with pytest.raises(LabelError, match="crop_variants"):
+        make_labels(dataset_dir, LabelSettings(), ["stats"], cluster=ClusterSettings(workers=1), progress=False)
+
+
+def test_missing_labels_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(LabelError, match="no labels here"):
+        load_clip_labels(tmp_path)
