@@ -121,26 +121,36 @@ def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bcthw,c->bthw", x, weights).unsqueeze(1)
 
 
+def _hsv_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RGB [B, 3, ...] -> hue, saturation, value [B, 1, ...] (``colorsys`` conventions, hue in [0, 1))."""
+    r, g, b = x.split(1, dim=1)
+    value = torch.maximum(torch.maximum(r, g), b)
+    delta = value - torch.minimum(torch.minimum(r, g), b)
+    safe = delta.clamp(min=1e-12)
+    # colorsys order of precedence on ties: red, then green, then blue
+    sector = torch.where(value == r, (g - b) / safe, torch.where(value == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = torch.where(delta > 0, torch.remainder(sector / 6, 1.0), 0.0)
+    saturation = torch.where(value > 0, delta / value.clamp(min=1e-12), 0.0)
+    return hue, saturation, value
+
+
+def _rgb_from_hsv(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """hue, saturation, value [B, 1, ...] -> RGB [B, 3, ...]: channel n of (R, G, B) = V - V S clamp(min(k, 4 - k),
+    0, 1) with k = (n' + 6 H) mod 6, n' = 5, 3, 1."""
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=hue.device, dtype=hue.dtype).view(1, 3, *([1] * (hue.ndim - 2)))
+    k = torch.remainder(offsets + 6 * hue, 6)
+    ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return value * (1 - saturation * ramp)
+
+
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     """RGB [B, 3, ...] in [0, 1] -> HSV [B, 3, ...], hue in [0, 1) (``colorsys`` conventions)."""
-    r, g, b = x.unbind(1)
-    value, _ = x.max(dim=1)
-    delta = value - x.min(dim=1).values
-    saturation = torch.where(value > 0, delta / value.clamp(min=1e-12), torch.zeros_like(value))
-    safe = delta.clamp(min=1e-12)
-    hue = torch.where(value == r, (g - b) / safe,
-                      torch.where(value == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
-    hue = torch.where(delta > 0, torch.remainder(hue / 6, 1.0), torch.zeros_like(hue))
-    return torch.stack([hue, saturation, value], dim=1)
+    return torch.cat(_hsv_planes(x), dim=1)
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     """HSV [B, 3, ...] (hue in [0, 1)) -> RGB [B, 3, ...]."""
-    hue, saturation, value = x.unbind(1)
-    offsets = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, *([1] * (x.ndim - 2)))
-    k = torch.remainder(offsets + 6 * hue.unsqueeze(1), 6)
-    ramp = torch.minimum(k, 4 - k).clamp(0, 1)
-    return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp)
+    return _rgb_from_hsv(*x.split(1, dim=1))
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -162,9 +172,8 @@ def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate hue by ``shift`` turns (broadcasts to [B, 1, T, 1, 1]; 0.5 = opposite colour). RGB only."""
-    hsv = rgb_to_hsv(x)
-    hue = torch.remainder(hsv[:, :1] + shift, 1.0)
-    return hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1))
+    hue, saturation, value = _hsv_planes(x)
+    return _rgb_from_hsv(torch.remainder(hue + shift, 1.0), saturation, value)
 
 
 def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
