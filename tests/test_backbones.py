@@ -161,3 +161,15 @@ def test_load_errors_name_the_file(tmp_path) -> None:
         load_backbone(foreign)
     with pytest.raises(ValueError, match="not made by build_backbone"):
         save_backbone(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+
+
+def test_mixed_precision_forward_matches_float32() -> None:
+    torch.manual_seed(2)
+    model = build_backbone("r21d_10").eval()
+    clip = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        reference = model(clip)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(clip)
+    assert low.dtype == torch.bfloat16
+    assert torch.linalg.vector_norm(low.float() - reference) / torch.linalg.vector_norm(reference) < 0.05
