@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from preprocess.config import ConfigError, load_cluster, load_pipeline, parse_overrides
 
@@ -60,4 +61,59 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
         raise SystemExit(1)
 
 
-COMMANDS: list[click.Command] = [make_labels_command]
+@click.command("show-labels")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Extracted dataset folder.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--video", "video_id", help="Video id (default: the first video of the dataset).")
+@click.option("--start", default=0, show_default=True, help="First frame of the clip.")
+@click.option("--variant", default=0, show_default=True, help="Index into the crop variants.")
+@click.option("--pipeline", default="stats", show_default=True,
+              help="Pipeline whose labels settings apply when the dataset has no labels yet.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a pipeline setting (repeatable).")
+@click.option("--labels-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Labels folder whose settings apply (default: DATASET/labels, if present).")
+def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, start: int, variant: int, pipeline: str,
+                        sets: tuple[str, ...], labels_dir: Path | None) -> None:
+    """Draw one clip's statistics labels into a PNG: frames, summed motion boundaries with the chosen
+    regions and direction arrows, per-frame boundary energy, colour consistency, dominant colours."""
+    from labels.crops import crop_flow, crop_frames
+    from labels.show import render_clip_labels
+    from labels.store import LabelError, labels_root, load_clip_labels, read_settings
+    from preprocess.dataset import Dataset
+    from preprocess.index import DatasetError
+
+    try:
+        root = labels_root(data_dir, labels_dir)
+        if (root / "settings.json").exists():
+            recorded = read_settings(root)
+            clip_len, size, variants = recorded["clip_len"], recorded["crop_size"], recorded["crop_variants"]
+        else:
+            labels = load_pipeline(pipeline, overrides=parse_overrides(list(sets))).labels
+            clip_len, size, variants = labels.clip_len, labels.crop_size, labels.crop_variants
+        if not 0 <= variant < len(variants):
+            raise LabelError(f"--variant {variant}: there are {len(variants)} crop variants {variants}")
+        y, x, flip = variants[variant]
+        dataset = Dataset(data_dir)
+        video = dataset.video(video_id) if video_id else dataset.videos[0]
+        frames = dataset.read_frames(video.id, start, start + clip_len)
+        flow = dataset.read_flow(video.id, start, start + clip_len - 1)
+        if len(frames) != clip_len:
+            raise LabelError(f"{video.path}: no {clip_len}-frame clip at frame {start} ({video.n_frames} frames)")
+        frames = np.ascontiguousarray(crop_frames(frames, y, x, size, bool(flip)))
+        flow = crop_flow(flow, y, x, size, bool(flip))
+    except (ConfigError, LabelError, DatasetError, KeyError, IndexError, ValueError) as exc:
+        raise Refused(str(exc)) from exc
+    title = f"{video.id} frames {start}-{start + clip_len - 1}, crop (y={y}, x={x}){' flipped' if flip else ''}"
+    drawn = render_clip_labels(frames, flow, out_path, title)
+    click.echo(f"motion {drawn['motion'].tolist()}\nappearance {drawn['appearance'].tolist()}\n"
+               f"curriculum score {float(drawn['score']):.4f}\nwritten to {out_path}")
+    if (root / "stats.h5").exists():
+        stored = load_clip_labels(data_dir, labels_dir)
+        row = np.flatnonzero((stored.video_id == video.id) & (stored.start == start) & (stored.variant == variant))
+        if len(row):
+            same = (stored.motion[row[0]] == drawn["motion"]).all() and (stored.appearance[row[0]] == drawn["appearance"]).all()
+            click.echo("stored labels: " + ("identical" if same else "DIFFERENT (were they made from other data?)"))
+
+
+COMMANDS: list[click.Command] = [make_labels_command, show_labels_command]

@@ -136,3 +136,18 @@ def test_cli_reports_failures_and_refuses_other_settings(first_run: LabelSummary
 def test_missing_labels_are_reported(tmp_path: Path) -> None:
     with pytest.raises(LabelError, match="no labels here"):
         load_clip_labels(tmp_path)
+
+
+def test_show_labels_draws_the_stored_labels(first_run: LabelSummary, dataset_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip.png"
+    args = ["show-labels", "--data", str(dataset_dir), "--video", "Turn/Turn_1_42", "--start", "16", "--variant", "1",
+            "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "stored labels: identical" in result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    labels = load_clip_labels(dataset_dir)
+    row = np.flatnonzero((labels.video_id == "Turn/Turn_1_42") & (labels.start == 16) & (labels.variant == 1))[0]
+    assert f"motion {labels.motion[row].tolist()}" in result.output
+    result = CliRunner().invoke(cli, [*args[:-2], "--variant", "7", "--out", str(out)])
+    assert result.exit_code == 2 and "3 crop variants" in result.output

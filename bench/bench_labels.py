@@ -1,0 +1,94 @@
+"""Speed and memory of the statistics labels on 16x112x112 clips, one core.
+
+Run: ``.venv/bin/python bench/bench_labels.py [--repeats N]``. Uses the 24 clips of
+``../shared/data/stats_reference.npz``. Baseline in the same run: the plain per-region loop
+implementation in ``tests/test_labels_naive.py`` (scipy convolution per frame, one mask per region).
+"""
+from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"  # one core: before numpy loads its thread pools
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from labels.curriculum import score_from_boundaries  # noqa: E402
+from labels.stats import appearance_statistics, motion_boundaries, motion_labels, motion_statistics  # noqa: E402
+from preprocess.flow_codec import dequantize  # noqa: E402
+from test_labels_naive import naive_appearance, naive_motion  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "stats_reference.npz"
+
+
+def seconds_per_clip(function: Callable[[int], object], cases: list[int], repeats: int) -> float:
+    """Best-of-``repeats`` mean time of ``function(case)`` over ``cases``."""
+    function(cases[0])  # warm caches (region layout, histogram bins)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for case in cases:
+            function(case)
+        best = min(best, (time.perf_counter() - start) / len(cases))
+    return best
+
+
+def peak_allocation_mb(function: Callable[[int], object], case: int) -> float:
+    """Peak memory (tracemalloc, numpy arrays included) allocated while labelling one clip."""
+    function(case)
+    tracemalloc.start()
+    function(case)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timing repeats (best is reported)")
+    parser.add_argument("--baseline-clips", type=int, default=4, help="clips timed with the slow baseline")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    with np.load(DATA) as data:
+        rgb = data["rgb"]
+        flow = dequantize(data["flow_q"], float(data["flow_bound"]))
+    u = np.ascontiguousarray(flow[..., 0])
+    v = np.ascontiguousarray(flow[..., 1])
+    cases = list(range(len(rgb)))
+    baseline_cases = cases[:: max(1, len(cases) // args.baseline_clips)][: args.baseline_clips]
+
+    def both(i: int) -> object:
+        boundaries = motion_boundaries(u[i], v[i])
+        return motion_labels(boundaries), score_from_boundaries(boundaries), appearance_statistics(rgb[i])
+
+    timings = {
+        "motion": (seconds_per_clip(lambda i: motion_statistics(u[i], v[i]), cases, args.repeats),
+                   seconds_per_clip(lambda i: naive_motion(u[i], v[i]), baseline_cases, 1)),
+        "appearance": (seconds_per_clip(lambda i: appearance_statistics(rgb[i]), cases, args.repeats),
+                       seconds_per_clip(lambda i: naive_appearance(rgb[i]), baseline_cases, 1)),
+    }
+    timings["both (+ curriculum score)"] = (seconds_per_clip(both, cases, args.repeats),
+                                            timings["motion"][1] + timings["appearance"][1])
+    print(f"statistics labels, 16x112x112 clips, 1 core ({len(cases)} clips; baseline on {len(baseline_cases)})")
+    print(f"{'labels':<28}{'ms/clip':>9}{'clips/s':>9}{'baseline ms':>13}{'speed-up':>10}")
+    for name, (fast, slow) in timings.items():
+        print(f"{name:<28}{fast * 1e3:9.2f}{1 / fast:9.1f}{slow * 1e3:13.1f}{slow / fast:9.1f}x")
+    print("peak allocation per clip (tracemalloc): "
+          f"motion {peak_allocation_mb(lambda i: motion_statistics(u[i], v[i]), 0):.1f} MB, "
+          f"appearance {peak_allocation_mb(lambda i: appearance_statistics(rgb[i]), 0):.1f} MB "
+          f"(input clip: flow {u[0].nbytes * 2 / 2**20:.1f} MB float32, rgb {rgb[0].nbytes / 2**20:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
