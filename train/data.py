@@ -28,6 +28,8 @@ def read_frames_at(dataset: Dataset, video_id: str, indices: np.ndarray) -> np.n
     """
     unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
     parts = [dataset.read_frames(video_id, start, stop, step) for start, stop, step in arithmetic_runs(unique)]
+    if len(parts) == 1 and np.array_equal(unique, indices):  # one increasing run: no copy needed
+        return parts[0]
     return np.concatenate(parts, axis=0)[inverse]
 
 
