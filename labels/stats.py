@@ -39,23 +39,27 @@ class MotionBoundaries:
     frame_energy: np.ndarray
 
 
-def _as_flow_components(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Check and stack u, v [T, S, S] into one float [2, T, S, S] array (float32 unless float64 is given)."""
+def _padded_components(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Check u, v [T, S, S] and stack them into float [2, T, S+2, S+2] with each frame's edge repeated once
+    (scipy's one-pixel 'reflect'); float32 unless float64 is given."""
     u, v = np.asarray(u), np.asarray(v)
     if u.ndim != 3 or u.shape != v.shape or u.shape[1] != u.shape[2]:
         raise ValueError(f"u and v must both be [T, S, S] with square frames, got {u.shape} and {v.shape}")
     dtype = np.float64 if np.float64 in (u.dtype, v.dtype) else np.float32
-    return np.stack([u, v]).astype(dtype, copy=False)
+    padded = np.empty((2, u.shape[0], u.shape[1] + 2, u.shape[2] + 2), dtype)
+    padded[0, :, 1:-1, 1:-1] = u
+    padded[1, :, 1:-1, 1:-1] = v
+    padded[..., 0, 1:-1], padded[..., -1, 1:-1] = padded[..., 1, 1:-1], padded[..., -2, 1:-1]
+    padded[..., :, 0], padded[..., :, -1] = padded[..., :, 1], padded[..., :, -2]
+    return padded
 
 
 _DIFFERENCE = np.array([1.0, 0.0, -1.0], dtype=np.float32)  # correlation kernel: c[x-1] - c[x+1]
 _THREE_SUM = np.ones(3, dtype=np.float32)
 
 
-def _padded_derivatives(component: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """dx, dy of every frame of float [..., H, W] as [..., H+2, W+2]; only the interior is meaningful."""
-    pad = [(0, 0)] * (component.ndim - 2) + [(1, 1), (1, 1)]
-    padded = np.pad(component, pad, mode="edge")  # one-pixel 'reflect' of scipy repeats the edge
+def _stacked_derivatives(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dx, dy of every frame of edge-padded float [..., H+2, W+2], same shape; only the interior is meaningful."""
     frames_stacked = padded.reshape(-1, padded.shape[-1])  # frames one above the other; padding rows isolate them
     border = cv2.BORDER_REPLICATE | cv2.BORDER_ISOLATED
     kernels = {"x": (_DIFFERENCE, _THREE_SUM), "y": (_THREE_SUM, _DIFFERENCE)}
@@ -75,15 +79,16 @@ def frame_derivatives(component: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         dx, dy: [..., H, W], same dtype.
     """
-    dx, dy = _padded_derivatives(component)
+    pad = [(0, 0)] * (component.ndim - 2) + [(1, 1), (1, 1)]
+    dx, dy = _stacked_derivatives(np.pad(component, pad, mode="edge"))  # one-pixel 'reflect' repeats the edge
     return dx[..., 1:-1, 1:-1], dy[..., 1:-1, 1:-1]
 
 
 def motion_boundaries(u: np.ndarray, v: np.ndarray) -> MotionBoundaries:
     """Summed motion boundaries and per-frame boundary energy of a clip's flow u, v (float [T, S, S])."""
-    components = _as_flow_components(u, v)
-    size = components.shape[-1]
-    dx_padded, dy_padded = _padded_derivatives(components)
+    padded = _padded_components(u, v)
+    size = padded.shape[-1] - 2
+    dx_padded, dy_padded = _stacked_derivatives(padded)
     summed_x = dx_padded[..., 1:-1, 1:-1].sum(axis=1).reshape(2 * size, size)
     summed_y = dy_padded[..., 1:-1, 1:-1].sum(axis=1).reshape(2 * size, size)
     magnitude, angle = cv2.cartToPolar(summed_x, summed_y, angleInDegrees=True)
