@@ -37,7 +37,7 @@ def _extract_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--image-format", type=click.Choice(["jpeg", "raw"]), help="Frame storage (default: jpeg)."),
         click.option("--jpeg-quality", type=int, help="JPEG quality 1-100 (default: 90)."),
         click.option("--diff/--no-diff", default=None, help="Store image differences (default: yes)."),
-        click.option("--shard-mb", type=int, help="Target shard size in MB (default: 256)."),
+        click.option("--shard-mb", type=float, help="Target shard size in MB (default: 256)."),
         click.option("--video-timeout", type=float, help="Seconds before a video is recorded as failed (default: 900)."),
         click.option("--workers", type=int, help="Dask worker processes (default: cluster.workers of pipelines.yaml)."),
         click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler, e.g. tcp://host:8786."),

@@ -23,35 +23,39 @@ def texture(rng: np.random.Generator, height: int, width: int, scale: float) -> 
     return (smooth * 255).astype(np.uint8)
 
 
-def _warp(t: int, kind: str, speed: float, center: tuple[float, float]) -> np.ndarray:
-    """2x3 affine map of the shape at frame ``t`` (frame 0: identity)."""
+def _warp(kind: str, progress: float, amount: float, size: tuple[int, int], center: tuple[float, float]) -> np.ndarray:
+    """2x3 affine map of the shape at ``progress`` 0..1 through the clip; ``amount`` ~1 scales the motion:
+    translation by 0.55 of the frame, rotation by 180 degrees, zoom to 2.5x over the whole clip."""
+    h, w = size
     if kind == "move_right":
-        return np.float32([[1, 0, speed * t], [0, 1, 0]])
+        return np.float32([[1, 0, 0.55 * w * amount * progress], [0, 1, 0]])
     if kind == "move_down":
-        return np.float32([[1, 0, 0], [0, 1, speed * t]])
+        return np.float32([[1, 0, 0], [0, 1, 0.55 * h * amount * progress]])
     if kind == "rotate":
-        return cv2.getRotationMatrix2D(center, 2.0 * speed * t, 1.0).astype(np.float32)
+        return cv2.getRotationMatrix2D(center, 180.0 * amount * progress, 1.0).astype(np.float32)
     if kind == "zoom":
-        return cv2.getRotationMatrix2D(center, 0.0, 1.0 + 0.015 * speed * t).astype(np.float32)
+        return cv2.getRotationMatrix2D(center, 0.0, 1.0 + 1.5 * amount * progress).astype(np.float32)
     raise ValueError(f"unknown demo class {kind!r} (known: {', '.join(CLASSES)})")
 
 
 def render_clip(kind: str, rng: np.random.Generator, n_frames: int = 48, size: tuple[int, int] = (128, 170)) -> np.ndarray:
     """One clip of class ``kind``: RGB uint8 [n_frames, h, w, 3]."""
     h, w = size
-    background = texture(rng, h, w, 3.0)
-    sprite = texture(rng, h, w, 1.5)
-    cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.3, 0.5) * w
-    radius = rng.uniform(0.18, 0.25) * min(h, w)
+    background = texture(rng, h, w, 4.0)
+    sprite = texture(rng, h, w, 2.5)
+    start_x = (0.15, 0.2) if kind == "move_right" else (0.4, 0.6)  # leave room for the motion
+    start_y = (0.15, 0.2) if kind == "move_down" else (0.4, 0.6)
+    cy, cx = rng.uniform(*start_y) * h, rng.uniform(*start_x) * w
+    radius = rng.uniform(0.16, 0.22) * min(h, w)
     mask = np.zeros((h, w), np.float32)
     if rng.random() < 0.5:
         cv2.circle(mask, (int(cx), int(cy)), int(radius), 1.0, -1)
     else:
         cv2.rectangle(mask, (int(cx - radius), int(cy - radius)), (int(cx + radius), int(cy + radius)), 1.0, -1)
-    speed = rng.uniform(0.8, 1.6)
+    amount = rng.uniform(0.85, 1.15)
     frames = np.empty((n_frames, h, w, 3), np.uint8)
     for t in range(n_frames):
-        m = _warp(t, kind, speed, (cx, cy))
+        m = _warp(kind, t / max(n_frames - 1, 1), amount, size, (cx, cy))
         moved = cv2.warpAffine(sprite, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR)[..., None]
         frames[t] = (alpha * moved + (1 - alpha) * background).astype(np.uint8)

@@ -7,6 +7,7 @@ interrupted run (even SIGKILL) only finishes the missing work. See docs/EXTRACTI
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import re
@@ -181,11 +182,13 @@ def extract(
     split_number: int = 1,
     retry_failed: bool = False,
     progress: bool = True,
+    client: Client | None = None,
 ) -> ExtractSummary:
     """Extract frames (and flow when ``flow``; differences when ``preprocess.diff``) of the videos in
     ``input_path`` (directory or list file) into dataset ``output`` with the settings of ``pipeline``
     (a name in pipelines.yaml, or a loaded Pipeline) and ``overrides`` (nested dict). Runs on a Dask
-    cluster from ``cluster`` (default: pipelines.yaml), ``workers`` or ``scheduler``. Resumes earlier
+    cluster from ``cluster`` (default: pipelines.yaml), ``workers`` or ``scheduler``, or on an open
+    ``client``. Resumes earlier
     runs; raises SettingsMismatch if the dataset holds a stream made with other settings."""
     started = time.monotonic()
     if isinstance(pipeline, str):
@@ -208,22 +211,27 @@ def extract(
     tasks, already_done = _plan(sources, index, root, settings, streams, retry_failed)
     _remove_unplanned_parts(root, tasks)
     streams_of = {t.key: t.args.streams for t in tasks}
-    extracted, peak = 0, 0.0
-    with open_client(cluster or load_cluster(), workers=workers, scheduler=scheduler) as client:
-        packer = _Packer(client, root, index, settings.shard_mb * MB)
-        for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s, progress=progress):
-            peak = max(peak, outcome.peak_rss_mb)
-            if outcome.status == "failed":
-                index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
-                save_index(root, index)
-                continue
-            index.failures.pop(outcome.key, None)
-            extracted += 1
-            packer.add(Path(outcome.output), streams_of[outcome.key])
-        packer.finish()
+    extracted, peak, new_shards = 0, 0.0, []
+    if tasks:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(open_client(cluster or load_cluster(), workers=workers, scheduler=scheduler))
+            packer = _Packer(client, root, index, int(settings.shard_mb * MB))
+            for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s,
+                                     progress=progress):
+                peak = max(peak, outcome.peak_rss_mb)
+                if outcome.status == "failed":
+                    index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                    save_index(root, index)
+                    continue
+                index.failures.pop(outcome.key, None)
+                extracted += 1
+                packer.add(Path(outcome.output), streams_of[outcome.key])
+            packer.finish()
+            new_shards = packer.new_shards
     save_index(root, index)
     failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
-    return ExtractSummary(str(root), len(sources), already_done, extracted, failed, packer.new_shards,
+    return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,
                           time.monotonic() - started, peak)
 
 

@@ -10,6 +10,7 @@ Split files understood (searched in ``splits_dir``, by default the input directo
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path, PurePosixPath
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp"})
@@ -47,7 +48,7 @@ def scan_directory(root: str | Path) -> list[VideoSource]:
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
             rel = PurePosixPath(path.relative_to(root).as_posix())
-            found.append(VideoSource(_video_id(rel), str(path.resolve()), _label_of(rel)))
+            found.append(VideoSource(_video_id(rel), os.path.abspath(path), _label_of(rel)))
     return _unique(found, root)
 
 
@@ -71,11 +72,11 @@ def parse_list_file(path: str | Path) -> list[VideoSource]:
         if not video.is_file():
             raise InputError(f"{path}:{number}: no such video file {video}")
         try:
-            rel = PurePosixPath(video.resolve().relative_to(path.parent.resolve()).as_posix())
-        except ValueError:
-            rel = PurePosixPath(*video.resolve().parts[-2:])
+            rel = PurePosixPath(Path(os.path.abspath(video)).relative_to(os.path.abspath(path.parent)).as_posix())
+        except ValueError:  # outside the list's folder: keep class folder and file name
+            rel = PurePosixPath(*Path(video).parts[-2:])
         label = fields[1] if len(fields) == 2 and not fields[1].isdigit() else _label_of(rel)
-        found.append(VideoSource(_video_id(rel), str(video.resolve()), label))
+        found.append(VideoSource(_video_id(rel), os.path.abspath(video), label))
     return _unique(found, path)
 
 

@@ -28,7 +28,7 @@ class ExtractSettings:
     jpeg_quality: int = 90
     flow: FlowSettings = field(default_factory=FlowSettings)
     diff: bool = True  # store grayscale image differences
-    shard_mb: int = 256  # target shard size
+    shard_mb: float = 256.0  # target shard size in MB (a shard is closed once its videos reach it)
     video_timeout_s: float = 900.0  # a video taking longer is recorded as failed
 
     def __post_init__(self) -> None:
@@ -38,6 +38,10 @@ class ExtractSettings:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.flow.bound <= 0:
             raise ValueError(f"flow.bound must be > 0, got {self.flow.bound}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.shard_mb <= 0 or self.video_timeout_s <= 0:
+            raise ValueError(f"shard_mb and video_timeout_s must be > 0, got {self.shard_mb}, {self.video_timeout_s}")
 
 
 @dataclass

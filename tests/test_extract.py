@@ -1,0 +1,186 @@
+"""Extraction of real clips on a 2-worker Dask LocalCluster: frame counts, stored flow and differences
+against direct computation, frames reused by a later flow run, settings mismatch, time limit, memory bound,
+and demo data with its splits and class-dependent motion."""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from preprocess import flow as flow_module
+from preprocess import shards
+from preprocess.config import load_pipeline
+from preprocess.dataset import Dataset
+from preprocess.demo_data import CLASSES, make_demo_videos
+from preprocess.extract import SettingsMismatch, extract
+from preprocess.flow_codec import quantize
+from preprocess.runner import open_client
+from preprocess.settings import ClusterSettings
+
+SMALL = {"preprocess": {"size": [48, 64], "flow": {"algo": "dis", "dis_preset": "fast", "bound": 20}}}
+
+
+def _pipeline(**preprocess: object):
+    section = {**SMALL["preprocess"], **preprocess}
+    return load_pipeline("demo", overrides={"preprocess": section})
+
+
+def _count_frames(path: Path) -> int:
+    """Frames of a video counted by decoding with OpenCV directly (independent of the project's decoder)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    return n
+
+
+def _gray(frames: np.ndarray) -> list[np.ndarray]:
+    return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    with open_client(ClusterSettings(kind="local"), workers=2) as c:
+        assert sorted(c.nthreads().values()) == [1, 1]  # two single-threaded worker processes
+        yield c
+
+
+@pytest.fixture(scope="module")
+def real_clips(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Several codecs, containers and sizes, in class folders (symlinks to the shared data)."""
+    root = tmp_path_factory.mktemp("real_in")
+    picks = {
+        "Archery/example.avi": "ucf101/Archery/example.avi",  # xvid 320x240
+        "Run/Run_11_1.mp4": "arid/train/Run/Run_11_1.mp4",  # H.264, dark
+        "eat/eat.mkv": "asl_gestures/eat/eat.mkv",  # mkv 640x480
+        "boxing/person01_boxing_d1_uncomp.avi": "kth/person01_boxing_d1_uncomp.avi",  # uncompressed 160x120
+        "misc/carphone_pristine.mp4": "natural_videos/carphone_pristine.mp4",  # 176x144
+    }
+    for rel, src in picks.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(shared_data / src)
+    return root
+
+
+def test_real_clips_on_two_workers(client: object, real_clips: Path, tmp_path: Path) -> None:
+    every = 5
+    out = tmp_path / "ds"
+    summary = extract(real_clips, out, _pipeline(every=every, shard_mb=0.05), client=client, progress=False)
+    assert summary.ok and summary.extracted == 5 and len(summary.new_shards) > 1
+    ds = Dataset(out)
+    assert ds.classes == ["Archery", "Run", "boxing", "eat", "misc"]
+    assert all(ds.has_stream(s) for s in ("frames", "flow", "diff")) and ds.flow_bound == 20
+    shard_videos = []
+    for rel in summary.new_shards:
+        with h5py.File(out / rel) as f:
+            shard_videos += shards.read_file_attrs(f)["videos"]
+    assert sorted(shard_videos) == [v.id for v in ds.videos]  # every video in exactly one shard
+    flow_fn = flow_module.make_flow(ds_settings_flow(out))
+    for video in ds.videos:
+        assert video.n_frames == math.ceil(_count_frames(real_clips / Path(video.path).relative_to(real_clips)) / every)
+        frames = ds.read_frames(video.id)
+        assert frames.shape == (video.n_frames, 48, 64, 3) and (video.height, video.width) == (48, 64)
+        gray = _gray(frames)
+        codes = ds.read_flow_codes(video.id)
+        assert codes.shape == (video.n_frames - 1, 48, 64, 2)
+        for t in (0, video.n_frames // 2, video.n_frames - 2):
+            np.testing.assert_array_equal(codes[t], quantize(flow_fn(gray[t], gray[t + 1]), 20.0))
+        diff = ds.read_diff(video.id, 2, 5)
+        np.testing.assert_array_equal(diff, np.stack([gray[t + 1].astype(np.float32) - gray[t] for t in range(2, 5)]))
+    assert ds.video("Archery/example").label == "Archery" and ds.video("Archery/example").fps == pytest.approx(25 / every)
+
+
+def ds_settings_flow(out: Path):
+    """The FlowSettings the dataset's flow was made with, rebuilt from the recorded settings."""
+    recorded = Dataset(out).settings["flow"]
+    return load_pipeline("demo", overrides={"preprocess": {"flow": {
+        "algo": recorded["algo"], "bound": recorded["bound"], "dis_preset": recorded["params"]["preset"]}}}).preprocess.flow
+
+
+def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: object, shared_data: Path,
+                                                                      tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "eat").mkdir(parents=True)
+    (src / "yes").mkdir()
+    shutil.copy(shared_data / "asl_gestures/eat/eat.mkv", src / "eat")
+    shutil.copy(shared_data / "asl_gestures/yes/yes.mkv", src / "yes")
+    out = tmp_path / "ds"
+    first = extract(src, out, _pipeline(every=4), flow=False, client=client, progress=False)
+    assert first.ok and first.extracted == 2
+    ds = Dataset(out)
+    assert ds.has_stream("frames") and ds.has_stream("diff") and not ds.has_stream("flow")
+    frames_shard = out / first.new_shards[0]
+    before = (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns)
+    for video in src.rglob("*.mkv"):
+        video.write_bytes(b"")  # the sources are gone: flow must come from the stored frames
+    second = extract(src, out, _pipeline(every=4), flow=True, client=client, progress=False)
+    assert second.ok and second.extracted == 2 and second.new_shards != first.new_shards
+    assert (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns) == before
+    ds = Dataset(out)
+    assert ds.has_stream("flow")
+    flow_fn = flow_module.make_flow(_pipeline().preprocess.flow)
+    gray = _gray(ds.read_frames("yes/yes", 3, 5))
+    np.testing.assert_array_equal(ds.read_flow_codes("yes/yes", 3, 4)[0], quantize(flow_fn(gray[0], gray[1]), 20.0))
+    with pytest.raises(SettingsMismatch, match=r"frames stream was extracted with other settings \(every: 4 in the dataset, 2 now\)"):
+        extract(src, out, _pipeline(every=2), flow=True, client=client, progress=False)
+    with pytest.raises(SettingsMismatch, match="flow stream.*algo: 'dis' in the dataset, 'farneback' now"):
+        extract(src, out, _pipeline(every=4, flow={"algo": "farneback"}), client=client, progress=False)
+    assert Dataset(out).settings == ds.settings
+
+
+def test_time_limit_stops_a_slow_video(client: object, shared_data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "pres_debate.avi").symlink_to(shared_data / "natural_videos/pres_debate.avi")  # 1280x720
+    pipeline = _pipeline(size=[720, 1280], video_timeout_s=1.5, flow={"algo": "tvl1"})  # seconds per frame pair
+    summary = extract(src, tmp_path / "ds", pipeline, client=client, progress=False)
+    assert summary.extracted == 0 and summary.seconds < 20
+    assert summary.failed["pres_debate"]["reason"] == "timed out after 1.5 s (process killed)"
+    assert not list((tmp_path / "ds/parts").iterdir())  # no partial output left behind
+
+
+def test_long_video_stays_under_a_memory_bound(client: object, shared_data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    video = shared_data / "natural_videos/one-by-one-person-detection.mp4"  # 139 s, 768x432
+    (src / video.name).symlink_to(video)
+    summary = extract(src, tmp_path / "ds", _pipeline(flow={"algo": "dis", "dis_preset": "ultrafast"}),
+                      client=client, progress=False)
+    assert summary.ok
+    n = Dataset(tmp_path / "ds").video("one-by-one-person-detection").n_frames
+    assert n == 1394
+    decoded_mb = n * 768 * 432 * 3 / 2**20  # the whole video held in memory
+    assert decoded_mb > 1300 and summary.peak_rss_mb < 400
+
+
+def test_demo_videos_have_splits_and_class_dependent_motion(client: object, tmp_path: Path) -> None:
+    make_demo_videos(tmp_path / "demo", videos_per_class=2, n_frames=12, test_per_class=1, seed=3)
+    pipeline = load_pipeline("demo")
+    summary = extract(tmp_path / "demo", tmp_path / "ds", pipeline, client=client, progress=False)
+    assert summary.ok and summary.extracted == 8
+    ds = Dataset(tmp_path / "ds")
+    assert ds.classes == sorted(CLASSES)
+    assert {v.id: v.split for v in ds.videos if v.label == "zoom"} == {"zoom/v_zoom_g01_c01": "train",
+                                                                       "zoom/v_zoom_g02_c01": "test"}
+    for video in ds.videos:
+        assert video.n_frames == 12 and (video.height, video.width) == (128, 171)
+        flow = ds.read_flow(video.id)
+        moving = np.linalg.norm(flow, axis=-1) > 0.4
+        u, v = flow[..., 0][moving], flow[..., 1][moving]
+        du_dx = np.gradient(flow[..., 0], axis=2)[moving]
+        dv_dy = np.gradient(flow[..., 1], axis=1)[moving]
+        if video.label == "move_right":
+            assert np.median(u) > 0.5 and abs(np.median(v)) < 0.2 * np.median(u)
+        elif video.label == "move_down":
+            assert np.median(v) > 0.5 and abs(np.median(u)) < 0.2 * np.median(v)
+        elif video.label == "zoom":
+            assert np.mean(du_dx + dv_dy) > 0.005  # expanding: positive divergence
+        else:
+            curl = (np.gradient(flow[..., 1], axis=2) - np.gradient(flow[..., 0], axis=1))[moving]
+            assert abs(np.mean(curl)) > abs(np.mean(du_dx + dv_dy))  # rotation: curl dominates divergence
