@@ -13,7 +13,7 @@ import numpy as np
 from labels.crops import check_crop, clip_starts, crop_flow, crop_frames
 from labels.curriculum import score_from_boundaries
 from labels.settings import LabelSettings
-from labels.stats import appearance_statistics, motion_boundaries, motion_labels
+from labels.stats import N_APPEARANCE, N_MOTION, appearance_statistics, motion_boundaries, motion_labels
 from labels.store import VideoLabels, write_part
 from preprocess.dataset import Dataset
 
@@ -57,8 +57,8 @@ def label_video_clips(dataset: Dataset, video_id: str, task: str, settings: Labe
             raise ValueError(f"{video.path}: {exc}") from None
     starts = clip_starts(video.n_frames, settings.clip_len, settings.stride)
     n_variants = len(settings.crop_variants)
-    motion = np.zeros((len(starts), n_variants, 14), np.int64)
-    appearance = np.zeros((len(starts), n_variants, 13), np.int64)
+    motion = np.zeros((len(starts), n_variants, N_MOTION), np.int64)
+    appearance = np.zeros((len(starts), n_variants, N_APPEARANCE), np.int64)
     score = np.zeros((len(starts), n_variants), np.float32)
     for i, start in enumerate(starts):
         flow = dataset.read_flow(video_id, int(start), int(start) + settings.clip_len - 1)
@@ -71,7 +71,8 @@ def label_video_clips(dataset: Dataset, video_id: str, task: str, settings: Labe
                 continue
             motion[i, k] = motion_labels(boundaries)
             appearance[i, k] = appearance_statistics(np.ascontiguousarray(crop_frames(frames, y, x, size, flip)))
-    values = ({"motion": motion.reshape(-1, 14), "appearance": appearance.reshape(-1, 13)} if task == "stats"
+    values = ({"motion": motion.reshape(-1, N_MOTION), "appearance": appearance.reshape(-1, N_APPEARANCE)}
+              if task == "stats"
               else {"score": score.reshape(-1)})
     return VideoLabels(np.repeat(starts, n_variants), np.tile(np.arange(n_variants, dtype=np.int64), len(starts)),
                        values)

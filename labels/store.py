@@ -25,6 +25,8 @@ from typing import Any, Iterable, Mapping
 import h5py
 import numpy as np
 
+from labels.stats import N_APPEARANCE, N_MOTION
+
 LABELS_DIR = "labels"
 SETTINGS_FILE = "settings.json"
 FAILURES_FILE = "failures.json"
@@ -32,7 +34,7 @@ PART_DIR = "parts"
 FORMAT = "vssl-labels"
 VERSION = 1
 TASK_FIELDS: dict[str, dict[str, tuple[tuple[int, ...], type]]] = {
-    "stats": {"motion": ((14,), np.uint8), "appearance": ((13,), np.uint8)},
+    "stats": {"motion": ((N_MOTION,), np.uint8), "appearance": ((N_APPEARANCE,), np.uint8)},
     "curriculum": {"score": ((), np.float32)},
 }
 
