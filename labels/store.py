@@ -260,9 +260,10 @@ def load_clip_labels(dataset_dir: str | Path, labels_dir: str | Path | None = No
         keys = _row_keys(rows["video_id"], rows["start"], rows["variant"], ids)
         scored_keys = _row_keys(scored["video_id"], scored["start"], scored["variant"], ids)
         order = np.argsort(scored_keys)
-        position = np.clip(np.searchsorted(scored_keys[order], keys), 0, max(len(order) - 1, 0))
-        found = (scored_keys[order][position] == keys) if len(order) else np.zeros(len(keys), bool)
-        score[found] = scored["score"][order][position[found]]
+        sorted_keys, sorted_scores = scored_keys[order], scored["score"][order]
+        position = np.clip(np.searchsorted(sorted_keys, keys), 0, max(len(order) - 1, 0))
+        found = (sorted_keys[position] == keys) if len(order) else np.zeros(len(keys), bool)
+        score[found] = sorted_scores[position[found]]
     variants = [(int(y), int(x), bool(flip)) for y, x, flip in recorded["crop_variants"]]
     variant = rows["variant"].astype(np.int64)
     table = np.array([(y, x) for y, x, _ in variants], dtype=np.int64).reshape(-1, 2)

@@ -1,0 +1,69 @@
+"""Label storage without Dask: parts, consolidation, merging curriculum scores, the settings guard."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labels.store import (
+    LabelError,
+    VideoLabels,
+    claim_settings,
+    consolidate,
+    load_clip_labels,
+    part_path,
+    write_part,
+)
+
+RECORDED = {"format": "vssl-labels", "version": 1, "clip_len": 16, "stride": 16, "crop_size": 112,
+            "crop_variants": [[8, 29, False], [8, 29, True]], "source": {"frames": {}, "flow": {"bound": 20.0}}}
+
+
+def _write(root: Path, task: str, video_id: str, starts: list[int], seed: int) -> VideoLabels:
+    rng = np.random.default_rng(seed)
+    n = 2 * len(starts)
+    values = ({"motion": rng.integers(1, 17, (n, 14)), "appearance": rng.integers(1, 17, (n, 13))} if task == "stats"
+              else {"score": rng.random(n).astype(np.float32)})
+    labels = VideoLabels(np.repeat(starts, 2), np.tile([0, 1], len(starts)), values)
+    path = part_path(root, task, video_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_part(path, task, video_id, labels, RECORDED)
+    return labels
+
+
+def test_scores_merge_by_video_start_and_variant(tmp_path: Path) -> None:
+    root = tmp_path / "labels"
+    claim_settings(root, RECORDED)
+    stats_a = _write(root, "stats", "A/a", [0, 16, 32], 0)
+    stats_b = _write(root, "stats", "B/b", [0], 1)
+    scores_b = _write(root, "curriculum", "B/b", [0], 2)  # curriculum only for B/b
+    consolidate(root, "stats", ["A/a", "B/b", "C/missing"], RECORDED)
+    consolidate(root, "curriculum", ["A/a", "B/b"], RECORDED)
+    labels = load_clip_labels(tmp_path)
+    assert labels.video_id.tolist() == ["A/a"] * 6 + ["B/b"] * 2
+    assert labels.start.tolist() == [0, 0, 16, 16, 32, 32, 0, 0]
+    assert labels.crop.tolist() == [[8, 29]] * 8 and labels.flip.tolist() == [False, True] * 4
+    np.testing.assert_array_equal(labels.motion, np.concatenate([stats_a.values["motion"], stats_b.values["motion"]]))
+    np.testing.assert_array_equal(labels.appearance[6:], stats_b.values["appearance"])
+    assert np.isnan(labels.score[:6]).all()
+    np.testing.assert_array_equal(labels.score[6:], scores_b.values["score"])
+    assert (labels.clip_len, labels.stride, labels.crop_size) == (16, 16, 112)
+
+
+def test_other_settings_are_refused(tmp_path: Path) -> None:
+    claim_settings(tmp_path, RECORDED)
+    claim_settings(tmp_path, dict(RECORDED))  # the same settings again: fine
+    with pytest.raises(LabelError, match=r"clip_len: 16 there, 8 now"):
+        claim_settings(tmp_path, {**RECORDED, "clip_len": 8})
+    with pytest.raises(LabelError, match="source.flow.bound: 20.0 there, 10.0 now"):
+        claim_settings(tmp_path, {**RECORDED, "source": {"frames": {}, "flow": {"bound": 10.0}}})
+    _write(tmp_path, "stats", "A/a", [0], 0)
+    with pytest.raises(LabelError, match="other label settings"):
+        consolidate(tmp_path, "stats", ["A/a"], {**RECORDED, "stride": 8})
+
+
+def test_stats_labels_are_required(tmp_path: Path) -> None:
+    claim_settings(tmp_path / "labels", RECORDED)
+    with pytest.raises(LabelError, match="make-labels --task stats"):
+        load_clip_labels(tmp_path)
