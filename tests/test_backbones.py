@@ -84,15 +84,31 @@ def test_mid_channel_formula() -> None:
      ("r3d_18", (512, 2, 7, 7)), ("r21d_10", (512, 2, 7, 7)), ("r21d_18", (512, 2, 7, 7))],
 )
 def test_shapes_for_16x112x112(name: str, feature_shape: tuple[int, ...]) -> None:
-    torch.manual_seed(0)
-    model = build_backbone(name).eval()
+    """Shapes through PyTorch's own shape rules on the meta device (no arithmetic, so the test is fast)."""
+    with torch.device("meta"):
+        model = build_backbone(name).eval()
+        clip = torch.empty(2, 3, 16, 112, 112)
     assert isinstance(model, Backbone)
+    assert model.forward_features(clip).shape == (2, *feature_shape)
+    assert model(clip).shape == (2, model.num_features) and model.num_features == feature_shape[0]
+    stages = model.forward_stages(clip)
+    assert {key: tuple(value.shape) for key, value in stages.items()} == {
+        key: (2, channels) for key, channels in model.stage_channels.items()}
+
+
+def test_light_c3d_full_size_values() -> None:
+    """Real 16x112x112 forward: pool5 keeps the partial last window ('SAME'), embedding = mean of the map."""
+    torch.manual_seed(0)
+    model = build_backbone("c3d").eval()
     clip = torch.randn(1, 3, 16, 112, 112)
     with torch.no_grad():
+        before_pool5 = model.stages["conv5"][:-1](
+            model.stages["conv4"](model.stages["conv3"](model.stages["conv2"](model.stages["conv1"](clip)))))
         features = model.forward_features(clip)
         embedding = model(clip)
-    assert features.shape == (1, *feature_shape)
-    assert model.num_features == feature_shape[0]
+    assert before_pool5.shape == (1, 256, 2, 7, 7) and features.shape == (1, 256, 1, 4, 4)
+    torch.testing.assert_close(features[..., 0, 3, 3], before_pool5[..., 6, 6].amax(dim=2))  # 2x1x1 edge window
+    torch.testing.assert_close(features[..., 0, 0, 0], before_pool5[..., :2, :2].amax(dim=(2, 3, 4)))
     torch.testing.assert_close(embedding, features.mean(dim=(2, 3, 4)))
 
 
@@ -100,7 +116,7 @@ def test_shapes_for_16x112x112(name: str, feature_shape: tuple[int, ...]) -> Non
 def test_forward_stages_match_stage_channels(name: str) -> None:
     torch.manual_seed(0)
     model = build_backbone(name).eval()
-    clip = torch.randn(2, 3, 8, 32, 32)
+    clip = torch.randn(2, 3, 8, 16, 16)
     with torch.no_grad():
         stages = model.forward_stages(clip)
         embedding = model(clip)
@@ -135,13 +151,13 @@ def test_save_load_round_trip(name: str, tmp_path) -> None:
     torch.manual_seed(1)
     model = build_backbone(name, in_channels=2)
     with torch.no_grad():  # move the BN running statistics away from their initial values
-        model.train()(torch.randn(3, 2, 8, 32, 32) * 2 + 1)
+        model.train()(torch.randn(2, 2, 8, 16, 16) * 2 + 1)
     model.eval()
     path = tmp_path / "backbone.pt"
     save_backbone(model, path)
     loaded = load_backbone(path)
     assert type(loaded) is type(model) and loaded.build_args == model.build_args and not loaded.training
-    clip = torch.randn(2, 2, 8, 32, 32)
+    clip = torch.randn(2, 2, 8, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(clip), model(clip))
         for key, value in model.forward_stages(clip).items():
