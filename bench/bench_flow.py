@@ -1,0 +1,133 @@
+"""Benchmark of the extraction pipeline against the bare OpenCV flow call, and of Dask scaling.
+
+    .venv/bin/python bench/bench_flow.py [--size 128 171] [--tvl1-pairs 24] [--videos 8]
+
+Prints, for TV-L1 and DIS (medium): frames/s of the bare flow call on pre-decoded gray frames vs the whole
+per-video pipeline (decode -> resize -> JPEG -> flow -> quantize -> HDF5, plus differences) in one
+process with one thread, as a ratio; then the wall-time speed-up of a multi-video extraction from 1 to 2
+Dask workers (cluster start excluded), and peak memory of the sandbox and Dask worker processes.
+Figures are only comparable within one run (same machine load).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from preprocess import flow as flow_module  # noqa: E402
+from preprocess.config import load_pipeline  # noqa: E402
+from preprocess.extract import extract  # noqa: E402
+from preprocess.runner import open_client  # noqa: E402
+from preprocess.settings import ClusterSettings, ExtractSettings  # noqa: E402
+from preprocess.video_task import VideoJob, extract_video  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def trimmed_copy(src: Path, dst: Path, n_frames: int) -> Path:
+    """The first ``n_frames`` of a real clip re-encoded as MJPG .avi (short input for slow flow)."""
+    cap = cv2.VideoCapture(str(src))
+    frames = []
+    while len(frames) < n_frames:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(bgr)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), cap.get(cv2.CAP_PROP_FPS) or 25, (w, h))
+    for bgr in frames:
+        writer.write(bgr)
+    writer.release()
+    return dst
+
+
+def bare_flow_fps(video: Path, settings: ExtractSettings) -> float:
+    """Flow pairs/s of the OpenCV call alone, on gray frames decoded and resized beforehand."""
+    cap = cv2.VideoCapture(str(video))
+    gray = []
+    h, w = settings.size
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        gray.append(cv2.cvtColor(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY))
+    flow_fn = flow_module.make_flow(settings.flow)
+    start = time.perf_counter()
+    for a, b in zip(gray[:-1], gray[1:]):
+        flow_fn(a, b)
+    return (len(gray) - 1) / (time.perf_counter() - start)
+
+
+def pipeline_fps(video: Path, settings: ExtractSettings, workdir: Path) -> tuple[float, int]:
+    """Frames/s of one video through the whole per-video task (as run in a worker's sandbox)."""
+    job = VideoJob("bench/video", str(video), None, None, ("frames", "flow", "diff") if settings.diff else
+                   ("frames", "flow"), settings)
+    out = workdir / f"part-{time.monotonic_ns()}.h5"
+    start = time.perf_counter()
+    meta = extract_video(job, str(out))
+    elapsed = time.perf_counter() - start
+    return (meta["n_frames"] - 1) / elapsed, meta["n_frames"]
+
+
+def compare(name: str, video: Path, settings: ExtractSettings, workdir: Path) -> None:
+    bare = bare_flow_fps(video, settings)
+    with_diff, n = pipeline_fps(video, settings, workdir)
+    no_diff, _ = pipeline_fps(video, dataclasses.replace(settings, diff=False), workdir)
+    print(f"{name}: {n} frames {settings.size[0]}x{settings.size[1]} from {video.name}: bare flow {bare:.1f} frames/s; "
+          f"pipeline {with_diff:.1f} frames/s = {with_diff / bare:.2f}x (without differences {no_diff / bare:.2f}x)")
+
+
+def scaling(videos: Path, workdir: Path, size: tuple[int, int]) -> None:
+    pipeline = load_pipeline("stats", overrides={"preprocess": {"size": list(size), "flow": {"algo": "dis"}}})
+    times = {}
+    for workers in (1, 2):
+        with open_client(ClusterSettings(kind="local"), workers=workers) as client:
+            start = time.perf_counter()
+            summary = extract(videos, workdir / f"scale{workers}", pipeline, client=client, progress=False)
+            times[workers] = time.perf_counter() - start
+            worker_mb = client.run(_rss_mb)
+        assert summary.ok, summary.failed
+        print(f"{workers} worker(s): {summary.extracted} videos in {times[workers]:.1f} s; peak sandbox process "
+              f"{summary.peak_rss_mb:.0f} MB, Dask worker process {max(worker_mb.values()):.0f} MB")
+    print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x")
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", nargs=2, type=int, default=[128, 171])
+    parser.add_argument("--tvl1-pairs", type=int, default=24, help="frames of the TV-L1 clip (TV-L1 is slow)")
+    parser.add_argument("--videos", type=int, default=8, help="ARID clips for the 1 -> 2 worker scaling run")
+    args = parser.parse_args()
+    flow_module.pin_opencv_threads(1)
+    size = tuple(args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ucf = DATA / "ucf101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+        short = trimmed_copy(ucf, work / "ucf_short.avi", args.tvl1_pairs + 1)
+        base = load_pipeline("stats", overrides={"preprocess": {"size": list(size)}}).preprocess
+        compare("TV-L1", short, base, work)
+        dis = load_pipeline("stats", overrides={"preprocess": {"size": list(size), "flow": {"algo": "dis"}}}).preprocess
+        compare("DIS medium", ucf, dis, work)
+        clips = work / "arid"
+        clips.mkdir()
+        for clip in sorted((DATA / "arid/train/Run").glob("*.mp4"))[: args.videos]:
+            (clips / clip.name).symlink_to(clip)
+        scaling(clips, work, size)
+
+
+if __name__ == "__main__":
+    main()
