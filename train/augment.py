@@ -231,24 +231,26 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: f
     """With probability ``p`` blur each frame with a separable Gaussian, sigma ~ U(sigma) pixels, borders
     mirrored (reflect without repeating the edge pixel). Any C. [B, C, T, H, W] -> same."""
     _check_clip(x, "gaussian_blur")
+    if not 0 < sigma[0] <= sigma[1]:
+        raise ValueError(f"gaussian_blur: sigma range must satisfy 0 < low <= high, got {sigma}")
     batch, channels, n_frames, height, width = x.shape
     size = kernel_size if kernel_size is not None else default_blur_kernel_size(height, width)
     if size // 2 >= min(height, width):
         raise ValueError(f"gaussian_blur: kernel_size {size} too large for {height}x{width} frames")
     apply = _bernoulli(x, per_frame, p, generator)
     sigmas = _uniform(x, per_frame, sigma[0], sigma[1], generator)
-    kernels = gaussian_kernels(sigmas.expand(batch, n_frames).reshape(-1), size)
+    kernels = gaussian_kernels(sigmas.reshape(-1), size)  # [B*T', K]
     identity = F.one_hot(torch.tensor(size // 2, device=x.device), size).float()
-    kernels = torch.where(apply.expand(batch, n_frames).reshape(-1, 1), kernels, identity)
-    kernels = kernels.repeat_interleave(channels, dim=0).to(x.dtype)  # [B*T*C, K], ordered (b, t, c)
-    groups = kernels.shape[0]
-    planes = x.transpose(1, 2).reshape(1, groups, height, width)
+    kernels = torch.where(apply.reshape(-1, 1), kernels, identity).view(batch, 1, -1, size)
+    groups = batch * channels * n_frames  # one plane per (b, c, t): a free view of the contiguous clip
+    kernels = kernels.expand(batch, channels, n_frames, size).reshape(groups, size).to(x.dtype)
+    planes = x.reshape(1, groups, height, width)
     pad = size // 2
     planes = F.conv2d(F.pad(planes, (0, 0, pad, pad), mode="reflect"), kernels.view(groups, 1, size, 1),
                       groups=groups)
     planes = F.conv2d(F.pad(planes, (pad, pad, 0, 0), mode="reflect"), kernels.view(groups, 1, 1, size),
                       groups=groups)
-    return planes.reshape(batch, n_frames, channels, height, width).transpose(1, 2)
+    return planes.view(batch, channels, n_frames, height, width)
 
 
 # ---- normalization ----------------------------------------------------------------------------------------
