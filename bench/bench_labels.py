@@ -1,8 +1,10 @@
 """Speed and memory of the statistics labels on 16x112x112 clips, one core.
 
-Run: ``.venv/bin/python bench/bench_labels.py [--repeats N]``. Uses the 24 clips of
+Run: ``.venv/bin/python bench/bench_labels.py [--repeats N] [--dataset DIR]``. Uses the 24 clips of
 ``../shared/data/stats_reference.npz``. Baseline in the same run: the plain per-region loop
 implementation in ``tests/test_labels_naive.py`` (scipy convolution per frame, one mask per region).
+With ``--dataset`` (an extracted dataset with frames and flow) it also times labelling its videos as
+``make-labels`` does in each worker, reading included, without Dask.
 """
 from __future__ import annotations
 
@@ -25,7 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from labels.curriculum import score_from_boundaries  # noqa: E402
+from labels.job import label_video_clips  # noqa: E402
+from labels.settings import LabelSettings  # noqa: E402
 from labels.stats import appearance_statistics, motion_boundaries, motion_labels, motion_statistics  # noqa: E402
+from preprocess.dataset import Dataset  # noqa: E402
 from preprocess.flow_codec import dequantize  # noqa: E402
 from test_labels_naive import naive_appearance, naive_motion  # noqa: E402
 
@@ -59,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timing repeats (best is reported)")
     parser.add_argument("--baseline-clips", type=int, default=4, help="clips timed with the slow baseline")
+    parser.add_argument("--dataset", type=Path, help="extracted dataset to label with reading included")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     with np.load(DATA) as data:
@@ -90,6 +96,24 @@ def main() -> None:
           f"motion {peak_allocation_mb(lambda i: motion_statistics(u[i], v[i]), 0):.1f} MB, "
           f"appearance {peak_allocation_mb(lambda i: appearance_statistics(rgb[i]), 0):.1f} MB "
           f"(input clip: flow {u[0].nbytes * 2 / 2**20:.1f} MB float32, rgb {rgb[0].nbytes / 2**20:.1f} MB)")
+    if args.dataset:
+        time_dataset(args.dataset, timings["both (+ curriculum score)"][0])
+
+
+def time_dataset(path: Path, labelling_only: float) -> None:
+    """Label every video of an extracted dataset in this process (both tasks, default crop variants)."""
+    dataset = Dataset(path)
+    settings = LabelSettings()
+    start = time.process_time()
+    rows = 0
+    for video in dataset.videos:
+        for task in ("stats", "curriculum"):
+            labels = label_video_clips(dataset, video.id, task, settings)
+        rows += len(labels.start)
+    seconds = time.process_time() - start
+    print(f"dataset {path}: {len(dataset)} videos, {rows} clip variants, {seconds / rows * 1e3:.2f} ms CPU each "
+          f"with reading (JPEG decode, flow gunzip, read twice: stats and curriculum), {rows / seconds:.1f} per s; "
+          f"{seconds / rows / labelling_only:.2f}x the labelling alone")
 
 
 if __name__ == "__main__":

@@ -96,13 +96,15 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
         y, x, flip = variants[variant]
         dataset = Dataset(data_dir)
         video = dataset.video(video_id) if video_id else dataset.videos[0]
+        if not 0 <= start <= video.n_frames - clip_len:
+            raise LabelError(f"{video.path}: no {clip_len}-frame clip at frame {start} ({video.n_frames} frames)")
         frames = dataset.read_frames(video.id, start, start + clip_len)
         flow = dataset.read_flow(video.id, start, start + clip_len - 1)
-        if len(frames) != clip_len:
-            raise LabelError(f"{video.path}: no {clip_len}-frame clip at frame {start} ({video.n_frames} frames)")
         frames = np.ascontiguousarray(crop_frames(frames, y, x, size, bool(flip)))
         flow = crop_flow(flow, y, x, size, bool(flip))
-    except (ConfigError, LabelError, DatasetError, KeyError, IndexError, ValueError) as exc:
+    except KeyError as exc:  # unknown video id
+        raise Refused(exc.args[0]) from exc
+    except (ConfigError, LabelError, DatasetError, ValueError) as exc:
         raise Refused(str(exc)) from exc
     title = f"{video.id} frames {start}-{start + clip_len - 1}, crop (y={y}, x={x}){' flipped' if flip else ''}"
     drawn = render_clip_labels(frames, flow, out_path, title)
