@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from labels.crops import crop_flow
 from preprocess.config import ConfigError, build
 from train.augment import (
     AugmentSettings,
@@ -20,6 +21,7 @@ from train.augment import (
     denormalize,
     gaussian_blur,
     horizontal_flip,
+    horizontal_flip_flow,
     normalize,
     random_grayscale,
     random_resized_crop,
@@ -139,6 +141,18 @@ def test_flip_is_exact(real_clips: torch.Tensor) -> None:
     flipped = (mixed == real_clips.flip(-1)).flatten(3).all(-1).all(1)  # [B, T]
     kept = (mixed == real_clips).flatten(3).all(-1).all(1)
     assert (flipped | kept).all() and flipped.any() and kept.any()
+
+
+def test_flow_flip_matches_label_stage_crop_flow() -> None:
+    flow = torch.randn(3, 2, 4, 6, 6, generator=gen(6))  # [B, (u, v), T, H, W]
+    flipped = horizontal_flip_flow(flow, p=1.0)
+    for b in range(3):
+        stored_layout = flow[b].permute(1, 2, 3, 0).numpy()  # [T, H, W, 2], the label stage's layout
+        np.testing.assert_array_equal(flipped[b].permute(1, 2, 3, 0).numpy(),
+                                      crop_flow(stored_layout, 0, 0, 6, flip=True))
+    assert torch.equal(horizontal_flip_flow(flow, p=0.0), flow)
+    with pytest.raises(ValueError, match="needs flow clips"):
+        horizontal_flip_flow(torch.rand(1, 3, 2, 4, 4))
 
 
 def test_resized_crop_of_known_pattern() -> None:

@@ -106,11 +106,22 @@ def random_resized_crop(x: torch.Tensor, size: int | tuple[int, int], scale: tup
 
 def horizontal_flip(x: torch.Tensor, p: float = 0.5, per_frame: bool = False,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror left-right with probability ``p`` (exact; for flow use ``labels.crops.crop_flow``, which also
-    negates u)."""
+    """Mirror left-right with probability ``p`` (exact). For flow use ``horizontal_flip_flow``."""
     _check_clip(x, "horizontal_flip")
     flip = _as_5d(_bernoulli(x, per_frame, p, generator))
     return torch.where(flip, x.flip(-1), x)
+
+
+def horizontal_flip_flow(x: torch.Tensor, p: float = 0.5, per_frame: bool = False,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror a flow clip [B, 2, T, H, W] (u, v; px or scaled) with probability ``p``, negating u where
+    mirrored (as ``labels.crops.crop_flow`` does for one clip)."""
+    _check_clip(x, "horizontal_flip_flow")
+    if x.shape[1] != 2:
+        raise ValueError(f"horizontal_flip_flow: needs flow clips (C = 2: u, v), got C = {x.shape[1]}")
+    flip = _as_5d(_bernoulli(x, per_frame, p, generator))
+    sign = torch.tensor([-1.0, 1.0], device=x.device, dtype=x.dtype).view(1, 2, 1, 1, 1)
+    return torch.where(flip, x.flip(-1) * sign, x)
 
 
 # ---- colour -----------------------------------------------------------------------------------------------
