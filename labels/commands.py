@@ -114,7 +114,8 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
         stored = load_clip_labels(data_dir, labels_dir)
         row = np.flatnonzero((stored.video_id == video.id) & (stored.start == start) & (stored.variant == variant))
         if len(row):
-            same = (stored.motion[row[0]] == drawn["motion"]).all() and (stored.appearance[row[0]] == drawn["appearance"]).all()
+            same = (np.array_equal(stored.motion[row[0]], drawn["motion"])
+                    and np.array_equal(stored.appearance[row[0]], drawn["appearance"]))
             click.echo("stored labels: " + ("identical" if same else "DIFFERENT (were they made from other data?)"))
 
 

@@ -45,7 +45,8 @@ def _key_rgb(key: int) -> tuple[float, float, float]:
     return ((key & 255) / 255, ((key >> 8) & 255) / 255, ((key >> 16) & 255) / 255)
 
 
-def render_clip_labels(frames: np.ndarray, flow: np.ndarray, out_path: str | Path, title: str = "") -> dict[str, np.ndarray]:
+def render_clip_labels(frames: np.ndarray, flow: np.ndarray, out_path: str | Path,
+                       title: str = "") -> dict[str, np.ndarray]:
     """Draw the labels of one cropped clip into a PNG.
 
     Args:

@@ -57,7 +57,8 @@ def _write_json_atomically(path: Path, data: Any) -> None:
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Human-readable list of the keys whose values differ between two nested mappings."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return [d for key in sorted(set(old) | set(new)) for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+        keys = sorted(set(old) | set(new))
+        return [d for key in keys for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
 
 
@@ -187,7 +188,8 @@ def consolidate(root: Path, task: str, video_ids: Iterable[str], recorded: Mappi
                 f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
             for name, (shape, dtype) in TASK_FIELDS[task].items():
                 parts = [labels.values[name] for _, labels in chunks]
-                f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *shape), dtype))
+                empty = np.zeros((0, *shape), dtype)
+                f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else empty)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
