@@ -229,6 +229,7 @@ def extract(
                 packer.add(Path(outcome.output), streams_of[outcome.key])
             packer.finish()
             new_shards = packer.new_shards
+        remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
     save_index(root, index)
     failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
     return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,

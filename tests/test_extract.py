@@ -4,7 +4,11 @@ and demo data with its splits and class-dependent motion."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -184,3 +188,40 @@ def test_demo_videos_have_splits_and_class_dependent_motion(client: object, tmp_
         else:
             curl = (np.gradient(flow[..., 1], axis=2) - np.gradient(flow[..., 0], axis=1))[moving]
             assert abs(np.mean(curl)) > abs(np.mean(du_dx + dv_dy))  # rotation: curl dominates divergence
+
+
+def test_a_killed_worker_is_replaced_and_its_video_redone(client: object, shared_data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    words = ["again", "bird", "book", "brother", "help", "learn"]
+    for word in words:
+        (src / word).mkdir(parents=True)
+        (src / word / f"{word}.mkv").symlink_to(shared_data / f"asl_gestures/{word}/{word}.mkv")
+    out = tmp_path / "ds"
+    victim = next(iter(client.run(os.getpid).values()))
+    killed = threading.Event()
+
+    def kill_a_worker_mid_video() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed.is_set():
+            if any(".tmp-" in p.name for p in (out / "parts").glob("*")):
+                os.kill(victim, signal.SIGKILL)
+                killed.set()
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_worker_mid_video)
+    killer.start()
+    try:
+        summary = extract(src, out, _pipeline(size=[96, 128], flow={"algo": "dis", "dis_preset": "medium"}),
+                          client=client, progress=False)
+    finally:
+        killed.set()
+        killer.join()
+    assert summary.ok and summary.extracted == len(words)
+    ds = Dataset(out)
+    assert sorted(v.id for v in ds.videos) == sorted(f"{w}/{w}" for w in words)
+    assert all(ds.read_flow_codes(v.id).shape[0] == v.n_frames - 1 for v in ds.videos)
+    assert not list((out / "parts").iterdir())
+    deadline = time.monotonic() + 30
+    while len(client.nthreads()) < 2 and time.monotonic() < deadline:  # the nanny restarts the worker
+        time.sleep(0.2)
+    assert victim not in client.run(os.getpid).values()
