@@ -43,8 +43,8 @@ def _padded_components(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Check u, v [T, S, S] and stack them into float [2, T, S+2, S+2] with each frame's edge repeated once
     (scipy's one-pixel 'reflect'); float32 unless float64 is given."""
     u, v = np.asarray(u), np.asarray(v)
-    if u.ndim != 3 or u.shape != v.shape or u.shape[1] != u.shape[2]:
-        raise ValueError(f"u and v must both be [T, S, S] with square frames, got {u.shape} and {v.shape}")
+    if u.ndim != 3 or u.shape != v.shape or u.shape[1] != u.shape[2] or u.shape[0] < 1:
+        raise ValueError(f"u and v must both be [T, S, S] with T >= 1 square frames, got {u.shape} and {v.shape}")
     dtype = np.float64 if np.float64 in (u.dtype, v.dtype) else np.float32
     padded = np.empty((2, u.shape[0], u.shape[1] + 2, u.shape[2] + 2), dtype)
     padded[0, :, 1:-1, 1:-1] = u
@@ -174,8 +174,8 @@ def _histogram_bin_base(size: int) -> np.ndarray:
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
-    if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[3] != 3 or rgb.shape[1] != rgb.shape[2]:
-        raise ValueError(f"rgb must be uint8 [T, S, S, 3] with square frames, got {rgb.dtype} {rgb.shape}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[3] != 3 or rgb.shape[1] != rgb.shape[2] or not len(rgb):
+        raise ValueError(f"rgb must be uint8 [T, S, S, 3] with T >= 1 square frames, got {rgb.dtype} {rgb.shape}")
     return rgb
 
 
