@@ -64,7 +64,7 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
     """Evaluate a pretrained backbone against its random initialisation (linear probe, fine-tuning,
     few-shot, retrieval) and write a report."""
     from eval.evaluate import evaluate
-    from eval.report import markdown_table
+    from eval.report import results_table
 
     try:
         settings = _settings(pipeline_name, pipelines_file, overrides, stage=stage, split=split, seed=seed,
@@ -78,8 +78,7 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
                            progress=not no_progress)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
-    models = results["models"]
-    click.echo(markdown_table(models, ("pretrained", "random") if "pretrained" in models else None))
+    click.echo(results_table(results))
     click.echo(f"report written to {out_dir}")
 
 

@@ -15,13 +15,17 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 
+EXACT_TSNE_MAX = 2000  # up to this many points the exact gradient is faster than Barnes-Hut (and fits memory)
+
+
 def tsne_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """2-D t-SNE of features [N, D] (N >= 3) -> float [N, 2]; perplexity capped below N."""
     n = len(features)
     if n < 3:
         raise ValueError(f"t-SNE needs at least 3 videos, got {n}")
     perplexity = float(min(30.0, (n - 1) / 3))
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
+    method = "exact" if n <= EXACT_TSNE_MAX else "barnes_hut"
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed, method=method).fit_transform(features)
 
 
 def plot_tsne(features: np.ndarray, labels: np.ndarray, class_names: list[str], path: str | Path,

@@ -69,10 +69,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def results_table(results: dict[str, Any]) -> str:
+    """The metrics table of one evaluation, with a pretrained − random column when both ran."""
+    models = results["models"]
+    return markdown_table(models, ("pretrained", "random") if {"pretrained", "random"} <= set(models) else None)
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     """The summary page of one evaluation: what was evaluated and the metrics table."""
-    models = results["models"]
-    difference = ("pretrained", "random") if {"pretrained", "random"} <= set(models) else None
     lines = [
         f"# Evaluation of `{results['weights']}`",
         "",
@@ -80,7 +84,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         f"- {results['n_classes']} classes, {results['n_train']} training / {results['n_test']} test videos "
         f"({results['split']} split)",
         "",
-        markdown_table(models, difference),
+        results_table(results),
     ]
     figures = results.get("figures", [])
     if figures:

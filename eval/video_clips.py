@@ -27,8 +27,9 @@ def read_clip(dataset, stream: str, video_id: str, indices: np.ndarray, crop_siz
     lo, hi = int(indices.min()), int(indices.max()) + 1
     span = read_stream(dataset, stream, video_id, lo, hi)
     if len(span) != hi - lo:
-        raise ValueError(f"{video_id}: asked for {stream} {lo}..{hi - 1}, the dataset returned {len(span)} items")
-    return np.ascontiguousarray(center_crop(span[indices - lo], crop_size, where=f"{video_id} ({stream})"))
+        raise ValueError(f"{dataset.path}: {video_id}: asked for {stream} {lo}..{hi - 1}, got {len(span)} items")
+    where = f"{dataset.path}: {video_id} ({stream})"
+    return np.ascontiguousarray(center_crop(span[indices - lo], crop_size, where=where))
 
 
 def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: int, crop_size: int,
@@ -42,7 +43,7 @@ def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: in
     frames = read_stream(dataset, stream, video_id, lo, hi)[indices - lo]
     height, width = frames.shape[1:3]
     if height < crop_size or width < crop_size:
-        raise ValueError(f"{video_id} ({stream}): frames are {height}x{width}, smaller than the "
+        raise ValueError(f"{dataset.path}: {video_id} ({stream}): frames are {height}x{width}, smaller than the "
                          f"{crop_size}x{crop_size} crop")
     y = int(rng.integers(0, height - crop_size + 1))
     x = int(rng.integers(0, width - crop_size + 1))
@@ -67,6 +68,6 @@ def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: i
         return np.stack([read_clip(dataset, stream, video_id, row, crop_size) for row in indices])
     span = read_stream(dataset, stream, video_id, lo, hi)
     if len(span) != hi - lo:
-        raise ValueError(f"{video_id}: asked for {stream} {lo}..{hi - 1}, the dataset returned {len(span)} items")
-    cropped = center_crop(span, crop_size, where=f"{video_id} ({stream})")
+        raise ValueError(f"{dataset.path}: {video_id}: asked for {stream} {lo}..{hi - 1}, got {len(span)} items")
+    cropped = center_crop(span, crop_size, where=f"{dataset.path}: {video_id} ({stream})")
     return np.ascontiguousarray(cropped[indices - lo])

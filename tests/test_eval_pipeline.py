@@ -160,7 +160,7 @@ def test_finetune_video_accuracy_is_argmax_of_mean_softmax(dataset_dir: Path) ->
 
 def test_evaluate_writes_report_with_values_matching_independent_computations(
         dataset_dir: Path, run_dir: Path, tmp_path: Path) -> None:
-    settings = EvalSettings(clips=CLIPS, finetune=FinetuneSettings(epochs=1, batch_size=6))
+    settings = EvalSettings(clips=CLIPS, finetune=FinetuneSettings(epochs=1, batch_size=6, label_fractions=[0.5, 1]))
     settings.fewshot.shots, settings.fewshot.draws = [1, 2, 5], 3
     out = tmp_path / "report"
     results = evaluate(run_dir, dataset_dir, out, ["all"], settings=settings, cache_dir=tmp_path / "cache",
@@ -190,6 +190,8 @@ def test_evaluate_writes_report_with_values_matching_independent_computations(
         assert metrics["linear.top5"] >= metrics["linear.top1"]
         assert "fewshot.5shot" not in metrics  # only 2 training videos per class
         assert np.asarray(results["details"][name]["linear"]["confusion"]).sum() == 6
+        assert [r["n_train"] for r in results["details"][name]["finetune"].values()] == [6, 12]
+        assert 0.0 <= metrics["finetune.50%.clip_top1"] <= 1.0
     pre, rnd = results["models"]["pretrained"], results["models"]["random"]
     for key, value in results["difference"].items():
         assert value == pytest.approx(pre[key] - rnd[key])
