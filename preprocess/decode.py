@@ -5,9 +5,9 @@ decode thread. Unreadable videos raise :class:`DecodeError` naming the file and 
 
 Truncation is detected by comparing the frames actually decoded with the frame count the container
 declares in its header (AVI ``avih``/index, MP4 ``stts``, MKV duration x fps). Containers whose
-header sits at the end (MP4 without "faststart") cannot be opened at all once cut, which gives
-"not a video or unsupported codec". MKV's count is estimated from the duration and may exceed the
-real one by a frame, so a shortfall of up to ``max(2, 2%)`` frames is tolerated.
+index sits at the end (MP4 without "faststart") cannot be opened at all once cut; such a file is
+recognised by its ``ftyp`` signature and reported as an MP4 without a readable index. MKV's count
+is estimated from the duration and may exceed the real one by a frame, so a shortfall of up to ``max(2, 2%)`` frames is tolerated.
 """
 from __future__ import annotations
 
@@ -57,11 +57,19 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
         raise DecodeError(path, "zero bytes")
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     if not cap.isOpened():
-        raise DecodeError(path, "not a video or unsupported codec (or a container cut before its header)")
+        if _is_mp4_family(path):
+            raise DecodeError(path, "MP4/MOV container without a readable index ('moov' atom): truncated or corrupt")
+        raise DecodeError(path, "not a video or unsupported codec")
     if cap.get(cv2.CAP_PROP_FRAME_WIDTH) <= 0 or cap.get(cv2.CAP_PROP_FRAME_HEIGHT) <= 0:
         cap.release()
         raise DecodeError(path, "no video stream")
     return cap
+
+
+def _is_mp4_family(path: str) -> bool:
+    """True when the file starts like an ISO media file (MP4/MOV/3GP): bytes 4..8 are ``ftyp``."""
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == b"ftyp"
 
 
 def _info(cap: cv2.VideoCapture) -> VideoInfo:
