@@ -19,6 +19,7 @@ setup(
         "click",
         "pyyaml",
         "torch==2.13.0",
+        "threadpoolctl",
         "tqdm",
         "matplotlib",
         "tensorboard",
