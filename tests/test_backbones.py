@@ -7,7 +7,7 @@ import torch
 from train.backbones import BACKBONES, Backbone, build_backbone, load_backbone, save_backbone
 from train.backbones.r2plus1d import mid_channels
 
-ALL_NAMES = ["c3d", "c3d_bn", "r3d_10", "r3d_18", "r21d_10", "r21d_18"]
+ALL_NAMES = ["c3d", "c3d_bn", "c3d_large_bn", "r3d_10", "r3d_18", "r21d_10", "r21d_18"]
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -18,6 +18,12 @@ def light_c3d_count(in_channels: int, batch_norm: bool) -> int:
     """Five 3x3x3 convs 64-128-256-256-256 (bias, or BN scale+shift)."""
     widths = [in_channels, 64, 128, 256, 256, 256]
     return sum(27 * a * b + (2 * b if batch_norm else b) for a, b in zip(widths, widths[1:]))
+
+
+def large_c3d_count(in_channels: int) -> int:
+    """Eight 3x3x3 convs 64-128-256-256-512-512-512-512, each with BN."""
+    widths = [in_channels, 64, 128, 256, 256, 512, 512, 512, 512]
+    return sum(27 * a * b + 2 * b for a, b in zip(widths, widths[1:]))
 
 
 def resnet_count(in_channels: int, blocks: tuple[int, ...], conv_params) -> int:
@@ -54,6 +60,7 @@ def test_registry_names() -> None:
 def test_parameter_counts_match_published_architectures() -> None:
     assert n_params(build_backbone("c3d")) == light_c3d_count(3, False) == 4_651_008
     assert n_params(build_backbone("c3d_bn")) == light_c3d_count(3, True)
+    assert n_params(build_backbone("c3d_large_bn")) == large_c3d_count(3) == 27_658_688  # C3D's 27.65M convs
     r3d_18 = n_params(build_backbone("r3d_18"))
     assert r3d_18 == resnet_count(3, (2, 2, 2, 2), full_conv) == 33_166_272  # torchvision r3d_18 minus fc
     assert abs(r3d_18 - 33.2e6) < 0.05e6
@@ -80,8 +87,9 @@ def test_mid_channel_formula() -> None:
 
 @pytest.mark.parametrize(
     "name, feature_shape",
-    [("c3d", (256, 1, 4, 4)), ("c3d_bn", (256, 1, 4, 4)), ("r3d_10", (512, 2, 7, 7)),
-     ("r3d_18", (512, 2, 7, 7)), ("r21d_10", (512, 2, 7, 7)), ("r21d_18", (512, 2, 7, 7))],
+    [("c3d", (256, 1, 4, 4)), ("c3d_bn", (256, 1, 4, 4)), ("c3d_large_bn", (512, 2, 7, 7)),
+     ("r3d_10", (512, 2, 7, 7)), ("r3d_18", (512, 2, 7, 7)), ("r21d_10", (512, 2, 7, 7)),
+     ("r21d_18", (512, 2, 7, 7))],
 )
 def test_shapes_for_16x112x112(name: str, feature_shape: tuple[int, ...]) -> None:
     """Shapes through PyTorch's own shape rules on the meta device (no arithmetic, so the test is fast)."""

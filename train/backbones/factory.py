@@ -7,13 +7,14 @@ from typing import Any, Callable
 import torch
 
 from train.backbones.base import Backbone
-from train.backbones.c3d import c3d, c3d_bn
+from train.backbones.c3d import c3d, c3d_bn, c3d_large_bn
 from train.backbones.r2plus1d import r21d_10, r21d_18
 from train.backbones.resnet3d import r3d_10, r3d_18
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "c3d": c3d,
     "c3d_bn": c3d_bn,
+    "c3d_large_bn": c3d_large_bn,
     "r3d_10": r3d_10,
     "r3d_18": r3d_18,
     "r21d_10": r21d_10,
