@@ -73,8 +73,9 @@ def test_nt_xent_matches_simclr_formula() -> None:
     assert nt_xent(view1, view2, 0.5).item() == pytest.approx(np.mean(expected), rel=1e-5)
     # with labels, clips 0 and 1 share a class: each of their rows gets three positives
     labels = torch.tensor([7, 7, 1, 2])
-    same_class = brute_force_info_nce(
-        z.numpy(), z.numpy(), np.equal.outer(labels.repeat(2).numpy(), labels.repeat(2).numpy()), 0.5, np.eye(8, dtype=bool))
+    both_views = labels.repeat(2).numpy()
+    same_class = brute_force_info_nce(z.numpy(), z.numpy(), np.equal.outer(both_views, both_views), 0.5,
+                                      np.eye(8, dtype=bool))
     assert nt_xent(view1, view2, 0.5, labels).item() == pytest.approx(same_class.mean(), rel=1e-5)
 
 
