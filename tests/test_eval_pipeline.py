@@ -1,7 +1,7 @@
 """Evaluation end to end on real ARID clips: features, cache, fine-tuning, the report and the CLI.
 
-The dataset is written with the CPU stage's shard writer and index (``preprocess.shards``,
-``preprocess.index``) from the first frames of 3 clips per class (2 train, 1 test), 112x150;
+The dataset is made by the CPU stage's extraction (``preprocess.extract.extract``: real decoding, JPEG
+frames at 112x150 and 15 fps, UCF101-style split files) from 3 clips per class (2 train, 1 test);
 backbones are a narrow C3D so the suite stays within its time budget.
 """
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -22,57 +20,40 @@ from eval.features import cached_features, extract_features
 from eval.finetune import finetune
 from eval.retrieval import retrieval_recall
 from eval.settings import ClipSettings, EvalSettings, FinetuneSettings
-from preprocess import shards
+from preprocess.config import parse_overrides
 from preprocess.dataset import Dataset
-from preprocess.index import Index, add_shard, save_index
+from preprocess.extract import extract
 from train.augment import normalize
 from train.backbones import build_backbone, save_backbone
 
 CLASSES = ["Jump", "Run", "Sit", "Stand", "Turn", "Walk"]
-N_FRAMES, HEIGHT, WIDTH = 20, 112, 150
+HEIGHT, WIDTH = 112, 150
 TINY = {"channels": (8, 16, 16, 32, 32)}
 CLIPS = ClipSettings(clips_per_video=2, clip_len=16, crop_size=112, batch_size=4)
 
 
-def _frames(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while len(out) < N_FRAMES:
-        ok, bgr = cap.read()
-        assert ok, f"{path}: fewer than {N_FRAMES} frames"
-        out.append(cv2.cvtColor(cv2.resize(bgr, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.stack(out)
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("arid_eval")
-    (root / "shards").mkdir()
-    part = root / "part.h5"
-    ids = []
-    with h5py.File(part, "w") as f:
-        for label in CLASSES:
-            for i, source in enumerate(sorted((shared_data / "arid/train" / label).glob("*.mp4"))[:3]):
-                video_id = f"{label}/{source.stem}"
-                frames = _frames(source)
-                writer = shards.VideoWriter(f, video_id, height=HEIGHT, width=WIDTH, streams=("frames", "diff"),
-                                            image_format="raw")
-                gray = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in frames]
-                for t, rgb in enumerate(frames):
-                    writer.add_frame(rgb)
-                    if t:
-                        writer.add_diff(gray[t].astype(np.int16) - gray[t - 1])
-                writer.finish(fps=30.0, source=str(source), label=label, split="test" if i == 2 else "train")
-                ids.append(video_id)
-        settings = {"frames": {"image_format": "raw", "size": [HEIGHT, WIDTH]}, "diff": {}}
-        shards.write_file_attrs(f, ("frames", "diff"), settings, ids)
-    shards.copy_videos([part], root / "shards/00000.h5", settings)
-    part.unlink()
-    index = Index(classes=CLASSES)
-    add_shard(index, root, "shards/00000.h5")
-    save_index(root, index)
+    inputs = tmp_path_factory.mktemp("arid_inputs")
+    videos, train, test = [], [], []
+    for label in CLASSES:
+        for i, source in enumerate(sorted((shared_data / "arid/train" / label).glob("*.mp4"))[:3]):
+            videos.append(str(source))
+            (test if i == 2 else train).append(f"{label}/{source.name}")
+    (inputs / "videos.txt").write_text("\n".join(videos) + "\n")
+    (inputs / "trainlist01.txt").write_text("\n".join(train) + "\n")
+    (inputs / "testlist01.txt").write_text("\n".join(test) + "\n")
+    root = tmp_path_factory.mktemp("arid_eval") / "dataset"
+    overrides = parse_overrides([f"preprocess.size=[{HEIGHT},{WIDTH}]", "preprocess.fps=15", "preprocess.diff=false"])
+    summary = extract(inputs / "videos.txt", root, "stats", flow=False, overrides=overrides, workers=1, progress=False)
+    assert summary.failed == {} and summary.extracted == 18
     return root
+
+
+def _centre_clips(ds: Dataset, video) -> np.ndarray:
+    """The two evaluation clips of a video, cut by hand: starts 0 and n-16, columns 19..130 of 150."""
+    frames = ds.read_frames(video.id)
+    return np.stack([frames[s : s + 16, :, 19:131] for s in (0, video.n_frames - 16)])
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +72,8 @@ def test_video_features_are_the_mean_of_centre_clip_features(dataset_dir: Path) 
     video = ds.videos[4]
     features = extract_features(backbone, ds, [video.id], "pool4", "frames", CLIPS)
     assert features.shape == (1, 32) and features.dtype == np.float32
-    # by hand: clips start at 0 and n-16, centre 112x112 window of the 112x150 frames
-    assert clip_starts(video.n_frames, 16, 2).tolist() == [0, N_FRAMES - 16]
-    all_frames = ds.read_frames(video.id)
-    clips = np.stack([all_frames[s : s + 16, :, 19:131] for s in (0, N_FRAMES - 16)])
-    x = normalize(torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255)
+    assert video.n_frames >= 16 and clip_starts(video.n_frames, 16, 2).tolist() == [0, video.n_frames - 16]
+    x = normalize(torch.from_numpy(_centre_clips(ds, video)).permute(0, 4, 1, 2, 3).float() / 255)
     with torch.no_grad():
         expected = backbone.stages["conv4"](backbone.stages["conv3"](backbone.stages["conv2"](
             backbone.stages["conv1"](x)))).mean(dim=(2, 3, 4)).mean(dim=0)
@@ -145,8 +123,7 @@ def test_finetune_video_accuracy_is_argmax_of_mean_softmax(dataset_dir: Path) ->
     assert result.metrics["video_top1"] == pytest.approx(by_hand)
     assert result.metrics["clip_top1"] == pytest.approx(clips_by_hand)
     # the scores are the tuned model's softmax on the centre clips
-    all_frames = ds.read_frames(test[0].id)
-    clips = np.stack([all_frames[s : s + 16, :, 19:131] for s in (0, N_FRAMES - 16)])
+    clips = _centre_clips(ds, test[0])
     with torch.no_grad():
         logits = result.model.eval()(normalize(torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255))
     np.testing.assert_allclose(probabilities[0], torch.softmax(logits, 1).numpy(), rtol=1e-4, atol=1e-6)
