@@ -197,3 +197,21 @@ def test_mixed_precision_forward_matches_float32() -> None:
             low = model(clip)
     assert low.dtype == torch.bfloat16
     assert torch.linalg.vector_norm(low.float() - reference) / torch.linalg.vector_norm(reference) < 0.05
+
+
+def test_save_looks_through_compile_and_ddp_style_wrappers(tmp_path) -> None:
+    model = build_backbone("c3d", channels=(4, 4, 8, 8, 8)).eval()
+
+    class Wrapper(torch.nn.Module):
+        """Holds the model under ``attribute``, as DDP (``module``) and torch.compile (``_orig_mod``) do."""
+
+        def __init__(self, attribute: str, inner: torch.nn.Module) -> None:
+            super().__init__()
+            setattr(self, attribute, inner)
+
+    save_backbone(Wrapper("module", Wrapper("_orig_mod", model)), tmp_path / "wrapped.pt")
+    loaded = load_backbone(tmp_path / "wrapped.pt")
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    clip = torch.randn(1, 3, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), model(clip))

@@ -33,12 +33,23 @@ def build_backbone(name: str, in_channels: int = 3, **kwargs: Any) -> Backbone:
     return model
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DistributedDataParallel (``.module``) / ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
 def save_backbone(model: Backbone, path: str | Path) -> None:
     """Write ``{'name', 'in_channels', 'kwargs', 'state_dict'}`` to ``path`` (torch.save, CPU tensors).
 
-    The model must come from ``build_backbone`` (or ``load_backbone``). The file appears under its
-    final name only once completely written.
+    The model must come from ``build_backbone`` (or ``load_backbone``); DistributedDataParallel and
+    ``torch.compile`` wrappers are looked through. The file appears under its final name only once
+    completely written.
     """
+    model = unwrap(model)
     build_args = getattr(model, "build_args", None)
     if build_args is None:
         raise ValueError(f"cannot save {type(model).__name__} to {path}: it was not made by build_backbone")
