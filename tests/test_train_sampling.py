@@ -77,3 +77,18 @@ def test_step_schedule_divides_the_lr_by_ten_every_six_epochs() -> None:
     settings = load_pipeline("stats").train
     factors = [lr_factor(settings, step, steps_per_epoch=10, total_steps=180) for step in (0, 59, 60, 119, 120)]
     assert factors == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01])
+
+
+def test_contrastive_masks_mark_same_video_or_same_pace_but_never_the_clip_itself() -> None:
+    import torch
+
+    from train.methods.pace import contrastive_masks
+
+    video = torch.tensor([0, 0, 1, 1, 2, 2])
+    pace = torch.tensor([0, 3, 1, 0, 2, 3])
+    # queries are keys 2..3 (the second process's block of a gathered batch)
+    positives, itself = contrastive_masks(video[2:4], pace[2:4], video, pace, 2, "context")
+    assert positives.tolist() == [[False, False, False, True, False, False], [False, False, True, False, False, False]]
+    assert itself.tolist() == [[False, False, True, False, False, False], [False, False, False, True, False, False]]
+    positives, _ = contrastive_masks(video[2:4], pace[2:4], video, pace, 2, "pace")
+    assert positives.tolist() == [[False] * 6, [True, False, False, False, False, False]]

@@ -85,7 +85,9 @@ def build_data(pipeline: Pipeline, data_dir: str | Path) -> TrainData:
         raise ValueError(
             f"{data_dir}: {len(dataset)} training items, fewer than one batch of {settings.batch_size}"
         )
-    total = settings.max_steps if settings.max_steps is not None else settings.epochs * steps_per_epoch
+    total = settings.epochs * steps_per_epoch
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps)
     return TrainData(dataset, steps_per_epoch, total, order)
 
 
@@ -245,6 +247,11 @@ def _run(
                 bar.set_postfix(loss=f"{values['loss']:.4g}", clips_s=f"{values['clips_per_s']:.1f}")
                 window_start, window_clips = time.perf_counter(), 0
             if step % settings.checkpoint_every == 0 or step == data.total_steps:
+                if not all(bool(torch.isfinite(p).all()) for p in method.parameters()):
+                    raise TrainingDiverged(
+                        f"step {step}: parameters are not finite; training stopped without saving them. "
+                        f"Last good checkpoint: {last_saved or 'none (no checkpoint written yet)'}"
+                    )
                 last_saved = save_training_state(
                     ckpt_dir, step, method, optimizer, scheduler, scaler, settings.keep_checkpoints, ctx
                 )

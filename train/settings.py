@@ -73,7 +73,7 @@ class TrainSettings:
     clip_len: int = 16
     crop_size: int = 112
     epochs: int = 18
-    max_steps: int | None = None  # stop after this many optimizer steps (None: epochs decide)
+    max_steps: int | None = None  # stop after at most this many optimizer steps (None: epochs decide)
     batch_size: int = 30  # global batch (split over DDP processes)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 5e-4

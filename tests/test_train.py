@@ -1,0 +1,300 @@
+"""Training on real clips: data (stored crop variants, pace clips, workers), methods (over-fitting), the loop
+(exact resume, NaN stop, export) and DDP with 2 CPU processes (torchrun, gloo).
+
+One tiny dataset is made per module with the project's own CPU stage: ``preprocess.extract.extract`` on four
+short ARID clips (48x64 frames, DIS flow) and ``labels.make.make_labels`` (16-frame clips, 32x32 crops, two
+crop variants: plain and mirrored). Backbones are a narrow C3D so the whole file stays within its budget.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from labels.make import make_labels
+from labels.stats import appearance_statistics
+from labels.store import load_clip_labels
+from preprocess.config import Pipeline, load_cluster, load_pipeline, parse_overrides
+from preprocess.dataset import Dataset
+from preprocess.extract import extract
+from train.backbones import build_backbone, load_backbone
+from train.checkpoint import list_checkpoints, load_checkpoint
+from train.data import PaceClipDataset, StatsClipDataset
+from train.loop import TrainingDiverged, train
+from train.methods import PacePrediction, StatsRegression
+from train.sampling import EpochBatchSampler, SampleKey
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = ["Turn/Turn_1_42.mp4", "Turn/Turn_1_47.mp4", "Turn/Turn_7_38.mp4", "Turn/Turn_1_1.mp4"]  # 33-36 frames
+TINY = "{channels: [4, 8, 8, 16, 16]}"
+BASE = [
+    "preprocess.size=[48, 64]",
+    "preprocess.flow.algo=dis",
+    "preprocess.flow.dis_preset=fast",
+    "labels.crop_size=32",
+    "labels.crop_variants=[[8, 16, false], [8, 16, true]]",
+    "labels.pacing={kind: single_step, start_fraction: 0.5, step_length: 2}",
+    "train.backbone=c3d",
+    f"train.backbone_args={TINY}",
+    "train.crop_size=32",
+    "train.batch_size=4",
+    "train.num_workers=0",
+    "train.log_every=1",
+]
+
+
+def pipeline(*overrides: str) -> Pipeline:
+    """The demo pipeline shrunk for tests, with extra ``key=value`` overrides."""
+    return load_pipeline("demo", overrides=parse_overrides([*BASE, *overrides]))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train_data")
+    listing = root / "videos.txt"
+    listing.write_text("".join(f"{shared_data / 'arid/train' / clip}\n" for clip in CLIPS))
+    out = root / "dataset"
+    settings = pipeline()
+    summary = extract(listing, out, settings, workers=1, progress=False)
+    assert not summary.failed, summary.failed
+    make_labels(out, settings.labels, ["stats", "curriculum"], cluster=load_cluster(), workers=1, progress=False)
+    return out
+
+
+def tiny_backbone(name: str = "c3d", seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone(name, channels=(4, 8, 8, 16, 16))
+
+
+def params_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def test_stats_clips_are_cut_with_their_stored_crop_variant(dataset_dir: Path) -> None:
+    labels = load_clip_labels(dataset_dir)
+    data = StatsClipDataset(dataset_dir, labels)
+    reader = Dataset(dataset_dir)
+    assert len(data) == len(labels) and set(labels.flip.tolist()) == {False, True}
+    for i in range(len(data)):
+        item = data[i]
+        vid, start, (y, x), flip = labels.video_id[i], labels.start[i], labels.crop[i], labels.flip[i]
+        full = reader.read_frames(vid, int(start), int(start) + 16)
+        expected = full[:, y : y + 32, x : x + 32]
+        expected = expected[:, :, ::-1] if flip else expected
+        assert item["frames"].shape == (16, 32, 32, 3) and item["frames"].dtype == np.uint8
+        np.testing.assert_array_equal(item["frames"], expected)
+        # the appearance labels describe exactly these pixels, and the targets are the stored integers
+        np.testing.assert_array_equal(appearance_statistics(item["frames"]), labels.appearance[i])
+        np.testing.assert_array_equal(item["motion"], labels.motion[i].astype(np.float32))
+
+
+def test_pace_clips_follow_their_pace_loop_and_crop_consistently(dataset_dir: Path) -> None:
+    data = PaceClipDataset(dataset_dir, [0.5, 1.0, 4.0], clip_len=16, crop_size=32, views=3, seed=7)
+    reader = Dataset(dataset_dir)
+    item = data[SampleKey(0, 5, 1)]
+    video = reader.videos[int(item["video"])]
+    full = reader.read_frames(video.id)
+    assert sorted(item["pace"].tolist()) == [0, 1, 2]  # three views, three distinct paces
+    for clip, pace_id in zip(item["frames"], item["pace"]):
+        pace = [0.5, 1.0, 4.0][pace_id]
+        matches = []
+        for start in range(video.n_frames):
+            idx = [(start + int(k * pace)) % video.n_frames for k in range(16)]
+            for y in range(full.shape[1] - 31):
+                for x in range(full.shape[2] - 31):
+                    if np.array_equal(clip, full[idx, y : y + 32, x : x + 32]):
+                        matches.append((start, y, x))
+                        break
+        assert matches, f"pace {pace}: clip is not a consistent crop of frames at that pace"
+        if pace == 4.0:  # 61 frames needed, the video is shorter: starts at 0 and loops
+            assert video.n_frames < 61 and matches[0][0] == 0
+        if pace == 0.5:
+            np.testing.assert_array_equal(clip[0], clip[1])  # slow motion repeats frames
+
+
+def test_loader_with_workers_returns_the_same_clips_as_without(dataset_dir: Path) -> None:
+    data = PaceClipDataset(dataset_dir, [1.0, 2.0, 3.0, 4.0], clip_len=8, crop_size=32, views=2, seed=3)
+
+    def batches(workers: int) -> list[dict[str, torch.Tensor]]:
+        sampler = EpochBatchSampler(len(data), 2, total_steps=4, seed=3)
+        return list(DataLoader(data, batch_sampler=sampler, num_workers=workers))
+
+    alone, parallel = batches(0), batches(2)
+    assert len(alone) == len(parallel) == 4
+    for a, b in zip(alone, parallel):
+        for key in ("frames", "pace", "video"):
+            assert torch.equal(a[key], b[key])
+    assert not torch.equal(alone[0]["frames"], alone[2]["frames"])
+
+
+# -------------------------------------------------------------------------------------------- methods
+
+
+def overfit(method: torch.nn.Module, inputs: dict[str, torch.Tensor], steps: int = 20) -> dict[str, tuple[float, float]]:
+    """Train on one fixed batch; ``{metric: (first value, best of the last 5)}``."""
+    optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
+    history: dict[str, list[float]] = {}
+    for _ in range(steps):
+        output = method(inputs)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        for name, value in output.metrics.items():
+            history.setdefault(name, []).append(float(value))
+    return {name: (values[0], min(values[-5:])) for name, values in history.items()}
+
+
+def test_stats_regression_overfits_a_fixed_batch(dataset_dir: Path) -> None:
+    settings = pipeline().train
+    data = StatsClipDataset(dataset_dir, load_clip_labels(dataset_dir), label_scale=8.0)  # targets ~1
+    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    assert torch.equal(batch["motion"] * 8, torch.from_numpy(data.labels.motion[data.rows[:4]]).float())
+    method = StatsRegression(tiny_backbone("c3d_bn"), settings.stats)
+    result = overfit(method, method.prepare(batch, None))
+    for name in ("loss", "loss_motion", "loss_appearance"):
+        first, last = result[name]
+        assert last < 0.2 * first, (name, first, last)
+
+
+def test_pace_prediction_with_context_contrast_overfits_a_fixed_batch(dataset_dir: Path) -> None:
+    settings = pipeline("train.task=pace", "train.pace.contrastive=context").train
+    data = PaceClipDataset(dataset_dir, settings.pace.paces, 8, 32, views=2, seed=0)
+    batch = torch.utils.data.default_collate([data[SampleKey(i, 0, i)] for i in range(3)])
+    method = PacePrediction(tiny_backbone("c3d_bn"), settings.pace)  # BN: the dark ARID clips train slowly without
+    inputs = method.prepare(batch, torch.Generator().manual_seed(0))
+    assert inputs["clip"].shape == (6, 3, 8, 32, 32) and inputs["pace"].shape == (6,)
+    assert torch.equal(inputs["video"][0::2], inputs["video"][1::2])
+    assert (inputs["pace"][0::2] != inputs["pace"][1::2]).all()  # each pair has distinct paces
+    result = overfit(method, inputs)
+    first, last = result["loss_cls"]
+    assert last < 0.3 * first, (first, last)
+    first, last = result["loss_ctr"]  # bounded below by the negatives: log(1 + n_neg * exp(-2 / T)) > 0
+    assert first > 0.5 and last < 0.8 * first, (first, last)
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+def logged(run: Path) -> list[dict[str, float]]:
+    """metrics.jsonl records without the timing field."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "clips_per_s"} for row in rows]
+
+
+def test_resume_continues_exactly_where_the_run_stopped(dataset_dir: Path, tmp_path: Path) -> None:
+    settings = pipeline("train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5")
+    whole = tmp_path / "whole"
+    train(settings, dataset_dir, whole, progress=False)
+    assert [step for step, _ in list_checkpoints(whole / "checkpoints")] == [2, 4]
+    # the same run killed after step 3: its step-2 checkpoint and three metric records are on disk
+    stopped = tmp_path / "stopped"
+    (stopped / "checkpoints").mkdir(parents=True)
+    step2 = whole / "checkpoints/step_00000002.pt"
+    (stopped / "checkpoints" / step2.name).write_bytes(step2.read_bytes())
+    records = (whole / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (stopped / "metrics.jsonl").write_text("".join(records[:3]))
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        train(settings, dataset_dir, stopped, progress=False)
+    train(settings, dataset_dir, stopped, resume=True, progress=False)
+
+    a = load_checkpoint(whole / "checkpoints/step_00000004.pt")
+    b = load_checkpoint(stopped / "checkpoints/step_00000004.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), f"{name} differs after resume"
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][key]["momentum_buffer"])
+    assert logged(stopped) == logged(whole) and [r["step"] for r in logged(whole)] == [1, 2, 3, 4]
+    start = load_checkpoint(step2)["model"]["backbone.stages.conv1.0.weight"]
+    exported = load_backbone(stopped / "backbone.pt").stages["conv1"][0].weight
+    assert torch.equal(exported, b["model"]["backbone.stages.conv1.0.weight"]) and not torch.equal(exported, start)
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint_kept(dataset_dir: Path, tmp_path: Path) -> None:
+    settings = pipeline("train.lr=1000000.0", "train.max_steps=12", "train.checkpoint_every=1", "train.keep_checkpoints=20")
+    with pytest.raises(TrainingDiverged, match=r"not finite.*Last good checkpoint: .*step_\d{8}\.pt") as caught:
+        train(settings, dataset_dir, tmp_path, progress=False)
+    saved = list_checkpoints(tmp_path / "checkpoints")
+    assert saved and saved[-1][0] < 12 and str(saved[-1][1]) in str(caught.value)
+    last = load_checkpoint(saved[-1][1])
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+    assert not (tmp_path / "backbone.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+
+DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import default_collate
+from preprocess.config import load_pipeline, parse_overrides
+from train.backbones import build_backbone
+from train.distributed import setup_distributed
+from train.loop import build_data, build_sampler, train
+from train.methods import build_method
+
+overrides, data_dir, out = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+pipeline = load_pipeline("demo", overrides=parse_overrides(overrides))
+ctx = setup_distributed("cpu")
+data = build_data(pipeline, data_dir)
+torch.manual_seed(0)
+method = build_method(pipeline.train, build_backbone("c3d", channels=(4, 8, 8, 16, 16)))
+model = DistributedDataParallel(method)
+keys = next(iter(build_sampler(pipeline, data, ctx, 0)))
+inputs = method.prepare(default_collate([data.dataset[k] for k in keys]), None)
+model(inputs).loss.backward()
+if ctx.rank == 0:
+    torch.save({{n: p.grad for n, p in method.named_parameters()}}, out / "ddp_grads.pt")
+train(pipeline, data_dir, out / "run", progress=False)
+"""
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(dataset_dir: Path, tmp_path: Path) -> None:
+    overrides = [
+        *BASE, "train.task=pace", "train.clip_len=8", "train.pace.contrastive=context", "train.pace.flip_p=0",
+        "train.pace.color_jitter={p: 0}", "train.max_steps=2", "train.checkpoint_every=1",
+    ]
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         json.dumps(overrides), str(dataset_dir), str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # the same global batch (4 videos x 2 paced clips) in one process
+    from torch.utils.data import default_collate
+
+    from train.distributed import setup_distributed
+    from train.loop import build_data, build_sampler
+
+    settings = load_pipeline("demo", overrides=parse_overrides(overrides))
+    data = build_data(settings, dataset_dir)
+    keys = next(iter(build_sampler(settings, data, setup_distributed("cpu"), 0)))
+    assert len(keys) == 4
+    torch.manual_seed(0)
+    method = PacePrediction(build_backbone("c3d", channels=(4, 8, 8, 16, 16)), settings.train.pace)
+    method(method.prepare(default_collate([data.dataset[k] for k in keys]), None)).loss.backward()
+    ddp = torch.load(tmp_path / "ddp_grads.pt")
+    for name, param in method.named_parameters():
+        torch.testing.assert_close(ddp[name], param.grad, rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+    assert (tmp_path / "run/backbone.pt").is_file()
+    assert [r["step"] for r in logged(tmp_path / "run")] == [1, 2]
+    assert [s for s, _ in list_checkpoints(tmp_path / "run/checkpoints")] == [1, 2]
