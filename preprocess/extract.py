@@ -13,7 +13,7 @@ import hashlib
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from distributed import Client, Future
 
@@ -26,6 +26,7 @@ from preprocess.settings import ClusterSettings, ExtractSettings
 from preprocess.video_task import VideoJob, extract_video, stream_settings
 
 PART_DIR = "parts"
+LOCK_NAME = ".lock"
 MB = 1 << 20
 
 
@@ -143,11 +144,7 @@ class _Packer:
 
 
 def _open_index(root: Path, input_path: Path) -> Index:
-    if index_path(root).exists():
-        return load_index(root)
-    if root.exists() and any(p for p in root.iterdir() if p.name not in (SHARD_DIR, PART_DIR)):
-        raise DatasetError(f"{root}: exists, is not empty and holds no {index_path(root).name}; refusing to write there")
-    return Index(source=str(input_path))
+    return load_index(root) if index_path(root).exists() else Index(source=str(input_path))
 
 
 def _plan(sources: list[VideoSource], index: Index, root: Path, settings: ExtractSettings, streams: list[str],
@@ -188,52 +185,84 @@ def extract(
     ``input_path`` (directory or list file) into dataset ``output`` with the settings of ``pipeline``
     (a name in pipelines.yaml, or a loaded Pipeline) and ``overrides`` (nested dict). Runs on a Dask
     cluster from ``cluster`` (default: pipelines.yaml), ``workers`` or ``scheduler``, or on an open
-    ``client``. Resumes earlier
-    runs; raises SettingsMismatch if the dataset holds a stream made with other settings."""
+    ``client``. Resumes earlier runs; raises SettingsMismatch if the dataset holds a stream made with
+    other settings, DatasetError if another extraction holds the dataset."""
     started = time.monotonic()
     if isinstance(pipeline, str):
         pipeline = load_pipeline(pipeline, overrides=overrides)
     settings = pipeline.preprocess
-    streams = wanted_streams(settings, flow)
-    recorded = stream_settings(settings)
     sources = find_videos(input_path, splits, split_number)
     root = Path(output)
-    index = _open_index(root, Path(input_path))
+    with _exclusive(root):
+        index = _open_index(root, Path(input_path))
+        tasks, already_done = _prepare(root, index, sources, settings, wanted_streams(settings, flow), retry_failed)
+        extracted, peak, new_shards = 0, 0.0, []
+        if tasks:
+            with contextlib.ExitStack() as stack:
+                if client is None:
+                    client = stack.enter_context(open_client(cluster or load_cluster(), workers=workers,
+                                                             scheduler=scheduler))
+                extracted, peak, new_shards = _run(client, root, index, tasks, settings, progress)
+            remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
+        save_index(root, index)
+    failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
+    return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,
+                          time.monotonic() - started, peak)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """Hold ``ROOT/.lock`` (an flock, released even if this process is killed) so two runs never share a
+    dataset; refuse a non-empty folder that is not a dataset."""
+    import fcntl
+
+    ours = {SHARD_DIR, PART_DIR, LOCK_NAME}
+    if root.exists() and not index_path(root).exists() and any(p.name not in ours for p in root.iterdir()):
+        raise DatasetError(f"{root}: exists, is not empty and holds no {index_path(root).name}; refusing to write there")
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_NAME, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(f"{root}: another extraction is running on this dataset") from None
+        yield
+
+
+def _prepare(root: Path, index: Index, sources: list[VideoSource], settings: ExtractSettings, streams: list[str],
+             retry_failed: bool) -> tuple[list[Task], int]:
+    """Bring the dataset up to date after any interruption, check and claim the settings, plan the tasks."""
     for folder in (SHARD_DIR, PART_DIR):
         (root / folder).mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(root / folder)
     add_new_shards(index, root)  # shards finished by a run killed before it updated the index
+    recorded = stream_settings(settings)
     check_settings(index, {s: recorded[s] for s in streams}, root)
     for stream in streams:
-        index.settings[stream] = recorded[stream]  # claims the settings before any part is written
+        index.settings[stream] = recorded[stream]  # claimed before any part is written
     index.classes = sorted(set(index.classes) | {s.label for s in sources if s.label is not None})
     save_index(root, index)
     tasks, already_done = _plan(sources, index, root, settings, streams, retry_failed)
     _remove_unplanned_parts(root, tasks)
+    return tasks, already_done
+
+
+def _run(client: Client, root: Path, index: Index, tasks: list[Task], settings: ExtractSettings,
+         progress: bool) -> tuple[int, float, list[str]]:
+    """Run the tasks, record failures, pack finished parts; returns (videos extracted, peak MB, new shards)."""
     streams_of = {t.key: t.args.streams for t in tasks}
-    extracted, peak, new_shards = 0, 0.0, []
-    if tasks:
-        with contextlib.ExitStack() as stack:
-            if client is None:
-                client = stack.enter_context(open_client(cluster or load_cluster(), workers=workers, scheduler=scheduler))
-            packer = _Packer(client, root, index, int(settings.shard_mb * MB))
-            for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s,
-                                     progress=progress):
-                peak = max(peak, outcome.peak_rss_mb)
-                if outcome.status == "failed":
-                    index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
-                    save_index(root, index)
-                    continue
-                index.failures.pop(outcome.key, None)
-                extracted += 1
-                packer.add(Path(outcome.output), streams_of[outcome.key])
-            packer.finish()
-            new_shards = packer.new_shards
-        remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
-    save_index(root, index)
-    failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
-    return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,
-                          time.monotonic() - started, peak)
+    extracted, peak = 0, 0.0
+    packer = _Packer(client, root, index, int(settings.shard_mb * MB))
+    for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s, progress=progress):
+        peak = max(peak, outcome.peak_rss_mb)
+        if outcome.status == "failed":
+            index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+            save_index(root, index)
+            continue
+        index.failures.pop(outcome.key, None)
+        extracted += 1
+        packer.add(Path(outcome.output), streams_of[outcome.key])
+    packer.finish()
+    return extracted, peak, packer.new_shards
 
 
 def _remove_unplanned_parts(root: Path, tasks: list[Task]) -> None:

@@ -225,3 +225,25 @@ def test_a_killed_worker_is_replaced_and_its_video_redone(client: object, shared
     while len(client.nthreads()) < 2 and time.monotonic() < deadline:  # the nanny restarts the worker
         time.sleep(0.2)
     assert victim not in client.run(os.getpid).values()
+
+
+def test_a_dataset_in_use_or_a_foreign_folder_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    from preprocess.index import DatasetError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "eat.mkv").symlink_to(shared_data / "asl_gestures/eat/eat.mkv")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with open(busy / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running extraction holds it
+        with pytest.raises(DatasetError, match="another extraction is running on this dataset"):
+            extract(src, busy, _pipeline(), progress=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("...")
+    with pytest.raises(DatasetError, match="is not empty and holds no index.json"):
+        extract(src, foreign, _pipeline(), progress=False)
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
