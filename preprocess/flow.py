@@ -67,6 +67,9 @@ def farneback_parameters(params: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"flow.farneback: unknown parameter(s) {', '.join(unknown)} "
                          f"(known: {', '.join(FARNEBACK_DEFAULTS)})")
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, type(FARNEBACK_DEFAULTS[key]) | int):
+            raise ValueError(f"flow.farneback.{key}: expected {type(FARNEBACK_DEFAULTS[key]).__name__}, got {value!r}")
     return {**FARNEBACK_DEFAULTS, **params}
 
 

@@ -15,6 +15,11 @@ class FlowSettings:
     dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
     farneback: dict[str, Any] = field(default_factory=dict)  # calcOpticalFlowFarneback keyword arguments
 
+    def __post_init__(self) -> None:
+        from preprocess.flow import make_flow  # builds the OpenCV object: unknown or ill-typed parameters fail here
+
+        make_flow(self)
+
 
 @dataclass
 class ExtractSettings:
