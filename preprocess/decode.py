@@ -169,13 +169,14 @@ def iter_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
     (truncation, checked once the stream ends, i.e. after earlier frames were yielded).
     """
     path = os.fspath(path)
+    output_size(1, 1, size=size, short_side=short_side)  # argument errors are ValueErrors, before any decoding
+    next(source_indices(1.0, fps, every))
     cap = _open(path)
     try:
         info = _info(cap)
-        try:
-            wanted = source_indices(info.fps, fps, every)
-        except ValueError as exc:
-            raise DecodeError(path, str(exc)) from None
+        if fps is not None and info.fps <= 0:
+            raise DecodeError(path, "frame rate unknown, cannot resample to a target fps")
+        wanted = source_indices(info.fps, fps, every)
         out_hw: tuple[int, int] | None = None
         target = next(wanted)
         index = 0  # index of the next source frame

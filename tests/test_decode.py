@@ -135,6 +135,15 @@ def test_source_indices():
         next(decode.source_indices(25.0, None, 0))
 
 
+def test_bad_arguments_are_value_errors(shared_data):
+    clip = shared_data / "ucf101/Archery/example.avi"
+    for kw, message in [({"every": 0}, "every"), ({"fps": -1.0}, "fps"), ({"size": (0, 10)}, "size"),
+                        ({"size": (8, 8), "short_side": 8}, "not both")]:
+        with pytest.raises(ValueError, match=message) as caught:
+            next(decode.iter_frames(clip, **kw))
+        assert not isinstance(caught.value, DecodeError)
+
+
 def write_video(path: Path, n_frames: int) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
     assert writer.isOpened()
