@@ -31,6 +31,7 @@ from preprocess.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout,
 from preprocess.settings import ClusterSettings
 
 TMP_MARK = ".tmp-"  # temporary outputs are named FINAL + TMP_MARK + random hex
+MAX_IN_FLIGHT = 1000  # tasks submitted to the scheduler at once (a few hundred bytes each)
 _SLURM_PROLOGUE = [f"export {k}={v}" for k, v in THREAD_ENV.items()]
 
 
@@ -89,7 +90,7 @@ def open_client(settings: ClusterSettings, *, workers: int | None = None, schedu
             cluster.scale(n)
             yield client
         return
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                       memory_limit=0, env=dict(THREAD_ENV)) as cluster, Client(cluster) as client:
         yield client
 
@@ -130,26 +131,41 @@ def _dask_key(task: Task) -> str:
 
 
 def run_tasks(client: Client, function: Callable[[Any, str | None], Any], tasks: Sequence[Task], *,
-              time_limit_s: float | None, progress: bool = True, desc: str = "videos") -> Iterator[Outcome]:
-    """Submit every task and yield outcomes as they complete, with a progress bar (done / total, rate)."""
-    futures = {client.submit(run_task, function, t, time_limit_s, key=_dask_key(t), pure=False): t for t in tasks}
+              time_limit_s: float | None, progress: bool = True, desc: str = "videos",
+              max_in_flight: int = MAX_IN_FLIGHT) -> Iterator[Outcome]:
+    """Submit the tasks (at most ``max_in_flight`` at a time, so the scheduler holds little) and yield
+    outcomes as they complete, with a progress bar (done / total, rate, failures)."""
+    waiting = iter(tasks)
+    running: dict[Any, Task] = {}
+    finished = as_completed()
+
+    def submit_next() -> None:
+        task = next(waiting, None)
+        if task is not None:
+            future = client.submit(run_task, function, task, time_limit_s, key=_dask_key(task), pure=False)
+            running[future] = task
+            finished.add(future)
+
+    for _ in range(max_in_flight):
+        submit_next()
     bar = tqdm(total=len(tasks), desc=desc, unit="video", disable=not progress or not tasks, file=sys.stderr,
                dynamic_ncols=True)
     failed = 0
     try:
-        for future in as_completed(futures):
-            task = futures.pop(future)
+        for future in finished:
+            task = running.pop(future)
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker died repeatedly on this task (KilledWorker) or similar
                 outcome = Outcome(task.key, task.source, task.output, "failed", f"{type(exc).__name__}: {exc}")
+            submit_next()
             failed += outcome.status == "failed"
             bar.set_postfix(failed=failed, refresh=False)
             bar.update()
             yield outcome
     finally:
         bar.close()
-        for future in futures:
+        for future in running:
             future.cancel()
 
 

@@ -247,3 +247,14 @@ def test_a_dataset_in_use_or_a_foreign_folder_is_refused(shared_data: Path, tmp_
     with pytest.raises(DatasetError, match="is not empty and holds no index.json"):
         extract(src, foreign, _pipeline(), progress=False)
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+
+def test_runner_keeps_few_tasks_in_flight_and_returns_every_outcome(client: object) -> None:
+    from preprocess.runner import Task, run_tasks
+
+    tasks = [Task(f"item{i}", f"/src/{i}", None, {None: i * i}) for i in range(12)]
+    tasks.append(Task("bad", "/src/bad", None, "not a dict"))  # dict.get("not a dict", None): TypeError
+    outcomes = {o.key: o for o in run_tasks(client, dict.get, tasks, time_limit_s=30, progress=False, max_in_flight=2)}
+    assert {k: o.result for k, o in outcomes.items() if o.status == "done"} == {f"item{i}": i * i for i in range(12)}
+    assert outcomes["bad"].status == "failed" and outcomes["bad"].reason.startswith("TypeError: ")
+    assert outcomes["bad"].source == "/src/bad"
