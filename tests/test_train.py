@@ -11,13 +11,16 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+import yaml
+from click.testing import CliRunner
+from torch.utils.data import DataLoader, default_collate
+
+from cli import cli
 
 from labels.make import make_labels
 from labels.stats import appearance_statistics
@@ -28,7 +31,8 @@ from preprocess.extract import extract
 from train.backbones import build_backbone, load_backbone
 from train.checkpoint import list_checkpoints, load_checkpoint
 from train.data import PaceClipDataset, StatsClipDataset
-from train.loop import TrainingDiverged, train
+from train.distributed import setup_distributed
+from train.loop import TrainingDiverged, build_data, build_sampler, train
 from train.methods import PacePrediction, StatsRegression
 from train.sampling import EpochBatchSampler, SampleKey
 
@@ -158,7 +162,7 @@ def overfit(method: torch.nn.Module, inputs: dict[str, torch.Tensor], steps: int
 def test_stats_regression_overfits_a_fixed_batch(dataset_dir: Path) -> None:
     settings = pipeline().train
     data = StatsClipDataset(dataset_dir, load_clip_labels(dataset_dir), label_scale=8.0)  # targets ~1
-    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    batch = default_collate([data[i] for i in range(4)])
     assert torch.equal(batch["motion"] * 8, torch.from_numpy(data.labels.motion[data.rows[:4]]).float())
     method = StatsRegression(tiny_backbone("c3d_bn"), settings.stats)
     result = overfit(method, method.prepare(batch, None))
@@ -170,7 +174,7 @@ def test_stats_regression_overfits_a_fixed_batch(dataset_dir: Path) -> None:
 def test_pace_prediction_with_context_contrast_overfits_a_fixed_batch(dataset_dir: Path) -> None:
     settings = pipeline("train.task=pace", "train.pace.contrastive=context").train
     data = PaceClipDataset(dataset_dir, settings.pace.paces, 8, 32, views=2, seed=0)
-    batch = torch.utils.data.default_collate([data[SampleKey(i, 0, i)] for i in range(3)])
+    batch = default_collate([data[SampleKey(i, 0, i)] for i in range(3)])
     method = PacePrediction(tiny_backbone("c3d_bn"), settings.pace)  # BN: the dark ARID clips train slowly without
     inputs = method.prepare(batch, torch.Generator().manual_seed(0))
     assert inputs["clip"].shape == (6, 3, 8, 32, 32) and inputs["pace"].shape == (6,)
@@ -280,11 +284,6 @@ def test_ddp_on_two_cpu_processes_matches_one_process(dataset_dir: Path, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
 
     # the same global batch (4 videos x 2 paced clips) in one process
-    from torch.utils.data import default_collate
-
-    from train.distributed import setup_distributed
-    from train.loop import build_data, build_sampler
-
     settings = load_pipeline("demo", overrides=parse_overrides(overrides))
     data = build_data(settings, dataset_dir)
     keys = next(iter(build_sampler(settings, data, setup_distributed("cpu"), 0)))
@@ -298,3 +297,21 @@ def test_ddp_on_two_cpu_processes_matches_one_process(dataset_dir: Path, tmp_pat
     assert (tmp_path / "run/backbone.pt").is_file()
     assert [r["step"] for r in logged(tmp_path / "run")] == [1, 2]
     assert [s for s, _ in list_checkpoints(tmp_path / "run/checkpoints")] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_train_command_writes_the_run_folder_and_reports_bad_input(dataset_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    sets = [arg for item in [*BASE, "train.max_steps=1"] for arg in ("--set", item)]
+    args = ["train", "--pipeline", "demo", "--data", str(dataset_dir), "--out", str(out), "--device", "cpu", "--no-progress"]
+    result = CliRunner().invoke(cli, [*args, *sets])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} >= {"backbone.pt", "metrics.jsonl", "config.yaml", "checkpoints", "tensorboard"}
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["name"] == "demo" and config["train"]["max_steps"] == 1 and config["train"]["crop_size"] == 32
+    again = CliRunner().invoke(cli, [*args, *sets])
+    assert again.exit_code != 0 and "already holds checkpoints; pass --resume" in again.output
+    bad = CliRunner().invoke(cli, [*args, "--set", "train.lrr=1"])
+    assert bad.exit_code != 0 and "demo.train: unknown key(s) 'lrr'" in bad.output

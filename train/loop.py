@@ -38,7 +38,6 @@ from train.methods import PretextMethod, build_method
 from train.metrics import MetricsLogger
 from train.optim import build_optimizer, lr_factor
 from train.sampling import CurriculumBatchSampler, EpochBatchSampler, StepBatchSampler
-from train.settings import TrainSettings
 
 
 class TrainingDiverged(RuntimeError):
