@@ -30,7 +30,7 @@ from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from train.backbones import build_backbone, load_backbone
 from train.checkpoint import list_checkpoints, load_checkpoint
-from train.data import PaceClipDataset, StatsClipDataset
+from train.data import ClipDataset, PaceClipDataset, StatsClipDataset
 from train.distributed import setup_distributed
 from train.loop import TrainingDiverged, build_data, build_sampler, train
 from train.methods import PacePrediction, StatsRegression
@@ -125,6 +125,32 @@ def test_pace_clips_follow_their_pace_loop_and_crop_consistently(dataset_dir: Pa
             assert video.n_frames < 61 and matches[0][0] == 0
         if pace == 0.5:
             np.testing.assert_array_equal(clip[0], clip[1])  # slow motion repeats frames
+
+
+def test_clip_dataset_reads_aligned_frames_flow_and_differences(dataset_dir: Path) -> None:
+    reader = Dataset(dataset_dir)
+    fixed = ClipDataset(dataset_dir, clip_len=6, stride=3, crop_size=32, streams=("frames", "flow", "diff"),
+                        random_start=False)
+    for i, video in enumerate(reader.videos):
+        item = fixed[i]
+        pairs = video.n_frames - 1  # flow and differences exist for frames 0 .. n-2
+        start = (pairs - 16) // 2  # 6 items 3 frames apart span 16 frames; centred
+        idx = list(range(start, start + 16, 3))
+        y, x = (48 - 32) // 2, (64 - 32) // 2
+        np.testing.assert_array_equal(item["frames"], reader.read_frames(video.id)[idx, y : y + 32, x : x + 32])
+        np.testing.assert_array_equal(item["flow"], reader.read_flow(video.id)[idx, y : y + 32, x : x + 32])
+        np.testing.assert_array_equal(item["diff"], reader.read_diff(video.id)[idx, y : y + 32, x : x + 32])
+        assert item["flow"].dtype == np.float32 and item["diff"].shape == (6, 32, 32) and int(item["video"]) == i
+    rand = ClipDataset(dataset_dir, clip_len=4, stride=2, crop_size=32, streams=("frames", "flow"), seed=1)
+    item = rand[SampleKey(1, 9, 0)]
+    video = reader.videos[1]
+    frames, flow = reader.read_frames(video.id), reader.read_flow(video.id)
+    found = [(s, y, x) for s in range(video.n_frames - 7) for y in range(17) for x in range(33)
+             if np.array_equal(item["frames"], frames[s : s + 7 : 2, y : y + 32, x : x + 32])]
+    assert found, "random clip is not a strided, consistently cropped run of frames"
+    s, y, x = found[0]
+    np.testing.assert_array_equal(item["flow"], flow[s : s + 7 : 2, y : y + 32, x : x + 32])
+    assert any(not np.array_equal(rand[SampleKey(1, step, 0)]["frames"], item["frames"]) for step in range(3))
 
 
 def test_loader_with_workers_returns_the_same_clips_as_without(dataset_dir: Path) -> None:

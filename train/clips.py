@@ -38,11 +38,16 @@ def arithmetic_runs(sorted_unique: np.ndarray) -> list[tuple[int, int, int]]:
     return runs
 
 
-def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator, where: str) -> np.ndarray:
-    """The same random ``size`` x ``size`` window of every frame: [T, H, W, C] -> [T, size, size, C]."""
-    height, width = frames.shape[1:3]
+def crop_offsets(height: int, width: int, size: int, rng: np.random.Generator | None, where: str) -> tuple[int, int]:
+    """Top-left (y, x) of a ``size`` x ``size`` window: uniform when ``rng`` is given, else the centre one."""
     if height < size or width < size:
         raise ValueError(f"{where}: frames are {height}x{width}, smaller than the {size}x{size} crop")
-    y = int(rng.integers(0, height - size + 1))
-    x = int(rng.integers(0, width - size + 1))
+    if rng is None:
+        return (height - size) // 2, (width - size) // 2
+    return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+
+
+def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator, where: str) -> np.ndarray:
+    """The same random ``size`` x ``size`` window of every frame: [T, H, W, ...] -> [T, size, size, ...]."""
+    y, x = crop_offsets(frames.shape[1], frames.shape[2], size, rng, where)
     return frames[:, y : y + size, x : x + size]

@@ -17,17 +17,22 @@ import numpy as np
 from labels.crops import crop_frames
 from labels.store import ClipLabels
 from preprocess.dataset import Dataset
-from train.clips import arithmetic_runs, pace_frame_indices, pace_span, random_crop
+from train.clips import arithmetic_runs, crop_offsets, pace_frame_indices, pace_span, random_crop
 from train.sampling import SampleKey
 
 
-def read_frames_at(dataset: Dataset, video_id: str, indices: np.ndarray) -> np.ndarray:
-    """Frames uint8 [len(indices), H, W, 3] at arbitrary ``indices`` (repeats allowed), each decoded once.
+STREAM_READERS = {"frames": Dataset.read_frames, "flow": Dataset.read_flow, "diff": Dataset.read_diff}
 
-    The distinct indices are read as few ``(start, stop, step)`` slices as possible.
+
+def read_stream_at(dataset: Dataset, stream: str, video_id: str, indices: np.ndarray) -> np.ndarray:
+    """Items of ``stream`` at arbitrary ``indices`` (repeats allowed), each read (and decoded) once.
+
+    ``frames``: uint8 [T, H, W, 3]; ``flow``: float32 [T, H, W, 2] (flow t: frame t -> t+1); ``diff``: float32
+    [T, H, W]. The distinct indices are read as few ``(start, stop, step)`` slices as possible.
     """
+    read = STREAM_READERS[stream]
     unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
-    parts = [dataset.read_frames(video_id, start, stop, step) for start, stop, step in arithmetic_runs(unique)]
+    parts = [read(dataset, video_id, start, stop, step) for start, stop, step in arithmetic_runs(unique)]
     if len(parts) == 1 and np.array_equal(unique, indices):  # one increasing run: no copy needed
         return parts[0]
     return np.concatenate(parts, axis=0)[inverse]
@@ -132,6 +137,63 @@ class PaceClipDataset:
         clips = []
         for pace_id, start in zip(pace_ids, starts):
             indices = pace_frame_indices(int(start), self.clip_len, self.paces[pace_id], video.n_frames)
-            frames = read_frames_at(self.dataset, video.id, indices)
+            frames = read_stream_at(self.dataset, "frames", video.id, indices)
             clips.append(random_crop(frames, self.crop_size, rng, where=video.id))
         return {"frames": np.stack(clips), "pace": pace_ids, "video": np.int64(self.video_indices[key.index])}
+
+
+class ClipDataset:
+    """One clip per training video: ``clip_len`` items ``stride`` frames apart, of each stream in ``streams``.
+
+    With ``random_start`` the start is uniform over the positions where the clip fits and the crop window is
+    random; otherwise the clip is the centred one and so is the crop. Flow and differences exist for frame
+    pairs, so when either is asked for, clips use frames ``0 .. n_frames-2`` and item t of every stream belongs
+    to frame t (flow t: frame t -> t+1). A clip longer than the video loops to its start. Returns ``frames``
+    uint8 [T, S, S, 3], ``flow`` float32 [T, S, S, 2], ``diff`` float32 [T, S, S] (those asked for) and
+    ``video`` int64 (index into the videos); without ``crop_size`` the frames keep their stored size.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str | Path,
+        clip_len: int,
+        stride: int = 1,
+        crop_size: int | None = None,
+        streams: tuple[str, ...] = ("frames",),
+        random_start: bool = True,
+        seed: int = 0,
+    ) -> None:
+        unknown = sorted(set(streams) - set(STREAM_READERS))
+        if unknown or not streams:
+            raise ValueError(f"streams must be some of {', '.join(STREAM_READERS)}, got {streams}")
+        self.dataset = Dataset(dataset_dir)
+        for stream in streams:
+            if not self.dataset.has_stream(stream):
+                raise ValueError(f"{dataset_dir}: not every video has a {stream} stream")
+        self.clip_len, self.stride, self.crop_size = clip_len, stride, crop_size
+        self.streams, self.random_start, self.seed = tuple(streams), random_start, seed
+        self.video_indices = training_videos(self.dataset)
+        if not self.video_indices:
+            raise ValueError(f"{dataset_dir}: no training videos")
+
+    def __len__(self) -> int:
+        return len(self.video_indices)
+
+    def __getitem__(self, key: SampleKey | int) -> dict[str, np.ndarray]:
+        key = key if isinstance(key, SampleKey) else SampleKey(key, 0, key)
+        video = self.dataset.videos[self.video_indices[key.index]]
+        rng = np.random.default_rng([self.seed, key.step, key.slot]) if self.random_start else None
+        usable = video.n_frames - (1 if {"flow", "diff"} & set(self.streams) else 0)
+        room = max(0, usable - pace_span(self.clip_len, self.stride))
+        start = int(rng.integers(0, room + 1)) if rng is not None else room // 2
+        indices = pace_frame_indices(start, self.clip_len, self.stride, usable)
+        item: dict[str, np.ndarray] = {"video": np.int64(self.video_indices[key.index])}
+        if self.crop_size is not None:
+            y, x = crop_offsets(video.height, video.width, self.crop_size, rng, where=video.id)
+        for stream in self.streams:
+            values = read_stream_at(self.dataset, stream, video.id, indices)
+            if self.crop_size is not None:
+                values = values[:, y : y + self.crop_size, x : x + self.crop_size]
+            item[stream] = np.ascontiguousarray(values)
+        return item
+
