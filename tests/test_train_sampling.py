@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.clips import arithmetic_runs, pace_frame_indices, pace_span
+from train.clips import arithmetic_runs, pace_frame_indices, pace_span, snap_slow_pace
 from train.sampling import CurriculumBatchSampler, EpochBatchSampler
 
 
@@ -92,3 +92,9 @@ def test_contrastive_masks_mark_same_video_or_same_pace_but_never_the_clip_itsel
     assert itself.tolist() == [[False, False, True, False, False, False], [False, False, False, True, False, False]]
     positives, _ = contrastive_masks(video[2:4], pace[2:4], video, pace, 2, "pace")
     assert positives.tolist() == [[False] * 6, [True, False, False, False, False, False]]
+
+
+def test_slow_paces_written_as_decimals_repeat_each_frame_equally() -> None:
+    assert snap_slow_pace(0.33) == 1 / 3 and snap_slow_pace(0.5) == 0.5 and snap_slow_pace(3.0) == 3.0
+    indices = pace_frame_indices(0, 12, snap_slow_pace(0.33), 100)
+    assert indices.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]

@@ -16,6 +16,17 @@ def pace_frame_indices(start: int, clip_len: int, pace: float, n_frames: int) ->
     return (start + offsets) % n_frames
 
 
+def snap_slow_pace(pace: float) -> float:
+    """A pace below 1 as the exact slow-motion factor ``1/n`` it stands for (0.33 -> 1/3, 0.5 -> 1/2).
+
+    Slow motion repeats each frame n times; YAML cannot write 1/3 exactly, and 0.33 would otherwise repeat the
+    first frame 4 times. Paces of 1 and more are returned unchanged.
+    """
+    if pace >= 1:
+        return float(pace)
+    return 1.0 / max(1, round(1.0 / pace))
+
+
 def pace_span(clip_len: int, pace: float) -> int:
     """Number of source frames a clip of ``clip_len`` at ``pace`` covers (first to last, inclusive)."""
     return int(np.floor((clip_len - 1) * pace + 1e-9)) + 1

@@ -17,7 +17,7 @@ import numpy as np
 from labels.crops import crop_frames
 from labels.store import ClipLabels
 from preprocess.dataset import Dataset
-from train.clips import arithmetic_runs, crop_offsets, pace_frame_indices, pace_span, random_crop
+from train.clips import arithmetic_runs, crop_offsets, pace_frame_indices, pace_span, random_crop, snap_slow_pace
 from train.sampling import SampleKey
 
 
@@ -107,7 +107,7 @@ class PaceClipDataset:
         seed: int = 0,
     ) -> None:
         self.dataset = Dataset(dataset_dir)
-        self.paces = [float(p) for p in paces]
+        self.paces = [snap_slow_pace(float(p)) for p in paces]
         self.clip_len = clip_len
         self.crop_size = crop_size
         self.views = views

@@ -35,7 +35,7 @@ class ColorJitterSettings:
 class PaceTaskSettings:
     """Pace prediction (classification of the playback pace) with optional contrastive term."""
 
-    paces: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])  # p < 1: slow motion
+    paces: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])  # p < 1: slow motion, 0.33 = 1/3
     contrastive: Literal["none", "context", "pace"] = "none"
     cls_weight: float = 1.0  # lambda_cls
     ctr_weight: float = 1.0  # lambda_ctr (used when contrastive != none)
