@@ -39,7 +39,7 @@ def _extract_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--diff/--no-diff", default=None, help="Store image differences (default: yes)."),
         click.option("--shard-mb", type=float, help="Target shard size in MB (default: 256)."),
         click.option("--video-timeout", type=float, help="Seconds before a video is recorded as failed (default: 900)."),
-        click.option("--workers", type=int, help="Dask worker processes (default: cluster.workers of pipelines.yaml)."),
+        click.option("--workers", type=click.IntRange(min=1), help="Dask worker processes (default: cluster.workers of pipelines.yaml)."),
         click.option("--scheduler", metavar="ADDRESS", help="Use a running Dask scheduler, e.g. tcp://host:8786."),
         click.option("--cluster", "cluster_kind", type=click.Choice(["local", "address", "slurm"]),
                      help="Where to run (default: cluster.kind of pipelines.yaml)."),
@@ -66,7 +66,9 @@ def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any]) ->
     from preprocess.inputs import InputError
 
     section = {key: opts[flag] for flag, key in _FLAG_KEYS.items() if opts[flag] is not None}
-    if opts["size"] is None and opts["short_side"] is not None:
+    if opts["short_side"] is not None:
+        if opts["size"] is not None:
+            raise click.UsageError("give --size or --short-side, not both")
         section["size"] = None
     flow_section = {k: v for k, v in flow_opts.items() if v is not None}
     if flow_section:

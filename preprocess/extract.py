@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -21,7 +23,7 @@ from preprocess import shards
 from preprocess.config import Pipeline, load_cluster, load_pipeline
 from preprocess.index import SHARD_DIR, DatasetError, Index, add_new_shards, add_shard, index_path, load_index, save_index
 from preprocess.inputs import VideoSource, find_videos
-from preprocess.runner import Task, open_client, remove_stale_temporaries, run_tasks
+from preprocess.runner import TMP_MARK, Task, check_cluster, open_client, remove_stale_temporaries, run_tasks
 from preprocess.settings import ClusterSettings, ExtractSettings
 from preprocess.video_task import VideoJob, extract_video, stream_settings
 
@@ -87,10 +89,7 @@ def part_path(root: Path, video_id: str, streams: Iterable[str]) -> Path:
 
 def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]]) -> list[str]:
     """Dask task: copy finished part files into shard ``shard`` (temp name, then ``os.replace``)."""
-    import os
-    import uuid
-
-    tmp = f"{shard}.tmp-{uuid.uuid4().hex}"
+    tmp = f"{shard}{TMP_MARK}{uuid.uuid4().hex}"
     try:
         ids = shards.copy_videos([Path(p) for p in parts], Path(tmp), settings)
         os.replace(tmp, shard)
@@ -190,7 +189,12 @@ def extract(
     started = time.monotonic()
     if isinstance(pipeline, str):
         pipeline = load_pipeline(pipeline, overrides=overrides)
+    elif overrides:
+        raise ValueError("overrides apply to a pipeline given by name; apply them when loading a Pipeline")
     settings = pipeline.preprocess
+    cluster = cluster or load_cluster()
+    if client is None:
+        check_cluster(cluster, scheduler)
     sources = find_videos(input_path, splits, split_number)
     root = Path(output)
     with _exclusive(root):
@@ -200,8 +204,7 @@ def extract(
         if tasks:
             with contextlib.ExitStack() as stack:
                 if client is None:
-                    client = stack.enter_context(open_client(cluster or load_cluster(), workers=workers,
-                                                             scheduler=scheduler))
+                    client = stack.enter_context(open_client(cluster, workers=workers, scheduler=scheduler))
                 extracted, peak, new_shards = _run(client, root, index, tasks, settings, progress)
             remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
         save_index(root, index)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 from distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
+from preprocess.config import ConfigError
 from preprocess.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout, THREAD_ENV
 from preprocess.settings import ClusterSettings
 
@@ -73,16 +74,22 @@ def make_slurm_cluster(settings: ClusterSettings) -> Any:
     return SLURMCluster(**kwargs)
 
 
+def check_cluster(settings: ClusterSettings, scheduler: str | None = None) -> None:
+    """Raise ConfigError for a cluster section that cannot work (checked before any work starts)."""
+    if settings.kind == "address" and not (scheduler or settings.address):
+        raise ConfigError("cluster.kind is 'address' but no cluster.address / --scheduler was given")
+    if settings.workers < 1:
+        raise ConfigError(f"cluster.workers must be >= 1, got {settings.workers}")
+
+
 @contextlib.contextmanager
 def open_client(settings: ClusterSettings, *, workers: int | None = None, scheduler: str | None = None) -> Iterator[Client]:
     """A Dask client for ``settings`` (``cluster:`` of pipelines.yaml): ``scheduler`` (an address) wins,
     then ``settings.kind``: 'local' (``workers`` single-threaded processes), 'address' or 'slurm'."""
+    check_cluster(settings, scheduler)
     n = workers or settings.workers
     if scheduler or settings.kind == "address":
-        address = scheduler or settings.address
-        if not address:
-            raise ValueError("cluster.kind is 'address' but no cluster.address / --scheduler was given")
-        with Client(address) as client:
+        with Client(scheduler or settings.address) as client:
             yield client
         return
     if settings.kind == "slurm":
