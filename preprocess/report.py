@@ -21,11 +21,12 @@ def describe_dataset(root: str | Path) -> str:
     frames = sum(v["n_frames"] for v in videos.values())
     lines = [f"dataset {root}" + (f" (from {index.source})" if index.source else "")]
     lines.append(f"videos: {len(videos)} extracted, {len(index.failures)} failed; {frames} frames")
-    splits = Counter(v.get("split") or "none" for v in videos.values())
-    lines.append("splits: " + ", ".join(f"{k} {n}" for k, n in sorted(splits.items())))
-    labels = Counter(v.get("label") or "-" for v in videos.values())
-    lines.append(f"classes: {len(index.classes)}" + (": " + ", ".join(f"{k} {n}" for k, n in sorted(labels.items()))
-                                                      if len(labels) <= 20 else ""))
+    if videos:
+        splits = Counter(v.get("split") or "none" for v in videos.values())
+        lines.append("splits: " + ", ".join(f"{k} {n}" for k, n in sorted(splits.items())))
+        labels = Counter(v.get("label") or "-" for v in videos.values())
+        per_class = ": " + ", ".join(f"{k} {n}" for k, n in sorted(labels.items())) if len(labels) <= 20 else ""
+        lines.append(f"classes: {len(index.classes)}{per_class}")
     for stream in STREAMS:
         n = sum(stream in v["shards"] for v in videos.values())
         if n or stream in index.settings:

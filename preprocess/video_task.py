@@ -41,7 +41,7 @@ def _plain(value: Any) -> Any:
 def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
     """The settings that shape each stream, as recorded in shards and the index (library version included)."""
     frames = {
-        "size": settings.size if settings.size is not None else None,
+        "size": settings.size,
         "short_side": settings.short_side if settings.size is None else None,
         "fps": settings.fps,
         "every": settings.every,
