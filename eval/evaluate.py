@@ -182,6 +182,15 @@ def middle_frame(dataset: Dataset, video_id: str) -> np.ndarray:
     return dataset.read_frames(video_id, n // 2, n // 2 + 1)[0]
 
 
+def grid_queries(labels: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` indices into ``labels`` taking classes in turn: the first video of every class, then the
+    second, ... (int64, at most ``len(labels)``)."""
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    rounds = max(len(members) for members in by_class)
+    order = [members[r] for r in range(rounds) for members in by_class if r < len(members)]
+    return np.array(order[:n], dtype=np.int64)
+
+
 def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit, features: dict[str, np.ndarray],
                   details: dict[str, dict], seed: int) -> list[str]:
     """t-SNE per model, confusion matrix, retrieval grid and fine-tuning curves; returns the file names."""
@@ -204,8 +213,7 @@ def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit, feature
         written.append(file)
     if "retrieval" in head and dataset.has_stream("frames"):
         neighbours = head["retrieval"]["neighbours"]
-        order = np.argsort(split.test_labels, kind="stable")
-        picks = order[np.linspace(0, len(order) - 1, min(RETRIEVAL_GRID_QUERIES, len(order))).round().astype(int)]
+        picks = grid_queries(split.test_labels, RETRIEVAL_GRID_QUERIES)
         figures.plot_retrieval_grid(
             [middle_frame(dataset, split.test_ids[q]) for q in picks],
             [[middle_frame(dataset, split.train_ids[g]) for g in neighbours[q]] for q in picks],
@@ -221,6 +229,30 @@ def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit, feature
         figures.plot_training_curves(histories, out_dir / "finetune_curves.png")
         written.append("finetune_curves.png")
     return written
+
+
+def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: LabelledSplit, tasks: list[str],
+                   settings: EvalSettings, cache_dir: Path, device: torch.device,
+                   progress: bool) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
+    """Run ``tasks`` on one model: (flat metrics, details, video features [N_train + N_test, D] or None
+    when only fine-tuning ran)."""
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    features = None
+    frozen = [t for t in tasks if t != "finetune"]
+    if frozen:
+        ids = sorted(split.train_ids + split.test_ids)
+        all_x = cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
+                                settings.stream, settings.clips, cache_dir, device, progress)
+        row = {vid: i for i, vid in enumerate(ids)}
+        train_x = all_x[[row[v] for v in split.train_ids]]
+        test_x = all_x[[row[v] for v in split.test_ids]]
+        features = np.concatenate([train_x, test_x])
+        metrics, details = frozen_feature_protocols(train_x, test_x, split, frozen, settings, device)
+    if "finetune" in tasks:
+        tuned_metrics, details["finetune"] = finetune_protocol(model, dataset, split, settings, device, progress)
+        metrics.update(tuned_metrics)
+    return metrics, details, features
 
 
 def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
@@ -248,35 +280,26 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
-    dataset = Dataset(data_dir)
-    if not dataset.has_stream(settings.stream):
-        raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream for evaluation")
-    split = labelled_split(dataset, settings)
-    models = build_models(weights, backbone, STREAM_CHANNELS[settings.stream], settings.seed, device, backbone_args)
-    metrics: dict[str, dict[str, float]] = {}
-    details: dict[str, dict[str, Any]] = {}
-    features: dict[str, np.ndarray] = {}
-    frozen = [t for t in tasks if t != "finetune"]
-    for name, model in models.items():
-        metrics[name], details[name] = {}, {}
-        if frozen:
-            all_ids = split.train_ids + split.test_ids
-            all_x = cached_features(model.backbone, model.weights_id, dataset, data_dir, sorted(all_ids),
-                                    settings.stage, settings.stream, settings.clips, cache_dir, device, progress)
-            row = {vid: i for i, vid in enumerate(sorted(all_ids))}
-            train_x = all_x[[row[v] for v in split.train_ids]]
-            test_x = all_x[[row[v] for v in split.test_ids]]
-            features[name] = np.concatenate([train_x, test_x])
-            metrics[name], details[name] = frozen_feature_protocols(train_x, test_x, split, frozen, settings, device)
-        if "finetune" in tasks:
-            tuned_metrics, details[name]["finetune"] = finetune_protocol(model, dataset, split, settings, device,
-                                                                         progress)
-            metrics[name].update(tuned_metrics)
-        log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
+    with Dataset(data_dir) as dataset:
+        if not dataset.has_stream(settings.stream):
+            raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream for evaluation")
+        split = labelled_split(dataset, settings)
+        models = build_models(weights, backbone, STREAM_CHANNELS[settings.stream], settings.seed, device,
+                              backbone_args)
+        metrics: dict[str, dict[str, float]] = {}
+        details: dict[str, dict[str, Any]] = {}
+        features: dict[str, np.ndarray] = {}
+        for name, model in models.items():
+            metrics[name], details[name], model_features = evaluate_model(
+                model, dataset, data_dir, split, tasks, settings, cache_dir, device, progress)
+            if model_features is not None:
+                features[name] = model_features
+            log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
+        figure_files = write_figures(out_dir, dataset, split, features, details, settings.seed) if make_figures else []
     results: dict[str, Any] = {
         "weights": str(weights),
-        "weights_id": models["pretrained"].weights_id if "pretrained" in models else models["random"].weights_id,
-        "backbone": models[next(iter(models))].backbone.build_args["name"],
+        "weights_id": next(iter(models.values())).weights_id,
+        "backbone": next(iter(models.values())).backbone.build_args["name"],
         "data": str(data_dir),
         "stage": settings.stage,
         "stream": settings.stream,
@@ -291,11 +314,9 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
         "settings": dataclasses.asdict(settings),
         "models": metrics,
         "details": details,
+        "figures": figure_files,
     }
     if "pretrained" in metrics:
         results["difference"] = differences(metrics["pretrained"], metrics["random"])
-    if make_figures:
-        results["figures"] = write_figures(out_dir, dataset, split, features, details, settings.seed)
     write_report(results, out_dir)
-    dataset.close()
     return results

@@ -130,3 +130,11 @@ def test_few_shot_reports_mean_and_spread_over_draws() -> None:
         for indices in results[k]["indices"]:
             assert np.bincount(train_y[indices], minlength=6).tolist() == [k] * 6
     assert results[5]["mean"] == 1.0
+
+
+def test_retrieval_grid_takes_classes_in_turn() -> None:
+    from eval.evaluate import grid_queries
+
+    labels = np.array([2, 0, 0, 1, 2, 0])
+    assert grid_queries(labels, 6).tolist() == [1, 3, 0, 2, 4, 5]
+    assert grid_queries(labels, 2).tolist() == [1, 3]
