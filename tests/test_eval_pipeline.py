@@ -217,3 +217,22 @@ def test_splits_from_files_or_stratified(dataset_dir: Path) -> None:
     stratified = labelled_split(ds, EvalSettings(split="stratified", test_fraction=0.3, seed=3))
     assert np.bincount(stratified.test_labels).tolist() == [1] * 6
     assert sorted(stratified.train_ids + stratified.test_ids) == sorted(v.id for v in ds.videos)
+
+
+def test_random_initialisation_alone_and_bad_weights(dataset_dir: Path, tmp_path: Path) -> None:
+    settings = EvalSettings(tasks=["retrieval"], clips=CLIPS)
+    results = evaluate("random", dataset_dir, tmp_path / "r", backbone="c3d", backbone_args=TINY, settings=settings,
+                       make_figures=False)
+    assert set(results["models"]) == {"random"} and "difference" not in results
+    assert results["weights_id"].startswith("random:c3d:3:")
+    assert "−" not in (tmp_path / "r/summary.md").read_text()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="garbage.pt"):
+        evaluate(garbage, dataset_dir, tmp_path / "g", settings=settings)
+    flow_net = tmp_path / "flow_net.pt"
+    save_backbone(build_backbone("c3d", 2, **TINY), flow_net)
+    with pytest.raises(ValueError, match="flow_net.pt: backbone takes 2 input channels"):
+        evaluate(flow_net, dataset_dir, tmp_path / "f", settings=settings)
+    with pytest.raises(ValueError, match=r"unknown evaluation task\(s\) \['probe'\]"):
+        evaluate(flow_net, dataset_dir, tmp_path / "f", ["probe"], settings=settings)
