@@ -341,3 +341,7 @@ def test_train_command_writes_the_run_folder_and_reports_bad_input(dataset_dir: 
     assert again.exit_code != 0 and "already holds checkpoints; pass --resume" in again.output
     bad = CliRunner().invoke(cli, [*args, "--set", "train.lrr=1"])
     assert bad.exit_code != 0 and "demo.train: unknown key(s) 'lrr'" in bad.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_data = CliRunner().invoke(cli, ["train", "--pipeline", "demo", "--data", str(empty), "--out", str(tmp_path / "x")])
+    assert no_data.exit_code == 1 and f"{empty / 'labels'}" in no_data.output and "Traceback" not in no_data.output

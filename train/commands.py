@@ -27,6 +27,8 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
     """Pretext training of a backbone; run under torchrun for multi-GPU (DistributedDataParallel)."""
     import torch
 
+    from labels.store import LabelError
+    from preprocess.index import DatasetError
     from train.loop import TrainingDiverged, train
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -37,7 +39,7 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
         raise click.BadParameter(str(exc)) from exc
     try:
         export = train(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
-    except (TrainingDiverged, FileExistsError, ValueError) as exc:
+    except (TrainingDiverged, FileExistsError, ValueError, LabelError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"backbone written to {export}")
 
