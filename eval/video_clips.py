@@ -16,10 +16,10 @@ def stream_length(video_id: str, n_frames: int, stream: str) -> int:
 
 def read_stream(dataset, stream: str, video_id: str, start: int, stop: int) -> np.ndarray:
     """Items ``start .. stop-1`` of a stream: frames uint8 [T,H,W,3], flow float32 [T,H,W,2], diff float32 [T,H,W]."""
-    readers = {"frames": dataset.read_frames, "flow": dataset.read_flow, "diff": dataset.read_diff}
+    readers = {"frames": "read_frames", "flow": "read_flow", "diff": "read_diff"}
     if stream not in readers:
         raise ValueError(f"unknown stream {stream!r} (known: {', '.join(readers)})")
-    return readers[stream](video_id, start, stop)
+    return getattr(dataset, readers[stream])(video_id, start, stop)
 
 
 def read_clip(dataset, stream: str, video_id: str, indices: np.ndarray, crop_size: int) -> np.ndarray:
