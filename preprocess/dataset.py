@@ -98,7 +98,7 @@ class Dataset:
         f = self._files.get(rel)
         if f is None:
             try:
-                f = self._files[rel] = h5py.File(self.path / rel, "r")
+                f = self._files[rel] = shards.open_read_only(self.path / rel)
             except OSError as exc:
                 raise DatasetError(f"{self.path / rel}: cannot open shard: {exc}") from exc
         return f[f"{shards.VIDEOS}/{video_id}"]

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import h5py
 
 from preprocess import shards
 
@@ -77,7 +76,7 @@ def save_index(root: str | Path, index: Index) -> None:
 def add_shard(index: Index, root: str | Path, relpath: str) -> None:
     """Register the finished shard ``ROOT/relpath``: its videos, streams and size (the shard is the truth)."""
     path = Path(root) / relpath
-    with h5py.File(path, "r") as f:
+    with shards.open_read_only(path) as f:
         meta = shards.read_file_attrs(f)
         for stream in meta["streams"]:
             recorded = index.settings.get(stream)

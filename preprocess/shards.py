@@ -46,6 +46,12 @@ def decode_jpeg(data: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def open_read_only(path: str | Path) -> h5py.File:
+    """Open a finished part or shard for reading without HDF5 file locking: these files never change once
+    renamed to their final name, and locks fail on many cluster file systems (NFS, Lustre)."""
+    return h5py.File(path, "r", locking=False)
+
+
 def write_file_attrs(f: h5py.File, streams: Iterable[str], settings: dict[str, Any], videos: Iterable[str]) -> None:
     """Root attributes that make a part or shard self-describing."""
     f.attrs["format"] = FORMAT
@@ -243,7 +249,7 @@ def copy_videos(sources: Iterable[Path], target: Path, settings: dict[str, Any])
     with h5py.File(target, "w") as out:
         videos = out.create_group(VIDEOS)
         for source in sources:
-            with h5py.File(source, "r") as part:
+            with open_read_only(source) as part:
                 meta = read_file_attrs(part)
                 if meta["settings"] != expected:
                     raise ValueError(f"{source}: streams/settings {meta['settings']} differ from the shard's {expected}")

@@ -70,12 +70,12 @@ def _decoded_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
 
 
 def _stored_frames(job: VideoJob) -> Iterator[np.ndarray]:
-    with h5py.File(job.frames_shard, "r") as f:
+    with shards.open_read_only(job.frames_shard) as f:
         yield from shards.iter_frames(f[f"{shards.VIDEOS}/{job.video_id}"])
 
 
 def _stored_fps(job: VideoJob) -> float:
-    with h5py.File(job.frames_shard, "r") as f:
+    with shards.open_read_only(job.frames_shard) as f:
         return float(f[f"{shards.VIDEOS}/{job.video_id}"].attrs["fps"])
 
 

@@ -100,6 +100,23 @@ def test_real_clips_on_two_workers(client: object, real_clips: Path, tmp_path: P
     assert ds.video("Archery/example").label == "Archery" and ds.video("Archery/example").fps == pytest.approx(25 / every)
 
 
+def test_odd_sizes_from_the_short_side_rule(client: object, shared_data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "carphone.mp4").symlink_to(shared_data / "natural_videos/carphone_pristine.mp4")  # 176x144
+    (src / "debate.avi").symlink_to(shared_data / "natural_videos/pres_debate.avi")  # 1280x720
+    summary = extract(src, tmp_path / "ds", _pipeline(size=None, short_side=37, every=10), client=client, progress=False)
+    assert summary.ok
+    ds = Dataset(tmp_path / "ds")
+    expected = {"carphone": (37, round(176 * 37 / 144)), "debate": (37, round(1280 * 37 / 720))}  # 37x45, 37x66
+    for video in ds.videos:
+        h, w = expected[video.id]
+        assert (video.height, video.width) == (h, w)
+        assert ds.read_frames(video.id, 0, 2).shape == (2, h, w, 3)
+        assert ds.read_flow(video.id, 0, 2).shape == (2, h, w, 2) and ds.read_diff(video.id, 0, 1).shape == (1, h, w)
+    assert ds.settings["frames"]["short_side"] == 37 and ds.settings["frames"]["size"] is None
+
+
 def ds_settings_flow(out: Path):
     """The FlowSettings the dataset's flow was made with, rebuilt from the recorded settings."""
     recorded = Dataset(out).settings["flow"]
