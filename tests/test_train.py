@@ -222,8 +222,16 @@ def logged(run: Path) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "clips_per_s"} for row in rows]
 
 
-def test_resume_continues_exactly_where_the_run_stopped(dataset_dir: Path, tmp_path: Path) -> None:
-    settings = pipeline("train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5")
+@pytest.mark.parametrize(
+    "task",
+    [
+        ["train.task=stats"],  # curriculum sampler position
+        ["train.task=pace", "train.clip_len=8", "train.pace.contrastive=context", "train.epochs=4"],  # augmentation
+    ],
+    ids=["stats", "pace_ctr_context"],
+)
+def test_resume_continues_exactly_where_the_run_stopped(dataset_dir: Path, tmp_path: Path, task: list[str]) -> None:
+    settings = pipeline(*task, "train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5")
     whole = tmp_path / "whole"
     train(settings, dataset_dir, whole, progress=False)
     assert [step for step, _ in list_checkpoints(whole / "checkpoints")] == [2, 4]
