@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import tempfile
 import time
@@ -100,7 +101,7 @@ def compare(name: str, video: Path, settings: ExtractSettings, workdir: Path) ->
 
 def scaling(videos: Path, workdir: Path, size: tuple[int, int]) -> None:
     pipeline = load_pipeline("stats", overrides={"preprocess": {"size": list(size), "flow": {"algo": "dis"}}})
-    times = {}
+    times, cpu = {}, {}
     warm_up = workdir / "warm_up"
     warm_up.mkdir()
     for clip in sorted(videos.iterdir())[:2]:
@@ -113,9 +114,13 @@ def scaling(videos: Path, workdir: Path, size: tuple[int, int]) -> None:
             times[workers] = time.perf_counter() - start
             worker_mb = client.run(_rss_mb)
         assert summary.ok, summary.failed
-        print(f"{workers} worker(s): {summary.extracted} videos in {times[workers]:.1f} s; peak sandbox process "
-              f"{summary.peak_rss_mb:.0f} MB, Dask worker process {max(worker_mb.values()):.0f} MB")
-    print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x")
+        cpu[workers] = summary.cpu_seconds
+        print(f"{workers} worker(s): {summary.extracted} videos in {times[workers]:.1f} s wall, "
+              f"{summary.cpu_seconds:.1f} CPU s in workers; peak sandbox process {summary.peak_rss_mb:.0f} MB, "
+              f"Dask worker process {max(worker_mb.values()):.0f} MB")
+    print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x wall; CPU seconds of the work 2 vs 1 worker: "
+          f"{cpu[2] / cpu[1]:.2f}x (1.00 = no overhead from running in parallel); load average now "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def _rss_mb() -> float:

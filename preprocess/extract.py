@@ -49,6 +49,7 @@ class ExtractSummary:
     new_shards: list[str]
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float = 0.0  # CPU time of the videos extracted now, summed over worker processes
 
     @property
     def ok(self) -> bool:
@@ -200,17 +201,17 @@ def extract(
     with _exclusive(root):
         index = _open_index(root, Path(input_path))
         tasks, already_done = _prepare(root, index, sources, settings, wanted_streams(settings, flow), retry_failed)
-        extracted, peak, new_shards = 0, 0.0, []
+        extracted, peak, cpu, new_shards = 0, 0.0, 0.0, []
         if tasks:
             with contextlib.ExitStack() as stack:
                 if client is None:
                     client = stack.enter_context(open_client(cluster, workers=workers, scheduler=scheduler))
-                extracted, peak, new_shards = _run(client, root, index, tasks, settings, progress)
+                extracted, peak, cpu, new_shards = _run(client, root, index, tasks, settings, progress)
             remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
         save_index(root, index)
     failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
     return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,
-                          time.monotonic() - started, peak)
+                          time.monotonic() - started, peak, cpu)
 
 
 @contextlib.contextmanager
@@ -250,13 +251,15 @@ def _prepare(root: Path, index: Index, sources: list[VideoSource], settings: Ext
 
 
 def _run(client: Client, root: Path, index: Index, tasks: list[Task], settings: ExtractSettings,
-         progress: bool) -> tuple[int, float, list[str]]:
-    """Run the tasks, record failures, pack finished parts; returns (videos extracted, peak MB, new shards)."""
+         progress: bool) -> tuple[int, float, float, list[str]]:
+    """Run the tasks, record failures, pack finished parts; returns (videos extracted, peak MB, CPU seconds,
+    new shards)."""
     streams_of = {t.key: t.args.streams for t in tasks}
-    extracted, peak = 0, 0.0
+    extracted, peak, cpu = 0, 0.0, 0.0
     packer = _Packer(client, root, index, int(settings.shard_mb * MB))
     for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s, progress=progress):
         peak = max(peak, outcome.peak_rss_mb)
+        cpu += outcome.cpu_seconds
         if outcome.status == "failed":
             index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
             save_index(root, index)
@@ -265,7 +268,7 @@ def _run(client: Client, root: Path, index: Index, tasks: list[Task], settings: 
         extracted += 1
         packer.add(Path(outcome.output), streams_of[outcome.key])
     packer.finish()
-    return extracted, peak, packer.new_shards
+    return extracted, peak, cpu, packer.new_shards
 
 
 def _remove_unplanned_parts(root: Path, tasks: list[Task]) -> None:
@@ -281,8 +284,8 @@ def format_summary(summary: ExtractSummary) -> str:
     lines = [
         f"dataset {summary.dataset}: {summary.videos} input videos, {summary.extracted} extracted now, "
         f"{summary.already_done} already complete, {len(summary.failed)} failed; "
-        f"{len(summary.new_shards)} new shard(s); {summary.seconds:.1f} s; peak memory per worker process "
-        f"{summary.peak_rss_mb:.0f} MB",
+        f"{len(summary.new_shards)} new shard(s); {summary.seconds:.1f} s ({summary.cpu_seconds:.1f} CPU s in "
+        f"workers); peak memory per worker process {summary.peak_rss_mb:.0f} MB",
     ]
     if summary.failed:
         lines.append("failed videos:")

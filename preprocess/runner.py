@@ -49,7 +49,8 @@ class Task:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What became of a task: ``status`` is 'done', 'skipped' (output already there) or 'failed'."""
+    """What became of a task: ``status`` is 'done', 'skipped' (output already there) or 'failed';
+    ``peak_rss_mb`` and ``cpu_seconds`` are those of the sandbox process that ran it."""
 
     key: str
     source: str
@@ -59,6 +60,7 @@ class Outcome:
     result: Any = None
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def make_slurm_cluster(settings: ClusterSettings) -> Any:
@@ -117,9 +119,9 @@ def run_task(function: Callable[[Any, str | None], Any], task: Task, time_limit_
     if task.output is not None and os.path.exists(task.output):
         return Outcome(task.key, task.source, task.output, "skipped")
     tmp = None if task.output is None else f"{task.output}{TMP_MARK}{uuid.uuid4().hex}"
-    reason, result, peak = None, None, 0.0
+    reason, call = None, None
     try:
-        result, peak = _sandbox().call(function, (task.args, tmp), time_limit_s)
+        call = _sandbox().call(function, (task.args, tmp), time_limit_s)
         if tmp is not None:
             os.replace(tmp, task.output)
     except SandboxTimeout:
@@ -129,8 +131,10 @@ def run_task(function: Callable[[Any, str | None], Any], task: Task, time_limit_
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-    status = "failed" if reason else "done"
-    return Outcome(task.key, task.source, task.output, status, reason, result, time.monotonic() - start, peak)
+    if call is None:
+        return Outcome(task.key, task.source, task.output, "failed", reason, seconds=time.monotonic() - start)
+    return Outcome(task.key, task.source, task.output, "done", None, call.value, time.monotonic() - start,
+                   call.peak_rss_mb, call.cpu_seconds)
 
 
 def _dask_key(task: Task) -> str:

@@ -8,6 +8,7 @@ length-prefixed pickles; anything the called code prints goes to stderr.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import select
@@ -22,6 +23,15 @@ from typing import Any, Callable
 _HEADER = struct.Struct("<Q")
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+@dataclasses.dataclass(frozen=True)
+class CallResult:
+    """What a call returned, the child's peak resident memory so far (MB) and the call's CPU seconds."""
+
+    value: Any
+    peak_rss_mb: float
+    cpu_seconds: float
 
 
 class SandboxTimeout(Exception):
@@ -60,8 +70,7 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
 class Sandbox:
     """Runs ``function(*args)`` in a persistent child process with a per-call time limit.
 
-    ``call`` returns ``(result, peak_rss_mb)`` where peak_rss_mb is the child's peak resident memory so far;
-    it raises SandboxTimeout (child killed; a new one starts on the next call), SandboxCrash or CallError.
+    ``call`` returns a CallResult; it raises SandboxTimeout (child killed; a new one starts on the next call), SandboxCrash or CallError.
     """
 
     def __init__(self) -> None:
@@ -73,7 +82,7 @@ class Sandbox:
         return subprocess.Popen([sys.executable, "-c", "from preprocess.sandbox import serve; serve()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def call(self, function: Callable[..., Any], args: tuple, time_limit_s: float | None) -> tuple[Any, float]:
+    def call(self, function: Callable[..., Any], args: tuple, time_limit_s: float | None) -> CallResult:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = self._start()
         proc = self._proc
@@ -81,7 +90,7 @@ class Sandbox:
         try:
             _send(proc.stdin, (function, args))
             size = _HEADER.unpack(_read_exact(proc.stdout.fileno(), _HEADER.size, deadline))[0]
-            status, value, peak_mb = pickle.loads(_read_exact(proc.stdout.fileno(), size, deadline))
+            status, value, peak_mb, cpu_s = pickle.loads(_read_exact(proc.stdout.fileno(), size, deadline))
         except SandboxTimeout:
             self.close(kill=True)
             raise
@@ -92,7 +101,7 @@ class Sandbox:
             raise SandboxCrash(f"sandbox process died ({reason})") from exc
         if status == "error":
             raise CallError(value)
-        return value, peak_mb
+        return CallResult(value, peak_mb, cpu_s)
 
     def close(self, kill: bool = False) -> None:
         """Stop the child: closing its stdin ends it after the current call, ``kill`` ends it now."""
@@ -116,7 +125,8 @@ def _die_with_parent() -> None:
 
 
 def serve() -> None:
-    """Child main loop: read ``(function, args)``, reply ``(status, value, peak_rss_mb)`` until stdin closes."""
+    """Child main loop: read ``(function, args)``, reply ``(status, value, peak_rss_mb, cpu_seconds)`` until
+    stdin closes."""
     import resource
 
     _die_with_parent()
@@ -128,9 +138,10 @@ def serve() -> None:
         if len(header) < _HEADER.size:
             return
         function, args = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
+        cpu_start = time.process_time()
         try:
             reply = ("ok", function(*args))
         except Exception as exc:  # reported to the parent, which records it as the item's failure
             reply = ("error", f"{type(exc).__name__}: {exc}")
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        _send(replies, (*reply, peak_mb))
+        _send(replies, (*reply, peak_mb, time.process_time() - cpu_start))

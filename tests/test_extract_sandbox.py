@@ -25,14 +25,16 @@ def _slow_flow_args(shared_data: Path) -> tuple:
 def test_results_errors_and_crashes_are_told_apart() -> None:
     box = Sandbox()
     try:
-        assert box.call(pow, (3, 4), 30)[0] == 81
+        assert box.call(pow, (3, 4), 30).value == 81
         pid = box._proc.pid
         with pytest.raises(CallError, match="ValueError: invalid literal for int"):
             box.call(int, ("x",), 30)
-        assert box.call(divmod, (7, 2), 30)[0] == (3, 1) and box._proc.pid == pid  # same process reused
+        assert box.call(divmod, (7, 2), 30).value == (3, 1) and box._proc.pid == pid  # same process reused
         with pytest.raises(SandboxCrash, match="killed by signal 6"):
             box.call(os.abort, (), 30)
-        assert box.call(pow, (2, 5), 30)[0] == 32  # a fresh process after the crash
+        assert box.call(pow, (2, 5), 30).value == 32  # a fresh process after the crash
+        busy = box.call(sum, (range(3_000_000),), 30)
+        assert busy.value == 3_000_000 * 2_999_999 // 2 and busy.cpu_seconds > 0.01
     finally:
         box.close()
 
@@ -49,8 +51,8 @@ def test_time_limit_kills_a_native_opencv_call(shared_data: Path) -> None:
         assert time.monotonic() - start < 3.0
         with pytest.raises(ProcessLookupError):  # the hung process is gone, not left running
             os.kill(pid, 0)
-        result, peak_mb = box.call(np.add, (np.int64(2), np.int64(3)), 30)
-        assert result == 5 and peak_mb > 10
+        call = box.call(np.add, (np.int64(2), np.int64(3)), 30)
+        assert call.value == 5 and call.peak_rss_mb > 10 and 0 <= call.cpu_seconds < 1
     finally:
         box.close()
 
