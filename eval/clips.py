@@ -36,7 +36,7 @@ def center_crop(frames: np.ndarray, size: int, where: str = "clip") -> np.ndarra
     return frames[:, y : y + size, x : x + size]
 
 
-def to_backbone_input(clips: np.ndarray, stream: str, flow_bound: float = 20.0,
+def to_backbone_input(clips: np.ndarray | torch.Tensor, stream: str, flow_bound: float = 20.0,
                       device: str | torch.device = "cpu") -> torch.Tensor:
     """Stack of clips -> normalized float [B, C, T, H, W] on ``device``.
 
@@ -44,7 +44,7 @@ def to_backbone_input(clips: np.ndarray, stream: str, flow_bound: float = 20.0,
     (``train.augment.normalize``); flow: float [B, T, H, W, 2] in px divided by ``flow_bound`` (to [-1, 1]);
     diff: float [B, T, H, W] in [-255, 255] divided by 255.
     """
-    x = torch.as_tensor(np.ascontiguousarray(clips), device=device)
+    x = torch.as_tensor(clips).to(device, non_blocking=True)
     if stream == "frames":
         from train.augment import normalize
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from eval.clips import to_backbone_input
 from eval.settings import ClipSettings
-from eval.video_clips import uniform_clips
+from eval.video_clips import evaluation_loader
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -43,8 +43,8 @@ def dataset_signature(dataset, data_dir: str | Path, video_ids: list[str]) -> di
 
 def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dataset, data_dir: str | Path,
               video_ids: list[str]) -> str:
-    """Hex digest naming one feature extraction (independent of ``clips.batch_size``)."""
-    clip_recipe = {k: v for k, v in asdict(clips).items() if k != "batch_size"}
+    """Hex digest naming one feature extraction (independent of batch size and worker count)."""
+    clip_recipe = {k: v for k, v in asdict(clips).items() if k not in ("batch_size", "num_workers")}
     recipe = {"weights": weights_id, "stage": stage, "stream": stream, "clips": clip_recipe,
               "dataset": dataset_signature(dataset, data_dir, video_ids)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -63,12 +63,10 @@ def extract_features(backbone, dataset, video_ids: list[str], stage: str, stream
     """Video features float32 [N, D]: the mean over ``clips.clips_per_video`` centre-cropped clips of the
     backbone's pooled ``stage`` features (``backbone`` in eval mode on ``device``)."""
     backbone.eval()
-    frames_of = {v.id: v.n_frames for v in dataset.videos}
     flow_bound = dataset.flow_bound if stream == "flow" else 1.0
     features = []
-    for video_id in tqdm(video_ids, desc=f"features ({stage})", disable=not progress, leave=False):
-        raw = uniform_clips(dataset, stream, video_id, frames_of[video_id], clips.clips_per_video,
-                            clips.clip_len, clips.crop_size)
+    loader = evaluation_loader(dataset, stream, video_ids, clips, device)
+    for raw in tqdm(loader, desc=f"features ({stage})", disable=not progress, leave=False):
         x = to_backbone_input(raw, stream, flow_bound, device)
         features.append(clip_features(backbone, x, stage, clips.batch_size).mean(dim=0).cpu().numpy())
     return np.stack(features).astype(np.float32)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from eval.clips import to_backbone_input
 from eval.metrics import topk_accuracy
 from eval.settings import ClipSettings, FinetuneSettings
-from eval.video_clips import random_clip, uniform_clips
+from eval.video_clips import evaluation_loader, random_clip
 
 
 class VideoClassifier(nn.Module):
@@ -52,10 +52,10 @@ class VideoClassifier(nn.Module):
 class TrainingClips(torch.utils.data.Dataset):
     """Item ``i``: a random clip of video ``i`` and its label; the draw depends only on (seed, epoch, i)."""
 
-    def __init__(self, dataset, stream: str, video_ids: list[str], labels: np.ndarray, n_frames: dict[str, int],
-                 clip_len: int, crop_size: int, seed: int) -> None:
+    def __init__(self, dataset, stream: str, video_ids: list[str], labels: np.ndarray, clip_len: int,
+                 crop_size: int, seed: int) -> None:
         self.dataset, self.stream = dataset, stream
-        self.video_ids, self.labels, self.n_frames = video_ids, labels, n_frames
+        self.video_ids, self.labels = video_ids, labels
         self.clip_len, self.crop_size, self.seed = clip_len, crop_size, seed
         self.epoch = 0
 
@@ -65,8 +65,8 @@ class TrainingClips(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         video_id = self.video_ids[i]
-        clip = random_clip(self.dataset, self.stream, video_id, self.n_frames[video_id], self.clip_len,
-                           self.crop_size, rng)
+        clip = random_clip(self.dataset, self.stream, video_id, self.dataset.video(video_id).n_frames,
+                           self.clip_len, self.crop_size, rng)
         return clip, int(self.labels[i])
 
 
@@ -86,15 +86,13 @@ class FinetuneResult:
 
 
 @torch.no_grad()
-def test_clip_probabilities(model: nn.Module, dataset, stream: str, video_ids: list[str],
-                            n_frames: dict[str, int], clips: ClipSettings, flow_bound: float,
-                            device: str | torch.device, progress: bool = False) -> np.ndarray:
+def test_clip_probabilities(model: nn.Module, dataset, stream: str, video_ids: list[str], clips: ClipSettings,
+                            flow_bound: float, device: str | torch.device, progress: bool = False) -> np.ndarray:
     """Softmax of every uniformly sampled centre-cropped clip of every video: float32 [N, K, C]."""
     model.eval()
     out = []
-    for video_id in tqdm(video_ids, desc="fine-tune test", disable=not progress, leave=False):
-        raw = uniform_clips(dataset, stream, video_id, n_frames[video_id], clips.clips_per_video, clips.clip_len,
-                            clips.crop_size)
+    loader = evaluation_loader(dataset, stream, video_ids, clips, device)
+    for raw in tqdm(loader, desc="fine-tune test", disable=not progress, leave=False):
         x = to_backbone_input(raw, stream, flow_bound, device)
         logits = torch.cat([model(batch) for batch in x.split(clips.batch_size)])
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
@@ -112,7 +110,6 @@ def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], tr
     """
     torch.manual_seed(seed)
     model = VideoClassifier(copy.deepcopy(backbone), n_classes, settings.dropout, settings.freeze_stages).to(device)
-    n_frames = {v.id: v.n_frames for v in dataset.videos}
     flow_bound = dataset.flow_bound if stream == "flow" else 1.0
     backbone_params = [p for p in model.backbone.parameters() if p.requires_grad]
     groups = [{"params": model.head.parameters(), "lr": settings.lr}]
@@ -120,10 +117,10 @@ def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], tr
         groups.append({"params": backbone_params, "lr": settings.lr * settings.backbone_lr_scale})
     optimizer = torch.optim.SGD(groups, momentum=settings.momentum, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
-    items = TrainingClips(dataset, stream, train_ids, np.asarray(train_labels), n_frames, clips.clip_len,
-                          clips.crop_size, seed)
+    items = TrainingClips(dataset, stream, train_ids, np.asarray(train_labels), clips.clip_len, clips.crop_size,
+                          seed)
     loader = torch.utils.data.DataLoader(items, batch_size=settings.batch_size, shuffle=True,
-                                         num_workers=settings.num_workers,
+                                         num_workers=clips.num_workers,
                                          generator=torch.Generator().manual_seed(seed))
     history = []
     for epoch in tqdm(range(settings.epochs), desc="fine-tune", disable=not progress, leave=False):
@@ -131,7 +128,7 @@ def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], tr
         model.train()
         total_loss, correct = 0.0, 0
         for raw, labels in loader:
-            x = to_backbone_input(raw.numpy(), stream, flow_bound, device)
+            x = to_backbone_input(raw, stream, flow_bound, device)
             labels = labels.to(device)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, labels)
@@ -142,8 +139,7 @@ def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], tr
             correct += int((logits.argmax(dim=1) == labels).sum())
         scheduler.step()
         history.append({"epoch": epoch + 1, "loss": total_loss / len(items), "train_top1": correct / len(items)})
-    probabilities = test_clip_probabilities(model, dataset, stream, test_ids, n_frames, clips, flow_bound, device,
-                                            progress)
+    probabilities = test_clip_probabilities(model, dataset, stream, test_ids, clips, flow_bound, device, progress)
     test_labels = np.asarray(test_labels)
     videos = video_probabilities(probabilities)
     metrics = {

@@ -21,11 +21,14 @@ class ClipSettings:
     clip_len: int = 16  # frames per clip
     crop_size: int = 112  # centre crop (square) taken from the stored frames
     batch_size: int = 8  # clips per forward pass
+    num_workers: int = 0  # DataLoader processes reading clips (feature extraction and fine-tuning)
 
     def __post_init__(self) -> None:
         for name in ("clips_per_video", "clip_len", "crop_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass
@@ -69,7 +72,6 @@ class FinetuneSettings:
     dropout: float = 0.5
     freeze_stages: int = 0  # freeze the first k stages of the backbone
     label_fractions: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.01, 0.1, 1.0]
-    num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self) -> None:
         bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]

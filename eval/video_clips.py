@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from eval.clips import center_crop, clip_indices, clip_starts
 
@@ -71,3 +72,29 @@ def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: i
         raise ValueError(f"{dataset.path}: {video_id}: asked for {stream} {lo}..{hi - 1}, got {len(span)} items")
     cropped = center_crop(span, crop_size, where=f"{dataset.path}: {video_id} ({stream})")
     return np.ascontiguousarray(cropped[indices - lo])
+
+
+class EvaluationClips(torch.utils.data.Dataset):
+    """Item ``i``: the ``n_clips`` uniformly spaced centre-cropped clips of ``video_ids[i]``
+    ([n_clips, clip_len, S, S, ...], see ``uniform_clips``), for a DataLoader with worker processes."""
+
+    def __init__(self, dataset, stream: str, video_ids: list[str], n_clips: int, clip_len: int,
+                 crop_size: int) -> None:
+        self.dataset, self.stream, self.video_ids = dataset, stream, list(video_ids)
+        self.n_clips, self.clip_len, self.crop_size = n_clips, clip_len, crop_size
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        video_id = self.video_ids[i]
+        return uniform_clips(self.dataset, self.stream, video_id, self.dataset.video(video_id).n_frames,
+                             self.n_clips, self.clip_len, self.crop_size)
+
+
+def evaluation_loader(dataset, stream: str, video_ids: list[str], clips, device: torch.device | str = "cpu"):
+    """DataLoader yielding each video's evaluation clips as a tensor, in ``video_ids`` order, read by
+    ``clips.num_workers`` processes (``clips`` is an ``eval.settings.ClipSettings``)."""
+    items = EvaluationClips(dataset, stream, video_ids, clips.clips_per_video, clips.clip_len, clips.crop_size)
+    return torch.utils.data.DataLoader(items, batch_size=None, num_workers=clips.num_workers,
+                                       pin_memory=torch.device(device).type == "cuda")

@@ -86,7 +86,8 @@ def test_feature_cache_is_reused_and_keyed_by_stage(dataset_dir: Path, tmp_path:
     ds = Dataset(dataset_dir)
     ids = [v.id for v in ds.videos]
     first = cached_features(backbone, "w1", ds, dataset_dir, ids, "pool5", "frames", CLIPS, tmp_path)
-    np.testing.assert_array_equal(first, extract_features(backbone, ds, ids, "pool5", "frames", CLIPS))
+    two_workers = ClipSettings(clips_per_video=2, batch_size=4, num_workers=2)
+    np.testing.assert_array_equal(first, extract_features(backbone, ds, ids, "pool5", "frames", two_workers))
     assert len(list(tmp_path.glob("*.npz"))) == 1
 
     class Exploding(torch.nn.Module):
