@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import h5py
 import pytest
 
@@ -97,3 +98,15 @@ def test_every_command_documents_its_options(command: str) -> None:
     assert run.returncode == 0 and "Usage:" in text
     if command.startswith("extract"):
         assert "--workers" in text and "--scheduler" in text and "[default: stats]" in text
+
+
+def test_make_demo_data_writes_ucf101_layout(tmp_path: Path) -> None:
+    run = _cli("make-demo-data", tmp_path / "demo", "--videos-per-class", "2", "--frames", "5", "--test-per-class", "1")
+    assert run.returncode == 0 and "8 demo videos" in run.stdout
+    videos = sorted(p.relative_to(tmp_path / "demo").as_posix() for p in (tmp_path / "demo").rglob("*.avi"))
+    assert len(videos) == 8 and videos[0] == "move_down/v_move_down_g01_c01.avi"
+    train = (tmp_path / "demo/trainlist01.txt").read_text().split("\n")
+    test = (tmp_path / "demo/testlist01.txt").read_text().split()
+    assert "move_down/v_move_down_g01_c01.avi 2" in train and "move_down/v_move_down_g02_c01.avi" in test
+    cap = cv2.VideoCapture(str(tmp_path / "demo" / videos[0]))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 128
