@@ -2,8 +2,8 @@
 
 Dask runs tasks in worker threads, where ``signal.alarm`` cannot interrupt a call stuck inside OpenCV or
 FFmpeg; killing a separate process always works. The child is started with ``subprocess`` (Dask worker
-processes are daemonic and may not use ``multiprocessing`` children), pins native thread pools to one
-thread, dies with its parent (Linux ``PR_SET_PDEATHSIG``) and talks over its stdin/stdout with
+processes are daemonic and may not use ``multiprocessing`` children), pins native thread pools (OpenMP,
+BLAS, OpenCV) to one thread, dies with its parent (Linux ``PR_SET_PDEATHSIG``) and talks over its stdin/stdout with
 length-prefixed pickles; anything the called code prints goes to stderr.
 """
 from __future__ import annotations
@@ -130,6 +130,9 @@ def serve() -> None:
     import resource
 
     _die_with_parent()
+    from preprocess.flow import pin_opencv_threads
+
+    pin_opencv_threads(1)  # OpenCV's own pool ignores OMP_NUM_THREADS
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     requests = sys.stdin.buffer

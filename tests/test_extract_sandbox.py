@@ -33,6 +33,7 @@ def test_results_errors_and_crashes_are_told_apart() -> None:
         with pytest.raises(SandboxCrash, match="killed by signal 6"):
             box.call(os.abort, (), 30)
         assert box.call(pow, (2, 5), 30).value == 32  # a fresh process after the crash
+        assert box.call(cv2.getNumThreads, (), 30).value == 1  # OpenCV's pool pinned in the sandbox
         busy = box.call(sum, (range(3_000_000),), 30)
         assert busy.value == 3_000_000 * 2_999_999 // 2 and busy.cpu_seconds > 0.01
     finally:
