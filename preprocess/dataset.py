@@ -47,15 +47,18 @@ class Dataset:
         self._classes = list(index.classes)
         self._shards = {vid: rec["shards"] for vid, rec in index.videos.items()}
         self.failures: dict[str, dict[str, str]] = dict(index.failures)
+        complete = {vid for vid, rec in index.videos.items() if set(index.settings) <= set(rec["shards"])}
+        # videos lacking a stream of the dataset (its extraction failed or is still running) are left out
+        self.incomplete: list[str] = sorted(set(index.videos) - complete)
         fields = [f.name for f in dataclasses.fields(VideoRecord) if f.name != "id"]
-        self._videos = [VideoRecord(id=vid, **{k: rec[k] for k in fields}) for vid, rec in sorted(index.videos.items())]
+        self._videos = [VideoRecord(id=vid, **{k: index.videos[vid][k] for k in fields}) for vid in sorted(complete)]
         self._by_id = {v.id: v for v in self._videos}
         self._files: dict[str, h5py.File] = {}
         self._pid = os.getpid()
 
     @property
     def videos(self) -> list[VideoRecord]:
-        """Every extracted video, sorted by id."""
+        """Every video holding all streams of the dataset, sorted by id."""
         return list(self._videos)
 
     @property
@@ -76,17 +79,18 @@ class Dataset:
         return float(self._settings["flow"]["bound"])
 
     def has_stream(self, name: str) -> bool:
-        """Whether every video holds stream ``name`` ('frames', 'flow' or 'diff')."""
+        """Whether the dataset (hence every video in ``videos``) holds stream ``name`` ('frames', 'flow', 'diff')."""
         if name not in shards.STREAMS:
             raise ValueError(f"unknown stream {name!r} (known: {', '.join(shards.STREAMS)})")
-        return bool(self._videos) and all(name in self._shards[v.id] for v in self._videos)
+        return bool(self._videos) and name in self._settings
 
     def video(self, video_id: str) -> VideoRecord:
         """The record of ``video_id``."""
         try:
             return self._by_id[video_id]
         except KeyError:
-            raise KeyError(f"{self.path}: no video {video_id!r} in this dataset") from None
+            why = " (it lacks a stream: extraction failed or is unfinished)" if video_id in self.incomplete else ""
+            raise KeyError(f"{self.path}: no video {video_id!r} in this dataset{why}") from None
 
     def _group(self, video_id: str, stream: str) -> h5py.Group:
         self.video(video_id)

@@ -138,3 +138,19 @@ def test_missing_or_foreign_index_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text('{"format": "other"}')
     with pytest.raises(DatasetError, match="not a vssl-dataset index"):
         load_index(tmp_path)
+
+
+def test_videos_lacking_a_stream_are_left_out(dataset_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(dataset_dir, root)
+    index = json.loads((root / "index.json").read_text())
+    del index["videos"]["Archery/v_b"]["shards"]["flow"]  # e.g. its flow run failed after frames were stored
+    (root / "index.json").write_text(json.dumps(index))
+    ds = Dataset(root)
+    assert [v.id for v in ds.videos] == ["ApplyEyeMakeup/v_a"] and ds.incomplete == ["Archery/v_b"]
+    assert ds.has_stream("flow") and ds.has_stream("frames")
+    with pytest.raises(KeyError, match="lacks a stream"):
+        ds.read_frames("Archery/v_b")
