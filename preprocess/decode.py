@@ -7,7 +7,8 @@ Truncation is detected by comparing the frames actually decoded with the frame c
 declares in its header (AVI ``avih``/index, MP4 ``stts``, MKV duration x fps). Containers whose
 index sits at the end (MP4 without "faststart") cannot be opened at all once cut; such a file is
 recognised by its ``ftyp`` signature and reported as an MP4 without a readable index. MKV's count
-is estimated from the duration and may exceed the real one by a frame, so a shortfall of up to ``max(2, 2%)`` frames is tolerated.
+is estimated from the duration and may exceed the real one by a frame, so a shortfall of up to
+``max(2, 2%)`` frames is tolerated.
 """
 from __future__ import annotations
 
