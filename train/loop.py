@@ -38,6 +38,7 @@ from train.methods import PretextMethod, build_method
 from train.metrics import MetricsLogger
 from train.optim import build_optimizer, lr_factor
 from train.sampling import CurriculumBatchSampler, EpochBatchSampler, StepBatchSampler
+from train.settings import TrainSettings
 
 
 class TrainingDiverged(RuntimeError):
@@ -161,6 +162,67 @@ def train(
         teardown_distributed(ctx)
 
 
+@dataclasses.dataclass
+class TrainingState:
+    """Everything a checkpoint restores: the method (backbone + heads), optimizer, schedule and grad scaler."""
+
+    method: PretextMethod
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        """The checkpoint dict of ``step`` (with this process's RNG states)."""
+        return {
+            "step": step,
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def load(self, checkpoint: dict[str, Any]) -> int:
+        """Restore a checkpoint dict; returns its step."""
+        self.method.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng_state(checkpoint["rng"])
+        return int(checkpoint["step"])
+
+
+def build_state(pipeline: Pipeline, data: TrainData, device: torch.device) -> TrainingState:
+    """A fresh method on ``device`` with its optimizer, per-step LR schedule and grad scaler."""
+    settings = pipeline.train
+    backbone = build_backbone(settings.backbone, in_channels=3, **settings.backbone_args)
+    method = build_method(settings, backbone).to(device)
+    optimizer = build_optimizer(settings, method.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(settings, step, data.steps_per_epoch, data.total_steps)
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, settings.amp) == torch.float16)
+    return TrainingState(method, optimizer, scheduler, scaler)
+
+
+def wrap_model(method: PretextMethod, settings: TrainSettings, ctx: DistributedContext) -> torch.nn.Module:
+    """The module the loop calls: ``method``, under DDP when distributed (SyncBatchNorm on CUDA), compiled if
+    asked. Parameters stay shared with ``method``."""
+    model: torch.nn.Module = method
+    if ctx.enabled:
+        if settings.sync_batchnorm and ctx.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+    return torch.compile(model) if settings.compile else model
+
+
+def not_finite_message(what: str, step: int, last_saved: Path | None) -> str:
+    return (
+        f"step {step}: {what} not finite; training stopped. "
+        f"Last good checkpoint: {last_saved or 'none (no checkpoint written yet)'}"
+    )
+
+
 def _run(
     pipeline: Pipeline, data_dir: Path, out_dir: Path, ctx: DistributedContext, resume: bool, progress: bool
 ) -> Path:
@@ -171,35 +233,11 @@ def _run(
         raise FileExistsError(f"{out_dir}: already holds checkpoints; pass --resume or choose another --out")
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
-
     data = build_data(pipeline, data_dir)
-    backbone = build_backbone(settings.backbone, in_channels=3, **settings.backbone_args)
-    method = build_method(settings, backbone).to(ctx.device)
-    optimizer = build_optimizer(settings, method.parameters())
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(settings, step, data.steps_per_epoch, data.total_steps)
-    )
+    state = build_state(pipeline, data, ctx.device)
+    start_step = state.load(load_checkpoint(existing)) if existing is not None else 0
+    model = wrap_model(state.method, settings, ctx)
     amp_dtype = autocast_dtype(ctx.device, settings.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    start_step = 0
-    if existing is not None:
-        state = load_checkpoint(existing)
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"])
-        start_step = int(state["step"])
-
-    model: torch.nn.Module = method
-    if ctx.enabled:
-        if settings.sync_batchnorm and ctx.device.type == "cuda":
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
-    if settings.compile:
-        model = torch.compile(model)
-
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(pipeline, out_dir / "config.yaml")
@@ -212,80 +250,84 @@ def _run(
     logger = MetricsLogger(out_dir, start_step, enabled=ctx.is_main)
     bar = tqdm(total=data.total_steps, initial=start_step, disable=not (progress and ctx.is_main), unit="step")
     step, last_saved = start_step, existing
-    window_start, window_clips = time.perf_counter(), 0
+    window = MetricWindow()
     try:
         model.train()
         for batch in loader:
             batch = to_device(batch, ctx.device)
             with torch.no_grad():
-                inputs = method.prepare(batch, augmentation_generator(ctx.device, settings.seed, step, ctx.rank))
+                inputs = state.method.prepare(batch, augmentation_generator(ctx.device, settings.seed, step, ctx.rank))
             with torch.autocast(ctx.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 output = model(inputs)
             if not bool(all_reduce_mean(torch.isfinite(output.loss).float()) == 1.0):
-                raise TrainingDiverged(
-                    f"step {step}: loss is {output.loss.item()} (not finite); training stopped. "
-                    f"Last good checkpoint: {last_saved or 'none (no checkpoint written yet)'}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(output.loss).backward()
-            if settings.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(method.parameters(), settings.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+                raise TrainingDiverged(not_finite_message(f"loss is {output.loss.item()},", step, last_saved))
+            apply_gradients(state, output.loss, settings.grad_clip)
             step += 1
-            window_clips += settings.batch_size * method.clips_per_item()
+            window.add(output.metrics, settings.batch_size * state.method.clips_per_item())
             bar.update(1)
             if step % settings.log_every == 0 or step == data.total_steps:
-                elapsed = time.perf_counter() - window_start
-                values = {k: float(all_reduce_mean(v.float())) for k, v in output.metrics.items()}
-                values["lr"] = optimizer.param_groups[0]["lr"]
-                values["clips_per_s"] = window_clips / max(elapsed, 1e-9)
+                values = window.summary()
+                values["lr"] = state.optimizer.param_groups[0]["lr"]
                 logger.log(step, values)
                 bar.set_postfix(loss=f"{values['loss']:.4g}", clips_s=f"{values['clips_per_s']:.1f}")
-                window_start, window_clips = time.perf_counter(), 0
             if step % settings.checkpoint_every == 0 or step == data.total_steps:
-                if not all(bool(torch.isfinite(p).all()) for p in method.parameters()):
-                    raise TrainingDiverged(
-                        f"step {step}: parameters are not finite; training stopped without saving them. "
-                        f"Last good checkpoint: {last_saved or 'none (no checkpoint written yet)'}"
-                    )
-                last_saved = save_training_state(
-                    ckpt_dir, step, method, optimizer, scheduler, scaler, settings.keep_checkpoints, ctx
-                )
+                if not all(bool(torch.isfinite(p).all()) for p in state.method.parameters()):
+                    raise TrainingDiverged(not_finite_message("parameters are", step, last_saved))
+                last_saved = save_training_state(ckpt_dir, step, state, settings.keep_checkpoints, ctx)
     finally:
         bar.close()
         logger.close()
     export = out_dir / "backbone.pt"
     if ctx.is_main:
-        save_backbone(method.backbone, export)
+        save_backbone(state.method.backbone, export)
     barrier(ctx)
     return export
 
 
-def save_training_state(
-    folder: Path,
-    step: int,
-    method: PretextMethod,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    keep: int,
-    ctx: DistributedContext,
-) -> Path:
-    """Write the checkpoint of ``step`` (rank 0 only), prune old ones; returns its path."""
+def apply_gradients(state: TrainingState, loss: torch.Tensor, grad_clip: float | None) -> None:
+    """Backward pass (scaled when float16), optional gradient-norm clipping, optimizer and schedule step."""
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    if grad_clip is not None:
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(state.method.parameters(), grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+
+
+class MetricWindow:
+    """Means of the step metrics since the last summary (summed on the device, averaged over processes)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new window now."""
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.clips = 0
+        self.started = time.perf_counter()
+
+    def add(self, metrics: dict[str, torch.Tensor], clips: int) -> None:
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0) + value.detach().float()
+        self.steps += 1
+        self.clips += clips
+
+    def summary(self) -> dict[str, float]:
+        """``{metric: mean}`` plus ``clips_per_s`` (global clips); starts a new window."""
+        values = {name: float(all_reduce_mean(total / self.steps)) for name, total in self.sums.items()}
+        values["clips_per_s"] = self.clips / max(time.perf_counter() - self.started, 1e-9)
+        self.reset()
+        return values
+
+
+def save_training_state(folder: Path, step: int, state: TrainingState, keep: int, ctx: DistributedContext) -> Path:
+    """Write the checkpoint of ``step`` (rank 0 only) and prune old ones; returns its path."""
     path = checkpoint_path(folder, step)
     if ctx.is_main:
-        state = {
-            "step": step,
-            "model": method.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": capture_rng_state(),
-        }
-        atomic_torch_save(state, path)
+        atomic_torch_save(state.state_dict(step), path)
         prune_checkpoints(folder, keep)
     barrier(ctx)
     return path
