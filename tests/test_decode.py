@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -262,4 +263,6 @@ def test_ffmpeg_decodes_on_one_thread(shared_data):
     default.read(), default.read()
     by_default = thread_count() - before
     default.release()
-    assert ours <= 1 and by_default > ours, (ours, by_default)
+    assert ours <= 1, ours
+    if len(os.sched_getaffinity(0)) > 1:  # FFmpeg's default spawns threads only on a multi-core machine
+        assert by_default > ours, (ours, by_default)
