@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from labels.curriculum import pacing
 from labels.store import load_clip_labels
-from preprocess.config import Pipeline
+from preprocess.config import Pipeline, load_pipeline
 from train.backbones import build_backbone, save_backbone
 from train.checkpoint import (
     atomic_torch_save,
@@ -142,19 +142,22 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 def train(
-    pipeline: Pipeline,
+    pipeline: Pipeline | str,
     data_dir: str | Path,
     out_dir: str | Path,
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Train ``pipeline.train`` on the extracted dataset ``data_dir``; returns ``out_dir/backbone.pt``.
+    """Train ``pipeline.train`` (a loaded pipeline, or a name in pipelines.yaml) on the extracted dataset
+    ``data_dir``; returns ``out_dir/backbone.pt``.
 
     ``resume=True`` continues from the latest checkpoint in ``out_dir/checkpoints`` (from scratch if there is
     none) and reproduces the uninterrupted run; without it an ``out_dir`` that already holds checkpoints is an
     error. Raises :class:`TrainingDiverged` on a NaN/inf loss, keeping the last good checkpoint.
     """
+    if isinstance(pipeline, str):
+        pipeline = load_pipeline(pipeline)
     ctx = setup_distributed(device)
     try:
         return _run(pipeline, Path(data_dir), Path(out_dir), ctx, resume, progress)
