@@ -88,6 +88,11 @@ def _unique(videos: list[VideoSource], where: Path) -> list[VideoSource]:
         seen[v.id] = v.path
     if not videos:
         raise InputError(f"{where}: no video files found (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    for v in videos:  # ids become nested HDF5 groups: 'a' and 'a/b' cannot both be videos
+        for parent in PurePosixPath(v.id).parents:
+            if str(parent) in seen:
+                raise InputError(f"{where}: video {seen[str(parent)]} has the id {str(parent)!r}, which is also "
+                                 f"a folder of video {v.path}; rename one of them")
     return sorted(videos, key=lambda v: v.id)
 
 

@@ -70,3 +70,11 @@ def test_empty_folder_and_missing_input_are_errors(tmp_path: Path) -> None:
         scan_directory(tmp_path)
     with pytest.raises(InputError, match="no such directory or list file"):
         find_videos(tmp_path / "nope")
+
+
+def test_a_video_named_like_a_class_folder_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "Archery").mkdir()
+    (tmp_path / "Archery" / "example.avi").symlink_to(shared_data / "ucf101/Archery/example.avi")
+    (tmp_path / "Archery.avi").symlink_to(shared_data / "ucf101/Archery/example.avi")
+    with pytest.raises(InputError, match="has the id 'Archery', which is also a folder of video"):
+        scan_directory(tmp_path)
