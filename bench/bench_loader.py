@@ -87,7 +87,7 @@ class JpegFolderClips:
         return len(self.reference)
 
     def __getitem__(self, key: SampleKey) -> dict[str, np.ndarray]:
-        video = self.reference.dataset.videos[self.reference.video_indices[key.index]]
+        video = self.reference.videos[self.reference.video_indices[key.index]]
         pace_ids, starts, rng = self.reference.draw(key)
         clips = []
         for pace_id, start in zip(pace_ids, starts):

@@ -20,7 +20,6 @@ from preprocess.dataset import Dataset
 from train.clips import arithmetic_runs, crop_offsets, pace_frame_indices, pace_span, random_crop, snap_slow_pace
 from train.sampling import SampleKey
 
-
 STREAM_READERS = {"frames": Dataset.read_frames, "flow": Dataset.read_flow, "diff": Dataset.read_diff}
 
 
@@ -58,7 +57,8 @@ class StatsClipDataset:
         self.clip_len = int(labels.clip_len)
         self.crop_size = int(labels.crop_size)
         self.label_scale = float(label_scale)
-        usable = {self.dataset.videos[i].id for i in training_videos(self.dataset)}
+        videos = self.dataset.videos
+        usable = {videos[i].id for i in training_videos(self.dataset)}
         self.rows = np.flatnonzero([vid in usable for vid in labels.video_id])
         if len(self.rows) == 0:
             raise ValueError(f"{dataset_dir}: no labelled clips of training videos")
@@ -112,6 +112,7 @@ class PaceClipDataset:
         self.crop_size = crop_size
         self.views = views
         self.seed = seed
+        self.videos = self.dataset.videos
         self.video_indices = training_videos(self.dataset)
         if not self.video_indices:
             raise ValueError(f"{dataset_dir}: no training videos")
@@ -119,10 +120,10 @@ class PaceClipDataset:
     def __len__(self) -> int:
         return len(self.video_indices)
 
-    def draw(self, key: SampleKey) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw(self, key: SampleKey) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
         """The random choices of an item: pace indices int64 [V], starts int64 [V], generator for the crop."""
         rng = np.random.default_rng([self.seed, key.step, key.slot])
-        n_frames = self.dataset.videos[self.video_indices[key.index]].n_frames
+        n_frames = self.videos[self.video_indices[key.index]].n_frames
         distinct = self.views <= len(self.paces)
         pace_ids = rng.choice(len(self.paces), size=self.views, replace=not distinct)
         starts = np.array(
@@ -132,7 +133,7 @@ class PaceClipDataset:
 
     def __getitem__(self, key: SampleKey | int) -> dict[str, np.ndarray]:
         key = key if isinstance(key, SampleKey) else SampleKey(key, 0, key)
-        video = self.dataset.videos[self.video_indices[key.index]]
+        video = self.videos[self.video_indices[key.index]]
         pace_ids, starts, rng = self.draw(key)
         clips = []
         for pace_id, start in zip(pace_ids, starts):
@@ -172,6 +173,7 @@ class ClipDataset:
                 raise ValueError(f"{dataset_dir}: not every video has a {stream} stream")
         self.clip_len, self.stride, self.crop_size = clip_len, stride, crop_size
         self.streams, self.random_start, self.seed = tuple(streams), random_start, seed
+        self.videos = self.dataset.videos
         self.video_indices = training_videos(self.dataset)
         if not self.video_indices:
             raise ValueError(f"{dataset_dir}: no training videos")
@@ -181,7 +183,7 @@ class ClipDataset:
 
     def __getitem__(self, key: SampleKey | int) -> dict[str, np.ndarray]:
         key = key if isinstance(key, SampleKey) else SampleKey(key, 0, key)
-        video = self.dataset.videos[self.video_indices[key.index]]
+        video = self.videos[self.video_indices[key.index]]
         rng = np.random.default_rng([self.seed, key.step, key.slot]) if self.random_start else None
         usable = video.n_frames - (1 if {"flow", "diff"} & set(self.streams) else 0)
         room = max(0, usable - pace_span(self.clip_len, self.stride))
