@@ -8,6 +8,8 @@ from pathlib import Path
 from preprocess.index import load_index
 from preprocess.shards import STREAMS
 
+MAX_LISTED = 20  # shards listed one per line
+
 
 def _mb(n: float) -> str:
     return f"{n / (1 << 20):.1f} MB"
@@ -33,8 +35,11 @@ def describe_dataset(root: str | Path) -> str:
             lines.append(f"stream {stream}: {n}/{len(videos)} videos")
     total = sum(s["bytes"] for s in index.shards.values())
     lines.append(f"shards: {len(index.shards)}, {_mb(total)} in all")
-    for rel, info in sorted(index.shards.items()):
+    listed = sorted(index.shards.items())
+    for rel, info in listed[:MAX_LISTED]:
         lines.append(f"  {rel}: {info['videos']} videos, {'+'.join(info['streams'])}, {_mb(info['bytes'])}")
+    if len(listed) > MAX_LISTED:
+        lines.append(f"  ... and {len(listed) - MAX_LISTED} more")
     lines.append("settings:")
     lines += [f"  {stream}: {json.dumps(s, sort_keys=True)}" for stream, s in sorted(index.settings.items())]
     if index.failures:
