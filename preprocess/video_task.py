@@ -69,14 +69,16 @@ def _decoded_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
     return frames, (s.fps or info.fps) / s.every
 
 
-def _stored_frames(job: VideoJob) -> Iterator[np.ndarray]:
+def _stored_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
+    """Frames of the video as stored in ``job.frames_shard`` (read lazily), and their frame rate."""
     with shards.open_read_only(job.frames_shard) as f:
-        yield from shards.iter_frames(f[f"{shards.VIDEOS}/{job.video_id}"])
+        fps = float(f[f"{shards.VIDEOS}/{job.video_id}"].attrs["fps"])
 
+    def frames() -> Iterator[np.ndarray]:
+        with shards.open_read_only(job.frames_shard) as f:
+            yield from shards.iter_frames(f[f"{shards.VIDEOS}/{job.video_id}"])
 
-def _stored_fps(job: VideoJob) -> float:
-    with shards.open_read_only(job.frames_shard) as f:
-        return float(f[f"{shards.VIDEOS}/{job.video_id}"].attrs["fps"])
+    return frames(), fps
 
 
 def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
@@ -90,10 +92,7 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
 
     flow.pin_opencv_threads(1)
     s = job.settings
-    if job.frames_shard is not None:
-        frames, fps = _stored_frames(job), _stored_fps(job)
-    else:
-        frames, fps = _decoded_frames(job)
+    frames, fps = _stored_frames(job) if job.frames_shard is not None else _decoded_frames(job)
     pairwise = {"flow", "diff"} & set(job.streams)
     flow_fn = flow.make_flow(s.flow) if "flow" in job.streams else None
     writer: shards.VideoWriter | None = None
