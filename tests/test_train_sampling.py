@@ -98,3 +98,20 @@ def test_slow_paces_written_as_decimals_repeat_each_frame_equally() -> None:
     assert snap_slow_pace(0.33) == 1 / 3 and snap_slow_pace(0.5) == 0.5 and snap_slow_pace(3.0) == 3.0
     indices = pace_frame_indices(0, 12, snap_slow_pace(0.33), 100)
     assert indices.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_checkpoints_are_written_atomically_found_and_pruned(tmp_path) -> None:
+    import torch
+
+    from train.checkpoint import atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints
+
+    for step in (3, 10, 7):
+        atomic_torch_save({"step": step, "model": {"w": torch.full((2,), float(step))}}, checkpoint_path(tmp_path, step))
+    (tmp_path / ".step_00000011.pt.abc.tmp").write_bytes(b"partial")  # a write that never finished
+    assert latest_checkpoint(tmp_path) == tmp_path / "step_00000010.pt"
+    assert torch.equal(load_checkpoint(latest_checkpoint(tmp_path))["model"]["w"], torch.full((2,), 10.0))
+    prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step_*.pt")) == ["step_00000007.pt", "step_00000010.pt"]
+    (tmp_path / "step_00000012.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="step_00000012.pt: cannot read checkpoint"):
+        load_checkpoint(latest_checkpoint(tmp_path))

@@ -57,7 +57,9 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
     """Delete all but the ``keep`` most recent checkpoints in ``folder``."""
-    for _, path in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (the latest checkpoint is always kept), got {keep}")
+    for _, path in list_checkpoints(folder)[:-keep]:
         path.unlink(missing_ok=True)
 
 

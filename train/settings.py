@@ -93,7 +93,7 @@ class TrainSettings:
     pace: PaceTaskSettings = field(default_factory=PaceTaskSettings)
 
     def __post_init__(self) -> None:
-        for name in ("clip_len", "crop_size", "epochs", "batch_size", "checkpoint_every", "log_every"):
+        for name in ("clip_len", "crop_size", "epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
