@@ -15,7 +15,7 @@ import cv2
 import h5py
 import numpy as np
 
-from preprocess import shards
+from preprocess import decode, difference, flow, shards
 from preprocess.flow_codec import quantize
 from preprocess.settings import ExtractSettings
 
@@ -60,8 +60,6 @@ def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
 
 def _decoded_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
     """Frames of the source video resized/resampled per the settings, and their frame rate."""
-    from preprocess import decode
-
     s = job.settings
     info = decode.probe(job.source)
     frames = decode.iter_frames(job.source, size=s.size, short_side=s.short_side if s.size is None else None,
@@ -88,8 +86,6 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
     video without frames (or with a single frame when flow/differences are asked for) and
     ``decode.DecodeError`` for an unreadable file.
     """
-    from preprocess import difference, flow
-
     flow.pin_opencv_threads(1)
     s = job.settings
     frames, fps = _stored_frames(job) if job.frames_shard is not None else _decoded_frames(job)
