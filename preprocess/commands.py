@@ -2,7 +2,7 @@
 inspect, make-demo-data.
 
 Exit status of the extract commands: 0 all videos done, 1 some video failed (listed at the end),
-2 nothing was done (bad input, bad settings, or a dataset made with other settings).
+2 nothing was done (bad input, bad settings, or a dataset made with other settings), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -85,6 +85,9 @@ def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any]) ->
         )
     except (ConfigError, DatasetError, InputError) as exc:
         raise Refused(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished shards are kept; run the same command again to resume", err=True)
+        raise SystemExit(130) from None
     click.echo(format_summary(summary))
     if not summary.ok:
         raise SystemExit(1)
