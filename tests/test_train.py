@@ -168,6 +168,19 @@ def test_loader_with_workers_returns_the_same_clips_as_without(dataset_dir: Path
     assert not torch.equal(alone[0]["frames"], alone[2]["frames"])
 
 
+def test_stats_batches_follow_the_curriculum_easiest_first(dataset_dir: Path) -> None:
+    settings = pipeline("train.batch_size=2")  # pacing: the easier half for 2 steps, then all
+    data = build_data(settings, dataset_dir)
+    scores = data.dataset.scores()
+    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores[data.curriculum_order]) <= 0)
+    easy_half = set(data.curriculum_order[: int(np.ceil(len(scores) / 2))].tolist())
+    batches = [[k.index for k in batch] for batch in build_sampler(settings, data, setup_distributed("cpu"), 0)]
+    assert set(batches[0] + batches[1]) <= easy_half
+    assert not set(sum(batches[2:], [])) <= easy_half
+    plain = build_data(pipeline("train.stats.curriculum=false"), dataset_dir)
+    assert plain.curriculum_order is None
+
+
 # -------------------------------------------------------------------------------------------- methods
 
 
