@@ -15,7 +15,7 @@ from preprocess import commands as preprocess_commands
 from train import commands as train_commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120})
 def cli() -> None:
     """Self-supervised video representation learning: CPU stage (frames, flow, labels) and GPU stage
     (pretext training, evaluation)."""

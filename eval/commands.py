@@ -30,7 +30,7 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
     return build(EvalSettings, eval_overrides, "eval")
 
 
-@click.command("eval")
+@click.command("eval", short_help="Evaluate a backbone vs random init: linear probe, fine-tuning, few-shot, retrieval.")
 @click.option("--task", "tasks", multiple=True, type=click.Choice([*ALL_TASKS, "all"]),
               help="Protocol to run (repeatable; default: the pipeline's eval.tasks).")
 @click.option("--weights", required=True, metavar="RUN_DIR|FILE|random",

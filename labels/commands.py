@@ -19,7 +19,7 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-@click.command("make-labels")
+@click.command("make-labels", short_help="Compute statistics labels and curriculum scores for a dataset (Dask, resumable).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder (frames and flow shards).")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(["stats", "curriculum"]),
@@ -61,7 +61,7 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
         raise SystemExit(1)
 
 
-@click.command("show-labels")
+@click.command("show-labels", short_help="Draw one clip's statistics labels into a PNG.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")

@@ -93,7 +93,7 @@ def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any]) ->
         raise SystemExit(1)
 
 
-@click.command("extract-frames")
+@click.command("extract-frames", short_help="Decode videos into resized frames in HDF5 shards (Dask, resumable).")
 @_extract_options
 def extract_frames_command(**opts: Any) -> None:
     """Decode the videos of INPUT (a folder, with class sub-folders or not, or a list file 'PATH [LABEL]'
@@ -112,7 +112,7 @@ def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str 
     _run_extract(True, opts, {"algo": algo, "bound": bound, "dis_preset": dis_preset})
 
 
-@click.command("inspect")
+@click.command("inspect", short_help="Print what a dataset holds: videos, streams, shards, sizes, settings, failures.")
 @click.argument("dataset", metavar="OUTPUT", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def inspect_command(dataset: Path) -> None:
     """Print what dataset folder OUTPUT holds: videos, frames, streams, shards and sizes, settings, failures."""
@@ -125,7 +125,7 @@ def inspect_command(dataset: Path) -> None:
         raise Refused(str(exc)) from exc
 
 
-@click.command("make-demo-data")
+@click.command("make-demo-data", short_help="Write synthetic demo videos (4 motion classes) with split files.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--videos-per-class", default=8, show_default=True, help="Clips per class (4 classes).")
 @click.option("--frames", "n_frames", default=48, show_default=True, help="Frames per clip.")
