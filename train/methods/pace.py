@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from train import augment
+from train.backbones import ProjectionHead
 from train.backbones.base import Backbone
 from train.distributed import gather, gather_with_grad
 from train.losses import info_nce
@@ -57,7 +58,7 @@ class PacePrediction(PretextMethod):
         dim = backbone.num_features
         self.classifier = nn.Linear(dim, len(settings.paces))
         self.projection = (
-            nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, settings.projection_dim))
+            ProjectionHead(dim, dim, settings.projection_dim, batch_norm=False)
             if settings.contrastive != "none"
             else None
         )
