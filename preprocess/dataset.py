@@ -5,7 +5,8 @@
 >>> flow = ds.read_flow(ds.videos[0].id, 0, 15)          # float32 [15,H,W,2] (u, v) px, frame t -> t+1
 
 HDF5 files are opened lazily, per process, read-only; pickling drops open handles (torch DataLoader
-workers and Dask tasks reopen them on first use).
+workers and Dask tasks reopen them on first use). Each video's attributes, frame offsets and dataset
+handles are looked up once per process (``OPEN_VIDEOS`` at most), not on every read.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import numpy as np
 from preprocess import shards
 from preprocess.flow_codec import dequantize
 from preprocess.index import DatasetError, load_index
+
+OPEN_VIDEOS = 2048  # video readers kept open per process (each holds its frame offsets: T+1 int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Dataset:
         self._videos = [VideoRecord(id=vid, **{k: index.videos[vid][k] for k in fields}) for vid in sorted(complete)]
         self._by_id = {v.id: v for v in self._videos}
         self._files: dict[str, h5py.File] = {}
+        self._open: dict[tuple[str, str], shards.StoredVideo] = {}  # (video id, stream) -> reader, oldest first
         self._pid = os.getpid()
 
     @property
@@ -92,28 +96,35 @@ class Dataset:
             why = " (it lacks a stream: extraction failed or is unfinished)" if video_id in self.incomplete else ""
             raise KeyError(f"{self.path}: no video {video_id!r} in this dataset{why}") from None
 
-    def _group(self, video_id: str, stream: str) -> h5py.Group:
+    def _stored(self, video_id: str, stream: str) -> shards.StoredVideo:
+        """The reader of one video's stream, kept per process (at most ``OPEN_VIDEOS``, oldest dropped first)."""
+        if os.getpid() != self._pid:  # forked: handles of the parent must not be used here
+            self._files, self._open, self._pid = {}, {}, os.getpid()
+        stored = self._open.get((video_id, stream))
+        if stored is not None:
+            return stored
         self.video(video_id)
         rel = self._shards[video_id].get(stream)
         if rel is None:
             raise KeyError(f"{self.path}: video {video_id!r} has no {stream} stream")
-        if os.getpid() != self._pid:  # forked: handles of the parent must not be used here
-            self._files, self._pid = {}, os.getpid()
         f = self._files.get(rel)
         if f is None:
             try:
                 f = self._files[rel] = shards.open_read_only(self.path / rel)
             except OSError as exc:
                 raise DatasetError(f"{self.path / rel}: cannot open shard: {exc}") from exc
-        return f[f"{shards.VIDEOS}/{video_id}"]
+        if len(self._open) >= OPEN_VIDEOS:
+            del self._open[next(iter(self._open))]
+        stored = self._open[(video_id, stream)] = shards.StoredVideo(f[f"{shards.VIDEOS}/{video_id}"])
+        return stored
 
     def read_frames(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Frames ``start:stop:step`` as RGB uint8 [T,H,W,3]."""
-        return shards.read_frames(self._group(video_id, "frames"), start, stop, step)
+        return self._stored(video_id, "frames").read_frames(start, stop, step)
 
     def read_flow_codes(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Stored flow codes ``start:stop:step`` as uint8 [T,H,W,2]; flow t goes from frame t to t+1."""
-        return shards.read_items(self._group(video_id, "flow"), "flow", start, stop, step)
+        return self._stored(video_id, "flow").read_items("flow", start, stop, step)
 
     def read_flow(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Flow ``start:stop:step`` in px as float32 [T,H,W,2] (u, v); a video has n_frames-1 flows."""
@@ -121,17 +132,18 @@ class Dataset:
 
     def read_diff(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Image differences ``start:stop:step`` as float32 [T,H,W]: gray frame t+1 minus frame t, in [-255, 255]."""
-        return shards.read_items(self._group(video_id, "diff"), "diff", start, stop, step).astype(np.float32)
+        return self._stored(video_id, "diff").read_items("diff", start, stop, step).astype(np.float32)
 
     def close(self) -> None:
         """Close the HDF5 files this process opened."""
+        self._open = {}
         for f in self._files.values():
             f.close()
         self._files = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_files"] = {}
+        state["_files"], state["_open"] = {}, {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

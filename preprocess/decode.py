@@ -160,8 +160,9 @@ def source_indices(source_fps: float | None, fps: float | None, every: int) -> I
 
 
 def iter_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None, short_side: int | None = None,
-                fps: float | None = None, every: int = 1) -> Iterator[np.ndarray]:
-    """Decode ``path`` frame by frame: uint8 RGB [H, W, 3] arrays, each a new array.
+                fps: float | None = None, every: int = 1, bgr: bool = False) -> Iterator[np.ndarray]:
+    """Decode ``path`` frame by frame: uint8 RGB [H, W, 3] arrays, each a new array (BGR, OpenCV's order,
+    when ``bgr``: saves a channel swap when the frames go to OpenCV, e.g. a JPEG encoder).
 
     ``size`` (h, w) or ``short_side`` resizes (:func:`resize_frame`);
     ``fps`` resamples in time by nearest frame, then ``every`` keeps every k-th frame. Frames that are
@@ -200,11 +201,12 @@ def iter_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
                 raise DecodeError(path, f"frame {index - 1} could not be decoded")
             if out_hw is None:
                 out_hw = output_size(decoded.shape[0], decoded.shape[1], size=size, short_side=short_side)
-            if decoded.shape[:2] == out_hw:
-                last = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-            else:
+            if decoded.shape[:2] != out_hw:
                 last = resize_frame(decoded, out_hw)
-                cv2.cvtColor(last, cv2.COLOR_BGR2RGB, dst=last)
+                if not bgr:
+                    cv2.cvtColor(last, cv2.COLOR_BGR2RGB, dst=last)
+            else:
+                last = decoded.copy() if bgr else cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
             yield last
             produced += 1
             target = next(wanted)

@@ -13,8 +13,10 @@ LEVELS = 255  # uint8 codes 0..255
 
 def quantize(flow: np.ndarray, bound: float) -> np.ndarray:
     """Flow in px (any shape, float) -> uint8 codes of the same shape."""
-    scaled = (np.clip(flow, -bound, bound) + bound) * (LEVELS / (2.0 * bound))
-    return np.rint(scaled).astype(np.uint8)
+    scaled = np.asarray(np.clip(flow, -bound, bound))  # a new array, so the steps below can work in place
+    scaled += bound
+    scaled *= LEVELS / (2.0 * bound)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
 def dequantize(codes: np.ndarray, bound: float, dtype: type = np.float32) -> np.ndarray:

@@ -14,9 +14,10 @@ See docs/FORMAT.md for the measurements behind these choices.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import cv2
 import h5py
@@ -32,18 +33,33 @@ _SLAB = 16  # flows / differences / raw frames buffered per write
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     """RGB uint8 [H,W,3] -> JPEG bytes as uint8 [n]."""
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return encode_jpeg_bgr(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), quality)
+
+
+def encode_jpeg_bgr(bgr: np.ndarray, quality: int) -> np.ndarray:
+    """BGR uint8 [H,W,3] (OpenCV's order, as the decoder gives it) -> JPEG bytes as uint8 [n]."""
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
-        raise ValueError(f"JPEG encoding failed for a frame of shape {rgb.shape}")
+        raise ValueError(f"JPEG encoding failed for a frame of shape {bgr.shape}")
     return data.reshape(-1)
 
 
 def decode_jpeg(data: np.ndarray) -> np.ndarray:
     """JPEG bytes uint8 [n] -> RGB uint8 [H,W,3]."""
-    bgr = cv2.imdecode(np.asarray(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    return _imdecode(data, cv2.IMREAD_COLOR_RGB)
+
+
+def jpeg_to_gray(data: np.ndarray) -> np.ndarray:
+    """JPEG bytes uint8 [n] -> gray uint8 [H,W], exactly ``cvtColor(decode_jpeg(data), COLOR_RGB2GRAY)``: the
+    gray frame flow and differences are computed from (decoded in BGR order, which skips a channel swap)."""
+    return cv2.cvtColor(_imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+
+
+def _imdecode(data: np.ndarray, flags: int) -> np.ndarray:
+    image = cv2.imdecode(np.asarray(data, dtype=np.uint8), flags)
+    if image is None:
         raise ValueError("stored JPEG frame cannot be decoded")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def open_read_only(path: str | Path) -> h5py.File:
@@ -149,14 +165,25 @@ class VideoWriter:
         """Store frame ``rgb`` uint8 [H,W,3]; ``jpeg`` (its encoded bytes) is stored as is when given."""
         if rgb.shape != (*self.shape, 3):
             raise ValueError(f"frame of shape {rgb.shape}, expected {(*self.shape, 3)}")
+        if "frames" in self.streams and self.image_format == "raw":
+            self._raw.add(rgb)
+            self.n_frames += 1
+            return
+        if "frames" in self.streams and jpeg is None:
+            raise ValueError("image_format jpeg: pass the frame's JPEG bytes")
+        self._add_jpeg(jpeg)
+
+    def add_jpeg(self, jpeg: np.ndarray) -> None:
+        """Store a frame given only as its JPEG bytes uint8 [n] (image_format jpeg; pixels are not checked).
+        When frames are not a stream of this file, the frame is only counted."""
+        if "frames" in self.streams and self.image_format != "jpeg":
+            raise ValueError(f"image_format {self.image_format}: pass the frame's pixels to add_frame")
+        self._add_jpeg(jpeg)
+
+    def _add_jpeg(self, jpeg: np.ndarray | None) -> None:
         self.n_frames += 1
         if "frames" not in self.streams:
             return
-        if self.image_format == "raw":
-            self._raw.add(rgb)
-            return
-        if jpeg is None:
-            raise ValueError("image_format jpeg: pass the frame's JPEG bytes")
         self._jpeg_parts.append(jpeg)
         self._jpeg_pending += jpeg.size
         self._offsets.append(self._offsets[-1] + jpeg.size)
@@ -205,39 +232,87 @@ def _range(n: int, start: int, stop: int | None, step: int, what: str) -> range:
     return range(start, stop, step)
 
 
+class StoredVideo:
+    """Reads one video group; its attributes, frame offsets and dataset handles are looked up once, so
+    repeated clip reads of the video cost one HDF5 read each (keep one per video and stream while reading)."""
+
+    def __init__(self, group: h5py.Group) -> None:
+        self.group = group
+        self._items: dict[str, h5py.Dataset] = {}
+
+    @functools.cached_property
+    def frame_shape(self) -> tuple[int, int]:
+        """Frame (height, width)."""
+        return int(self.group.attrs["height"]), int(self.group.attrs["width"])
+
+    @functools.cached_property
+    def _frames(self) -> tuple[h5py.Dataset, np.ndarray | None]:
+        """(``frames`` dataset, None) for raw frames; (``frames_jpeg`` dataset, offsets int64 [T+1]) for JPEG."""
+        g = self.group
+        if "frames" in g:
+            return g["frames"], None
+        if "frames_offsets" not in g:
+            raise KeyError(f"{g.file.filename}: video {g.name} has no frames stream")
+        return g["frames_jpeg"], g["frames_offsets"][()]
+
+    def read_frames(self, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Frames ``start:stop:step`` as RGB uint8 [T,H,W,3]."""
+        data, offsets = self._frames
+        if offsets is None:
+            idx = _range(data.shape[0], start, stop, step, self.group.name)
+            return data[idx.start:idx.stop:step] if len(idx) else np.zeros((0, *self.frame_shape, 3), np.uint8)
+        idx = _range(len(offsets) - 1, start, stop, step, self.group.name)
+        out = np.empty((len(idx), *self.frame_shape, 3), np.uint8)
+        if len(idx):
+            base = int(offsets[idx.start])
+            blob = data[base:int(offsets[idx[-1] + 1])]
+            for i, t in enumerate(idx):
+                out[i] = decode_jpeg(blob[offsets[t] - base:offsets[t + 1] - base])
+        return out
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """Stored frames one at a time, RGB uint8 [H,W,3] (bounded memory)."""
+        n = int(self.group.attrs["n_frames"])
+        for start in range(0, n, _SLAB):
+            yield from self.read_frames(start, min(start + _SLAB, n))
+
+    def iter_jpeg(self) -> Iterator[np.ndarray]:
+        """Stored JPEG frames one at a time as their bytes, uint8 [n] (bounded memory)."""
+        data, offsets = self._frames
+        if offsets is None:
+            raise ValueError(f"{self.group.file.filename}: video {self.group.name} has raw frames, not JPEG")
+        n = len(offsets) - 1
+        for start in range(0, n, _SLAB):
+            stop = min(start + _SLAB, n)
+            base = int(offsets[start])
+            blob = data[base:int(offsets[stop])]
+            for t in range(start, stop):
+                yield blob[offsets[t] - base:offsets[t + 1] - base]
+
+    def read_items(self, name: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+        """Items ``start:stop:step`` of per-pair dataset ``name`` ('flow' uint8 [T,H,W,2] or 'diff' int16 [T,H,W])."""
+        ds = self._items.get(name)
+        if ds is None:
+            if name not in self.group:
+                raise KeyError(f"{self.group.file.filename}: video {self.group.name} has no {name} stream")
+            ds = self._items[name] = self.group[name]
+        idx = _range(ds.shape[0], start, stop, step, f"{self.group.name}/{name}")
+        return ds[idx.start:idx.stop:step] if len(idx) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+
+
 def read_frames(group: h5py.Group, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
     """Frames ``start:stop:step`` of a video group as RGB uint8 [T,H,W,3]."""
-    h, w = int(group.attrs["height"]), int(group.attrs["width"])
-    if "frames" in group:
-        idx = _range(group["frames"].shape[0], start, stop, step, group.name)
-        return group["frames"][idx.start:idx.stop:step] if len(idx) else np.zeros((0, h, w, 3), np.uint8)
-    if "frames_offsets" not in group:
-        raise KeyError(f"{group.file.filename}: video {group.name} has no frames stream")
-    offsets = group["frames_offsets"][()]
-    idx = _range(len(offsets) - 1, start, stop, step, group.name)
-    out = np.empty((len(idx), h, w, 3), np.uint8)
-    if len(idx):
-        base = int(offsets[idx.start])
-        blob = group["frames_jpeg"][base:int(offsets[idx[-1] + 1])]
-        for i, t in enumerate(idx):
-            out[i] = decode_jpeg(blob[offsets[t] - base:offsets[t + 1] - base])
-    return out
+    return StoredVideo(group).read_frames(start, stop, step)
 
 
-def iter_frames(group: h5py.Group) -> Iterable[np.ndarray]:
+def iter_frames(group: h5py.Group) -> Iterator[np.ndarray]:
     """Stored frames of a video group one at a time, RGB uint8 [H,W,3] (bounded memory)."""
-    n = int(group.attrs["n_frames"])
-    for start in range(0, n, _SLAB):
-        yield from read_frames(group, start, min(start + _SLAB, n))
+    return StoredVideo(group).iter_frames()
 
 
 def read_items(group: h5py.Group, name: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
     """Items ``start:stop:step`` of per-pair dataset ``name`` ('flow' uint8 [T,H,W,2] or 'diff' int16 [T,H,W])."""
-    if name not in group:
-        raise KeyError(f"{group.file.filename}: video {group.name} has no {name} stream")
-    ds = group[name]
-    idx = _range(ds.shape[0], start, stop, step, f"{group.name}/{name}")
-    return ds[idx.start:idx.stop:step] if len(idx) else np.zeros((0, *ds.shape[1:]), ds.dtype)
+    return StoredVideo(group).read_items(name, start, stop, step)
 
 
 def copy_videos(sources: Iterable[Path], target: Path, settings: dict[str, Any]) -> list[str]:

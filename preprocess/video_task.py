@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import cv2
 import h5py
@@ -58,23 +58,48 @@ def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
     })
 
 
-def _decoded_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
-    """Frames of the source video resized/resampled per the settings, and their frame rate."""
+class StoredFrame(NamedTuple):
+    """One frame as the task stores it: ``data`` is its JPEG bytes uint8 [n] (image_format jpeg) or its RGB
+    pixels uint8 [H,W,3] (raw); ``gray`` uint8 [H,W] is the frame as stored, in gray (None when not asked for)."""
+
+    data: np.ndarray
+    shape: tuple[int, int]
+    gray: np.ndarray | None
+
+
+def _decoded_frames(job: VideoJob, gray: bool) -> tuple[Iterator[StoredFrame], float]:
+    """Frames of the source video resized/resampled per the settings, encoded for storage, and their rate."""
     s = job.settings
     info = decode.probe(job.source)
-    frames = decode.iter_frames(job.source, size=s.size, short_side=s.short_side if s.size is None else None,
-                                fps=s.fps, every=s.every)
-    return frames, (s.fps or info.fps) / s.every
+    decoded = decode.iter_frames(job.source, size=s.size, short_side=s.short_side if s.size is None else None,
+                                 fps=s.fps, every=s.every, bgr=True)
+
+    def frames() -> Iterator[StoredFrame]:
+        for bgr in decoded:
+            if s.image_format == "jpeg":
+                jpeg = shards.encode_jpeg_bgr(bgr, s.jpeg_quality)
+                yield StoredFrame(jpeg, bgr.shape[:2], shards.jpeg_to_gray(jpeg) if gray else None)
+            else:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield StoredFrame(rgb, bgr.shape[:2], cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else None)
+
+    return frames(), (s.fps or info.fps) / s.every
 
 
-def _stored_frames(job: VideoJob) -> tuple[Iterator[np.ndarray], float]:
+def _stored_frames(job: VideoJob, gray: bool) -> tuple[Iterator[StoredFrame], float]:
     """Frames of the video as stored in ``job.frames_shard`` (read lazily), and their frame rate."""
     with shards.open_read_only(job.frames_shard) as f:
         fps = float(f[f"{shards.VIDEOS}/{job.video_id}"].attrs["fps"])
 
-    def frames() -> Iterator[np.ndarray]:
+    def frames() -> Iterator[StoredFrame]:
         with shards.open_read_only(job.frames_shard) as f:
-            yield from shards.iter_frames(f[f"{shards.VIDEOS}/{job.video_id}"])
+            video = shards.StoredVideo(f[f"{shards.VIDEOS}/{job.video_id}"])
+            if job.settings.image_format == "jpeg":
+                for jpeg in video.iter_jpeg():
+                    yield StoredFrame(jpeg, video.frame_shape, shards.jpeg_to_gray(jpeg) if gray else None)
+            else:
+                for rgb in video.iter_frames():
+                    yield StoredFrame(rgb, video.frame_shape, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else None)
 
     return frames(), fps
 
@@ -88,31 +113,29 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
     """
     flow.pin_opencv_threads(1)
     s = job.settings
-    frames, fps = _stored_frames(job) if job.frames_shard is not None else _decoded_frames(job)
-    pairwise = {"flow", "diff"} & set(job.streams)
+    pairwise = bool({"flow", "diff"} & set(job.streams))
+    source = _stored_frames if job.frames_shard is not None else _decoded_frames
+    frames, fps = source(job, gray=pairwise)
     flow_fn = flow.make_flow(s.flow) if "flow" in job.streams else None
     writer: shards.VideoWriter | None = None
     previous: np.ndarray | None = None
     with h5py.File(out_path, "w") as f:
-        for rgb in frames:
+        for frame in frames:
             if writer is None:
-                writer = shards.VideoWriter(f, job.video_id, height=rgb.shape[0], width=rgb.shape[1],
+                writer = shards.VideoWriter(f, job.video_id, height=frame.shape[0], width=frame.shape[1],
                                             streams=job.streams, image_format=s.image_format)
-            jpeg = None
-            if job.frames_shard is None and s.image_format == "jpeg":
-                jpeg = shards.encode_jpeg(rgb, s.jpeg_quality)
-                if pairwise:
-                    rgb = shards.decode_jpeg(jpeg)  # derive flow/differences from the frame as stored
-            writer.add_frame(rgb, jpeg)
+            if s.image_format == "jpeg":
+                writer.add_jpeg(frame.data)
+            else:
+                writer.add_frame(frame.data)
             if not pairwise:
                 continue
-            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             if previous is not None:
                 if flow_fn is not None:
-                    writer.add_flow(quantize(flow_fn(previous, gray), s.flow.bound))
+                    writer.add_flow(quantize(flow_fn(previous, frame.gray), s.flow.bound))
                 if "diff" in job.streams:
-                    writer.add_diff(difference.image_difference(previous, gray))
-            previous = gray
+                    writer.add_diff(difference.image_difference(previous, frame.gray))
+            previous = frame.gray
         if writer is None:
             raise ValueError(f"{job.source}: no frames decoded")
         if pairwise and writer.n_frames < 2:
