@@ -1,8 +1,9 @@
 """HDF5 layout of extracted streams: one group per video, inside a per-video part file or a shard.
 
 A file (part or shard) holds ``/videos/<video_id>/`` groups (ids may contain ``/``, giving nested
-groups) and root attributes ``format``, ``version``, ``streams`` (JSON list), ``settings`` (JSON) and
-``videos`` (JSON list of ids). Per video group:
+groups) and root attributes ``format``, ``version``, ``streams`` (JSON list), ``settings`` (JSON),
+``videos`` (JSON list of ids) and ``written_by`` (JSON: h5py and HDF5 versions; storage only, values do
+not depend on them, so they are recorded, not compared). Per video group:
 
 - ``frames_jpeg`` uint8 [nbytes] (all JPEG images back to back) + ``frames_offsets`` int64 [T+1]
   when ``image_format`` is ``jpeg``; or ``frames`` uint8 [T,H,W,3] RGB, gzip, one chunk per frame (``raw``);
@@ -75,6 +76,7 @@ def write_file_attrs(f: h5py.File, streams: Iterable[str], settings: dict[str, A
     f.attrs["streams"] = json.dumps(sorted(streams))
     f.attrs["settings"] = json.dumps(settings, sort_keys=True)
     f.attrs["videos"] = json.dumps(list(videos))
+    f.attrs["written_by"] = json.dumps({"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version})
 
 
 def read_file_attrs(f: h5py.File) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -38,8 +39,17 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def ffmpeg_versions(build_information: str) -> dict[str, str]:
+    """Versions of the FFmpeg libraries OpenCV decodes with (``{"avcodec": "62.28.101", ...}``: decoding,
+    demuxing, pixel conversion), read from ``cv2.getBuildInformation()`` text; empty without FFmpeg."""
+    found = re.findall(r"^\s*(avcodec|avformat|swscale):\s*YES \(([^)]+)\)", build_information, re.MULTILINE)
+    return dict(found)
+
+
 def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
-    """The settings that shape each stream, as recorded in shards and the index (library version included)."""
+    """The settings that shape each stream, as recorded in shards and the index, with the versions of the
+    libraries that shape its values: OpenCV and FFmpeg for frames (hence for everything computed from them),
+    numpy for the quantized flow and the differences."""
     frames = {
         "size": settings.size,
         "short_side": settings.short_side if settings.size is None else None,
@@ -48,13 +58,14 @@ def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
         "image_format": settings.image_format,
         "jpeg_quality": settings.jpeg_quality if settings.image_format == "jpeg" else None,
         "opencv": cv2.__version__,
+        "ffmpeg": ffmpeg_versions(cv2.getBuildInformation()),
     }
     flow = settings.flow
     params = {"tvl1": flow.tvl1, "dis": {"preset": flow.dis_preset}, "farneback": flow.farneback}[flow.algo]
     return _plain({
         "frames": frames,
-        "flow": {"frames": frames, "algo": flow.algo, "bound": flow.bound, "params": params},
-        "diff": {"frames": frames},
+        "flow": {"frames": frames, "algo": flow.algo, "bound": flow.bound, "params": params, "numpy": np.__version__},
+        "diff": {"frames": frames, "numpy": np.__version__},
     })
 
 
