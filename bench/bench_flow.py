@@ -4,31 +4,37 @@
 
 Prints, for TV-L1 and DIS (medium): frames/s of the bare flow call on pre-decoded gray frames vs the whole
 per-video pipeline (decode -> resize -> JPEG -> flow -> quantize -> HDF5, plus differences) in one
-process with one thread, as a ratio. Both are timed in CPU seconds of this process (``time.process_time``),
-which a busy shared machine disturbs far less than wall time. Then the wall-time speed-up of a multi-video
-extraction from 1 to 2 Dask workers (cluster start and sandbox start excluded), and peak memory of the
-sandbox and Dask worker processes. Figures are only comparable within one run (same machine load).
+process with one thread, as a ratio; for DIS also the CPU time of each step alone, and bytes and write
+time of flow codes and differences per HDF5 compression filter. All are timed in CPU seconds of this
+process (``time.process_time``), which a busy shared machine disturbs far less than wall time. Then the
+wall-time speed-up of a multi-video extraction from 1 to 2 Dask workers (cluster start and sandbox start
+excluded), and peak memory of the sandbox and Dask worker processes. Figures are only comparable within
+one run (same machine load).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import cv2
+import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from preprocess import decode  # noqa: E402
+from preprocess import decode, difference  # noqa: E402
 from preprocess import flow as flow_module  # noqa: E402
 from preprocess import shards  # noqa: E402
 from preprocess.config import load_pipeline  # noqa: E402
 from preprocess.extract import extract  # noqa: E402
+from preprocess.flow_codec import quantize  # noqa: E402
 from preprocess.runner import open_client  # noqa: E402
 from preprocess.settings import ClusterSettings, ExtractSettings  # noqa: E402
 from preprocess.video_task import VideoJob, extract_video  # noqa: E402
@@ -57,11 +63,74 @@ def stored_gray_frames(video: Path, settings: ExtractSettings, as_stored: bool) 
     """Gray frames of ``video`` from the project's decoder at ``settings.size``: as the pipeline stores them
     (JPEG round trip: the frames its flow is computed from) when ``as_stored``, else straight from the decoder."""
     gray = []
-    for rgb in decode.iter_frames(video, size=settings.size):
+    for bgr in decode.iter_frames(video, size=settings.size, bgr=True):
         if as_stored:
-            rgb = shards.decode_jpeg(shards.encode_jpeg(rgb, settings.jpeg_quality))
-        gray.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+            gray.append(shards.jpeg_to_gray(shards.encode_jpeg_bgr(bgr, settings.jpeg_quality)))
+        else:
+            gray.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
     return gray
+
+
+def _cpu_ms_per_item(run: Callable[[], object], n_items: int, repeats: int) -> float:
+    """CPU milliseconds per item of ``run()`` (which handles ``n_items`` items), best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        run()
+        best = min(best, time.process_time() - start)
+    return 1e3 * best / n_items
+
+
+def _write_items(items: list[np.ndarray], **compression: Any) -> int:
+    """Bytes of an in-memory HDF5 file holding ``items`` one chunk each, written in slabs of 16 as the
+    extraction does."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        ds = f.create_dataset("items", shape=(0, *items[0].shape), maxshape=(None, *items[0].shape),
+                              dtype=items[0].dtype, chunks=(1, *items[0].shape), **compression)
+        for i in range(0, len(items), 16):
+            slab = np.stack(items[i:i + 16])
+            ds.resize(i + len(slab), axis=0)
+            ds[i:] = slab
+    return len(buffer.getvalue())
+
+
+def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
+    """CPU ms per frame of each step of the DIS pipeline, timed alone, and ratio of the bare flow call to
+    their sum; then bytes and write time of flow codes and differences per HDF5 compression filter."""
+    frames = list(decode.iter_frames(video, size=settings.size, bgr=True))
+    jpegs = [shards.encode_jpeg_bgr(bgr, settings.jpeg_quality) for bgr in frames]
+    gray = [shards.jpeg_to_gray(jpeg) for jpeg in jpegs]
+    flow_fn = flow_module.make_flow(settings.flow)
+    flows = [flow_fn(a, b) for a, b in zip(gray[:-1], gray[1:])]
+    codes = [quantize(f, settings.flow.bound) for f in flows]
+    diffs = [difference.image_difference(a, b) for a, b in zip(gray[:-1], gray[1:])]
+    n, pairs = len(frames), len(flows)
+    gzip1 = {"compression": "gzip", "compression_opts": 1}
+    steps = {
+        "decode+resize": _cpu_ms_per_item(lambda: list(decode.iter_frames(video, size=settings.size, bgr=True)), n,
+                                          repeats),
+        "JPEG encode": _cpu_ms_per_item(lambda: [shards.encode_jpeg_bgr(b, settings.jpeg_quality) for b in frames], n,
+                                        repeats),
+        "JPEG -> gray": _cpu_ms_per_item(lambda: [shards.jpeg_to_gray(j) for j in jpegs], n, repeats),
+        "flow (bare)": _cpu_ms_per_item(lambda: [flow_fn(a, b) for a, b in zip(gray[:-1], gray[1:])], pairs, repeats),
+        "quantize": _cpu_ms_per_item(lambda: [quantize(f, settings.flow.bound) for f in flows], pairs, repeats),
+        "flow codes gzip-1 write": _cpu_ms_per_item(lambda: _write_items(codes, **gzip1), pairs, repeats),
+        "difference": _cpu_ms_per_item(lambda: [difference.image_difference(a, b) for a, b in zip(gray[:-1], gray[1:])],
+                                       pairs, repeats),
+        "difference gzip-1 write": _cpu_ms_per_item(lambda: _write_items(diffs, **gzip1), pairs, repeats),
+    }
+    print("  CPU ms per frame, each step timed alone: " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
+    rest = sum(v for k, v in steps.items() if k != "flow (bare)" and not k.startswith("difference"))
+    print(f"  bare flow / (bare flow + other steps without differences) = "
+          f"{steps['flow (bare)'] / (steps['flow (bare)'] + rest):.2f}x")
+    filters = {"none": {}, "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True}, "lzf": {"compression": "lzf"}}
+    for name, items in (("flow codes uint8 [H,W,2]", codes), ("difference int16 [H,W]", diffs)):
+        cells = []
+        for label, compression in filters.items():
+            ms = _cpu_ms_per_item(lambda: _write_items(items, **compression), pairs, repeats)
+            cells.append(f"{label} {_write_items(items, **compression) / pairs:,.0f} B {1e3 * ms:.0f} us")
+        print(f"  {name}, bytes and write CPU per item: " + " | ".join(cells))
 
 
 def bare_flow_fps(gray: list[np.ndarray], settings: ExtractSettings) -> float:
@@ -153,6 +222,7 @@ def main() -> None:
         compare("TV-L1", short, base, work, args.repeats)
         dis = load_pipeline("stats", overrides={"preprocess": {"size": list(size), "flow": {"algo": "dis"}}}).preprocess
         compare("DIS medium", ucf, dis, work, 3 * args.repeats)  # short runs: more repeats
+        breakdown(ucf, dis, 3 * args.repeats)
         clips = work / "arid"
         clips.mkdir()
         for clip in sorted((DATA / "arid/train/Run").glob("*.mp4"))[: args.videos]:

@@ -1,0 +1,123 @@
+"""The fast paths of the per-video extraction give exactly what the plain definitions give, on real frames:
+BGR decoding, JPEG straight from BGR, gray straight from the JPEG, in-place quantization; and the recorded
+library versions."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from preprocess import decode, shards
+from preprocess.extract import SettingsMismatch, check_settings
+from preprocess.flow_codec import LEVELS, quantize
+from preprocess.index import Index
+from preprocess.settings import ExtractSettings, FlowSettings
+from preprocess.video_task import VideoJob, extract_video, ffmpeg_versions, stream_settings
+
+SIZE = (48, 64)
+CLIPS = ("ucf101/Archery/example.avi", "arid/train/Run/Run_11_1.mp4", "kth/person01_boxing_d1_uncomp.avi")
+
+
+def _reference_quantize(flow: np.ndarray, bound: float) -> np.ndarray:
+    """The codec's defining expression (the form before the in-place version)."""
+    return np.rint((np.clip(flow, -bound, bound) + bound) * (LEVELS / (2.0 * bound))).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def real_rgb(shared_data: Path) -> list[np.ndarray]:
+    """12 frames each of three real clips at 48x64, RGB, from the project's decoder."""
+    frames = []
+    for clip in CLIPS:
+        for t, rgb in enumerate(decode.iter_frames(shared_data / clip, size=SIZE)):
+            if t == 12:
+                break
+            frames.append(rgb)
+    return frames
+
+
+def test_bgr_decoding_is_the_rgb_decoding_reversed(shared_data: Path) -> None:
+    for clip, size in ((CLIPS[0], SIZE), (CLIPS[2], None)):  # resized, and native size (120x160)
+        rgb = list(decode.iter_frames(shared_data / clip, size=size, every=7))
+        bgr = list(decode.iter_frames(shared_data / clip, size=size, every=7, bgr=True))
+        assert len(rgb) == len(bgr) > 2
+        for a, b in zip(rgb, bgr):
+            np.testing.assert_array_equal(a, b[..., ::-1])
+
+
+def test_jpeg_from_bgr_and_gray_from_jpeg_equal_the_rgb_definitions(real_rgb: list[np.ndarray]) -> None:
+    for rgb in real_rgb:
+        jpeg = shards.encode_jpeg_bgr(np.ascontiguousarray(rgb[..., ::-1]), 90)
+        assert jpeg.tobytes() == shards.encode_jpeg(rgb, 90).tobytes()
+        reference_rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(shards.decode_jpeg(jpeg), reference_rgb)
+        np.testing.assert_array_equal(shards.jpeg_to_gray(jpeg), cv2.cvtColor(reference_rgb, cv2.COLOR_RGB2GRAY))
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        shards.jpeg_to_gray(np.zeros(10, np.uint8))
+
+
+def test_quantize_is_bit_identical_to_its_definition(real_rgb: list[np.ndarray]) -> None:
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in real_rgb]
+    flows = [dis.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])]
+    for bound in (20.0, 1.0, 0.3):  # small bounds put real flow on both sides of the clipping
+        for flow in flows:
+            np.testing.assert_array_equal(quantize(flow, bound), _reference_quantize(flow, bound))
+    for bound in (20.0, 7.3, 0.5):
+        # every code's rounding boundary (exactly, and one float step either side), plus a dense sweep
+        edges = ((np.arange(LEVELS + 2) - 0.5) * (2 * bound / LEVELS) - bound).astype(np.float32)
+        values = np.concatenate([edges, np.nextafter(edges, np.float32(np.inf)), np.nextafter(edges, np.float32(-np.inf)),
+                                 np.linspace(-1.5 * bound, 1.5 * bound, 200_001, dtype=np.float32)])
+        for dtype in (np.float32, np.float64):
+            codes = quantize(values.astype(dtype), bound)
+            assert codes.dtype == np.uint8 and codes.shape == values.shape
+            np.testing.assert_array_equal(codes, _reference_quantize(values.astype(dtype), bound))
+    flow = flows[0].copy()
+    quantize(flow, 20.0)
+    np.testing.assert_array_equal(flow, flows[0])  # the input is left alone
+
+
+def test_fresh_and_reused_frames_give_identical_flow_and_differences(shared_data: Path, tmp_path: Path) -> None:
+    clip = shared_data / CLIPS[0]
+    settings = ExtractSettings(size=SIZE, every=9, flow=FlowSettings(algo="dis"))
+    fresh = tmp_path / "fresh.h5"
+    extract_video(VideoJob("a/v", str(clip), "a", None, ("frames", "flow", "diff"), settings), str(fresh))
+    frames_only = tmp_path / "frames.h5"
+    extract_video(VideoJob("a/v", str(clip), "a", None, ("frames",), settings), str(frames_only))
+    reused = tmp_path / "reused.h5"
+    extract_video(VideoJob("a/v", str(clip), "a", None, ("flow", "diff"), settings, str(frames_only)), str(reused))
+    with h5py.File(fresh) as a, h5py.File(frames_only) as b, h5py.File(reused) as c:
+        va, vb, vc = a["videos/a/v"], b["videos/a/v"], c["videos/a/v"]
+        np.testing.assert_array_equal(va["frames_jpeg"][()], vb["frames_jpeg"][()])
+        np.testing.assert_array_equal(va["flow"][()], vc["flow"][()])
+        np.testing.assert_array_equal(va["diff"][()], vc["diff"][()])
+        assert "frames_jpeg" not in vc and vc.attrs["n_frames"] == va.attrs["n_frames"] > 5
+        # independent check: differences of the stored frames decoded to RGB, then gray
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.int16) for f in shards.read_frames(va)]
+        np.testing.assert_array_equal(va["diff"][()], np.diff(np.stack(gray), axis=0))
+
+
+def test_ffmpeg_versions_from_build_information() -> None:
+    text = ("  Video I/O:\n    FFMPEG:                      YES\n      avcodec:                   YES (62.28.101)\n"
+            "      avformat:                  YES (62.12.101)\n      avutil:                    YES (60.8.100)\n"
+            "      swscale:                   YES (9.5.101)\n")
+    assert ffmpeg_versions(text) == {"avcodec": "62.28.101", "avformat": "62.12.101", "swscale": "9.5.101"}
+    assert ffmpeg_versions("  Video I/O:\n    FFMPEG:   NO\n") == {}
+
+
+def test_recorded_settings_hold_library_versions_and_a_different_one_is_refused(tmp_path: Path) -> None:
+    recorded = stream_settings(ExtractSettings())
+    avcodec = re.search(r"avcodec:\s*YES \(([^)]+)\)", cv2.getBuildInformation()).group(1)
+    frames = recorded["frames"]
+    assert frames["opencv"] == cv2.__version__ and frames["ffmpeg"]["avcodec"] == avcodec
+    assert recorded["flow"]["frames"] == frames and recorded["diff"]["frames"] == frames
+    assert recorded["flow"]["numpy"] == recorded["diff"]["numpy"] == np.__version__
+    index = Index(settings=json.loads(json.dumps(recorded)))
+    check_settings(index, recorded, tmp_path)  # same versions: accepted
+    index.settings["diff"]["frames"]["ffmpeg"]["avcodec"] = "1.0.0"
+    with pytest.raises(SettingsMismatch, match=r"diff stream.*frames\.ffmpeg\.avcodec: '1\.0\.0' in the dataset"):
+        check_settings(index, recorded, tmp_path)
