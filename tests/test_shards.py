@@ -108,7 +108,8 @@ def test_dataset_keeps_one_reader_per_video_and_stream(dataset_dir: Path, videos
     assert ds._open == {} and ds._files == {}
 
 
-def test_dataset_readers_are_not_inherited_by_a_forked_process(dataset_dir: Path, videos: dict[str, np.ndarray]) -> None:
+def test_dataset_readers_are_not_inherited_by_a_forked_process(dataset_dir: Path,
+                                                               videos: dict[str, np.ndarray]) -> None:
     ds = Dataset(dataset_dir)
     parent_reader = ds._stored("a/one", "frames")
     read, write = os.pipe()
@@ -123,7 +124,8 @@ def test_dataset_readers_are_not_inherited_by_a_forked_process(dataset_dir: Path
     ds.close()
 
 
-def test_add_jpeg_counts_without_storing_when_frames_are_not_a_stream(tmp_path: Path, videos: dict[str, np.ndarray]) -> None:
+def test_add_jpeg_counts_without_storing_when_frames_are_not_a_stream(tmp_path: Path,
+                                                                      videos: dict[str, np.ndarray]) -> None:
     frames = videos["b/two"]
     with h5py.File(tmp_path / "p.h5", "w") as f:
         w = shards.VideoWriter(f, "x", height=SIZE[0], width=SIZE[1], streams=("diff",))

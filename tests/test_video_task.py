@@ -70,8 +70,8 @@ def test_quantize_is_bit_identical_to_its_definition(real_rgb: list[np.ndarray])
     for bound in (20.0, 7.3, 0.5):
         # every code's rounding boundary (exactly, and one float step either side), plus a dense sweep
         edges = ((np.arange(LEVELS + 2) - 0.5) * (2 * bound / LEVELS) - bound).astype(np.float32)
-        values = np.concatenate([edges, np.nextafter(edges, np.float32(np.inf)), np.nextafter(edges, np.float32(-np.inf)),
-                                 np.linspace(-1.5 * bound, 1.5 * bound, 200_001, dtype=np.float32)])
+        up, down = np.nextafter(edges, np.float32(np.inf)), np.nextafter(edges, np.float32(-np.inf))
+        values = np.concatenate([edges, up, down, np.linspace(-1.5 * bound, 1.5 * bound, 200_001, dtype=np.float32)])
         for dtype in (np.float32, np.float64):
             codes = quantize(values.astype(dtype), bound)
             assert codes.dtype == np.uint8 and codes.shape == values.shape
