@@ -21,4 +21,7 @@ def quantize(flow: np.ndarray, bound: float) -> np.ndarray:
 
 def dequantize(codes: np.ndarray, bound: float, dtype: type = np.float32) -> np.ndarray:
     """uint8 codes (any shape) -> flow in px as ``dtype``."""
-    return (codes.astype(dtype) * dtype(2.0 * bound / LEVELS) - dtype(bound)).astype(dtype, copy=False)
+    flow = codes.astype(dtype)  # the one array made: scaled and shifted in place
+    flow *= dtype(2.0 * bound / LEVELS)
+    flow -= dtype(bound)
+    return flow

@@ -14,7 +14,7 @@ import pytest
 
 from preprocess import decode, shards
 from preprocess.extract import SettingsMismatch, check_settings
-from preprocess.flow_codec import LEVELS, quantize
+from preprocess.flow_codec import LEVELS, dequantize, quantize
 from preprocess.index import Index
 from preprocess.settings import ExtractSettings, FlowSettings
 from preprocess.video_task import VideoJob, extract_video, ffmpeg_versions, stream_settings
@@ -79,6 +79,16 @@ def test_quantize_is_bit_identical_to_its_definition(real_rgb: list[np.ndarray])
     flow = flows[0].copy()
     quantize(flow, 20.0)
     np.testing.assert_array_equal(flow, flows[0])  # the input is left alone
+
+
+def test_dequantize_is_bit_identical_to_its_definition_for_every_code() -> None:
+    codes = np.arange(LEVELS + 1, dtype=np.uint8).reshape(16, 8, 2)
+    for bound in (20.0, 7.3, 0.5):
+        for dtype in (np.float32, np.float64):
+            reference = codes.astype(dtype) * dtype(2.0 * bound / LEVELS) - dtype(bound)
+            flow = dequantize(codes, bound, dtype)
+            assert flow.dtype == dtype and flow.shape == codes.shape
+            np.testing.assert_array_equal(flow, reference)
 
 
 def test_fresh_and_reused_frames_give_identical_flow_and_differences(shared_data: Path, tmp_path: Path) -> None:
