@@ -42,6 +42,20 @@ def training_videos(dataset: Dataset) -> list[int]:
     return [i for i, video in enumerate(dataset.videos) if video.split != "test"]
 
 
+class _TrainingVideoClips:
+    """Items indexed over the training videos of a dataset (every split except 'test')."""
+
+    def __init__(self, dataset_dir: str | Path) -> None:
+        self.dataset = Dataset(dataset_dir)
+        self.videos = self.dataset.videos
+        self.video_indices = training_videos(self.dataset)
+        if not self.video_indices:
+            raise ValueError(f"{dataset_dir}: no training videos")
+
+    def __len__(self) -> int:
+        return len(self.video_indices)
+
+
 class StatsClipDataset:
     """Clips with their stored motion/appearance statistics, cropped exactly as the labels were computed.
 
@@ -88,7 +102,7 @@ class StatsClipDataset:
         return self.labels.score[self.rows].astype(np.float32)
 
 
-class PaceClipDataset:
+class PaceClipDataset(_TrainingVideoClips):
     """Clips of training videos played at a random pace from ``paces``; the label is the pace's index.
 
     Each item holds ``views`` clips of one video with distinct paces when possible (views=2 gives the pair of
@@ -106,19 +120,12 @@ class PaceClipDataset:
         views: int = 1,
         seed: int = 0,
     ) -> None:
-        self.dataset = Dataset(dataset_dir)
+        super().__init__(dataset_dir)
         self.paces = [snap_slow_pace(float(p)) for p in paces]
         self.clip_len = clip_len
         self.crop_size = crop_size
         self.views = views
         self.seed = seed
-        self.videos = self.dataset.videos
-        self.video_indices = training_videos(self.dataset)
-        if not self.video_indices:
-            raise ValueError(f"{dataset_dir}: no training videos")
-
-    def __len__(self) -> int:
-        return len(self.video_indices)
 
     def draw(self, key: SampleKey) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
         """The random choices of an item: pace indices int64 [V], starts int64 [V], generator for the crop."""
@@ -143,7 +150,7 @@ class PaceClipDataset:
         return {"frames": np.stack(clips), "pace": pace_ids, "video": np.int64(self.video_indices[key.index])}
 
 
-class ClipDataset:
+class ClipDataset(_TrainingVideoClips):
     """One clip per training video: ``clip_len`` items ``stride`` frames apart, of each stream in ``streams``.
 
     With ``random_start`` the start is uniform over the positions where the clip fits and the crop window is
@@ -167,19 +174,12 @@ class ClipDataset:
         unknown = sorted(set(streams) - set(STREAM_READERS))
         if unknown or not streams:
             raise ValueError(f"streams must be some of {', '.join(STREAM_READERS)}, got {streams}")
-        self.dataset = Dataset(dataset_dir)
+        super().__init__(dataset_dir)
         for stream in streams:
             if not self.dataset.has_stream(stream):
                 raise ValueError(f"{dataset_dir}: not every video has a {stream} stream")
         self.clip_len, self.stride, self.crop_size = clip_len, stride, crop_size
         self.streams, self.random_start, self.seed = tuple(streams), random_start, seed
-        self.videos = self.dataset.videos
-        self.video_indices = training_videos(self.dataset)
-        if not self.video_indices:
-            raise ValueError(f"{dataset_dir}: no training videos")
-
-    def __len__(self) -> int:
-        return len(self.video_indices)
 
     def __getitem__(self, key: SampleKey | int) -> dict[str, np.ndarray]:
         key = key if isinstance(key, SampleKey) else SampleKey(key, 0, key)
