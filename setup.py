@@ -23,6 +23,7 @@ setup(
         "tqdm",
         "matplotlib",
         "tensorboard",
+        "hdf5plugin",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["vssl=cli:main"]},

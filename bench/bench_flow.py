@@ -107,6 +107,7 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
     diffs = [difference.image_difference(a, b) for a, b in zip(gray[:-1], gray[1:])]
     n, pairs = len(frames), len(flows)
     gzip1 = {"compression": "gzip", "compression_opts": 1}
+    chosen = dict(shards.COMPRESSION)
     steps = {
         "decode+resize": _cpu_ms_per_item(lambda: list(decode.iter_frames(video, size=settings.size, bgr=True)), n,
                                           repeats),
@@ -115,16 +116,17 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
         "JPEG -> gray": _cpu_ms_per_item(lambda: [shards.jpeg_to_gray(j) for j in jpegs], n, repeats),
         "flow (bare)": _cpu_ms_per_item(lambda: [flow_fn(a, b) for a, b in zip(gray[:-1], gray[1:])], pairs, repeats),
         "quantize": _cpu_ms_per_item(lambda: [quantize(f, settings.flow.bound) for f in flows], pairs, repeats),
-        "flow codes gzip-1 write": _cpu_ms_per_item(lambda: _write_items(codes, **gzip1), pairs, repeats),
+        "flow codes zstd-1 write": _cpu_ms_per_item(lambda: _write_items(codes, **chosen), pairs, repeats),
         "difference": _cpu_ms_per_item(lambda: [difference.image_difference(a, b) for a, b in zip(gray[:-1], gray[1:])],
                                        pairs, repeats),
-        "difference gzip-1 write": _cpu_ms_per_item(lambda: _write_items(diffs, **gzip1), pairs, repeats),
+        "difference zstd-1 write": _cpu_ms_per_item(lambda: _write_items(diffs, **chosen), pairs, repeats),
     }
     print("  CPU ms per frame, each step timed alone: " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
     rest = sum(v for k, v in steps.items() if k != "flow (bare)" and not k.startswith("difference"))
     print(f"  bare flow / (bare flow + other steps without differences) = "
           f"{steps['flow (bare)'] / (steps['flow (bare)'] + rest):.2f}x")
-    filters = {"none": {}, "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True}, "lzf": {"compression": "lzf"}}
+    filters = {"none": {}, "zstd-1 (chosen)": chosen, "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True},
+               "lzf": {"compression": "lzf"}}
     for name, items in (("flow codes uint8 [H,W,2]", codes), ("difference int16 [H,W]", diffs)):
         cells = []
         for label, compression in filters.items():

@@ -1,6 +1,6 @@
 """Grayscale image differences between consecutive frames (an input modality of CPC-style methods).
 
-Storage codec: the exact difference ``gray1 - gray0`` as int16 in [-255, 255] (lossless; HDF5 gzip
+Storage codec: the exact difference ``gray1 - gray0`` as int16 in [-255, 255] (lossless; HDF5 Zstandard
 shrinks it well since most values are near 0). Read back with :func:`decode_difference`, which gives
 float32 in the same units (grey levels).
 """
