@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from preprocess import shards
+from preprocess.difference import decode_difference
 from preprocess.flow_codec import dequantize
 from preprocess.index import DatasetError, load_index
 
@@ -132,7 +133,7 @@ class Dataset:
 
     def read_diff(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Image differences ``start:stop:step`` as float32 [T,H,W]: gray frame t+1 minus frame t, in [-255, 255]."""
-        return self._stored(video_id, "diff").read_items("diff", start, stop, step).astype(np.float32)
+        return decode_difference(self._stored(video_id, "diff").read_items("diff", start, stop, step))
 
     def close(self) -> None:
         """Close the HDF5 files this process opened."""
