@@ -316,11 +316,6 @@ def iter_frames(group: h5py.Group) -> Iterator[np.ndarray]:
     return StoredVideo(group).iter_frames()
 
 
-def read_items(group: h5py.Group, name: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
-    """Items ``start:stop:step`` of per-pair dataset ``name`` ('flow' uint8 [T,H,W,2] or 'diff' int16 [T,H,W])."""
-    return StoredVideo(group).read_items(name, start, stop, step)
-
-
 def copy_videos(sources: Iterable[Path], target: Path, settings: dict[str, Any]) -> list[str]:
     """Copy every video group of the part files ``sources`` into a new file ``target`` (chunks copied as
     stored, not recompressed); returns the video ids in order. ``settings`` maps each stream of the
