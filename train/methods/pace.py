@@ -19,7 +19,7 @@ from train import augment
 from train.backbones import ProjectionHead
 from train.backbones.base import Backbone
 from train.distributed import gather, gather_with_grad
-from train.losses import info_nce
+from train.losses import info_nce, positives_from_labels
 from train.methods.base import PretextMethod, StepOutput, to_float_clip
 from train.settings import PaceTaskSettings
 
@@ -38,9 +38,9 @@ def contrastive_masks(
     (query i is key ``query_offset + i``), which is neither a positive nor in the denominator.
     """
     if mode == "context":
-        positives = query_video[:, None] == key_video[None, :]
+        positives = positives_from_labels(query_video, key_video)
     elif mode == "pace":
-        positives = query_pace[:, None] == key_pace[None, :]
+        positives = positives_from_labels(query_pace, key_pace)
     else:
         raise ValueError(f"unknown contrastive mode {mode!r} (known: context, pace)")
     itself = torch.zeros_like(positives)
@@ -107,9 +107,10 @@ class PacePrediction(PretextMethod):
     def contrastive_loss(self, features: torch.Tensor, video: torch.Tensor, pace: torch.Tensor) -> torch.Tensor:
         """InfoNCE of this process's clips against the clips of the whole (all-process) batch.
 
-        Clips without any positive in the batch (a pace drawn once, in 'pace' mode) are left out.
+        Clips without any positive in the batch (a pace drawn once, in 'pace' mode) are left out. The
+        projections are L2-normalized (in float32) by ``info_nce`` itself.
         """
-        query = F.normalize(self.projection(features).float(), dim=1)
+        query = self.projection(features)
         keys = gather_with_grad(query)
         key_video, key_pace = gather(video), gather(pace)
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
