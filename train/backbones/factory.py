@@ -10,6 +10,7 @@ from train.backbones.base import Backbone
 from train.backbones.c3d import c3d, c3d_bn, c3d_large_bn
 from train.backbones.r2plus1d import r21d_10, r21d_18
 from train.backbones.resnet3d import r3d_10, r3d_18
+from train.checkpoint import atomic_torch_save
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "c3d": c3d,
@@ -54,10 +55,7 @@ def save_backbone(model: Backbone, path: str | Path) -> None:
     if build_args is None:
         raise ValueError(f"cannot save {type(model).__name__} to {path}: it was not made by build_backbone")
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    path = Path(path)
-    partial_path = path.with_name(path.name + ".partial")
-    torch.save({**build_args, "state_dict": state}, partial_path)
-    partial_path.replace(path)
+    atomic_torch_save({**build_args, "state_dict": state}, path)
 
 
 def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> Backbone:
