@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from labels.stats import N_APPEARANCE, N_MOTION
+from preprocess.config import setting_differences
 
 LABELS_DIR = "labels"
 SETTINGS_FILE = "settings.json"
@@ -54,14 +55,6 @@ def _write_json_atomically(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Human-readable list of the keys whose values differ between two nested mappings."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        keys = sorted(set(old) | set(new))
-        return [d for key in keys for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
-
-
 def claim_settings(root: Path, recorded: Mapping[str, Any]) -> None:
     """Record ``recorded`` as the settings of labels folder ``root``, or raise LabelError if the folder
     already holds labels made with other settings."""
@@ -69,8 +62,9 @@ def claim_settings(root: Path, recorded: Mapping[str, Any]) -> None:
     if path.exists():
         have = read_settings(root)
         if have != recorded:
+            differences = "; ".join(setting_differences(have, recorded, "there"))
             raise LabelError(
-                f"{path}: these labels were made with other settings ({'; '.join(_differences(have, recorded))}); "
+                f"{path}: these labels were made with other settings ({differences}); "
                 "write to another --labels-dir, or delete this folder"
             )
         return

@@ -120,6 +120,16 @@ def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def setting_differences(recorded: Any, wanted: Any, where: str, prefix: str = "") -> list[str]:
+    """One line per leaf where two nested settings mappings differ, ``"key.sub: OLD WHERE, NEW now"``
+    (``where`` says where ``recorded`` lives, e.g. "in the dataset")."""
+    if isinstance(recorded, Mapping) and isinstance(wanted, Mapping):
+        keys = sorted(set(recorded) | set(wanted))
+        return [line for key in keys
+                for line in setting_differences(recorded.get(key), wanted.get(key), where, f"{prefix}{key}.")]
+    return [] if recorded == wanted else [f"{prefix.rstrip('.')}: {recorded!r} {where}, {wanted!r} now"]
+
+
 def read_file(path: str | Path | None = None) -> dict[str, Any]:
     """Read a pipelines file; its top level holds ``cluster`` and ``pipelines``."""
     path = Path(path) if path else DEFAULT_FILE

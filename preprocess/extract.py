@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from distributed import Client, Future
 
 from preprocess import shards
-from preprocess.config import Pipeline, load_cluster, load_pipeline
+from preprocess.config import Pipeline, load_cluster, load_pipeline, setting_differences
 from preprocess.index import SHARD_DIR, DatasetError, Index, add_new_shards, add_shard, index_path, load_index, save_index
 from preprocess.inputs import VideoSource, find_videos
 from preprocess.runner import TMP_MARK, Task, check_cluster, open_client, remove_stale_temporaries, run_tasks
@@ -61,23 +61,15 @@ def wanted_streams(settings: ExtractSettings, flow: bool) -> list[str]:
     return ["frames"] + (["flow"] if flow else []) + (["diff"] if settings.diff else [])
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} in the dataset, {new!r} now"]
-
-
 def check_settings(index: Index, wanted: Mapping[str, dict[str, Any]], root: Path) -> None:
     """Refuse (SettingsMismatch) when a stream of the dataset was made with settings other than ``wanted``."""
     for stream, settings in wanted.items():
         have = index.settings.get(stream)
         if have is not None and have != settings:
+            differences = "; ".join(setting_differences(have, settings, "in the dataset"))
             raise SettingsMismatch(
                 f"{index_path(root)}: the {stream} stream was extracted with other settings "
-                f"({'; '.join(_differences(have, settings))}); extract into another OUTPUT folder, or delete this one"
+                f"({differences}); extract into another OUTPUT folder, or delete this one"
             )
 
 
