@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from train.clips import crop_offsets
+
 STREAM_CHANNELS: dict[str, int] = {"frames": 3, "flow": 2, "diff": 1}
 
 
@@ -29,10 +31,7 @@ def clip_indices(start: int, clip_len: int, n_frames: int) -> np.ndarray:
 
 def center_crop(frames: np.ndarray, size: int, where: str = "clip") -> np.ndarray:
     """The central ``size`` x ``size`` window of every frame: [T, H, W, ...] -> [T, size, size, ...]."""
-    height, width = frames.shape[1:3]
-    if height < size or width < size:
-        raise ValueError(f"{where}: frames are {height}x{width}, smaller than the {size}x{size} crop")
-    y, x = (height - size) // 2, (width - size) // 2
+    y, x = crop_offsets(frames.shape[1], frames.shape[2], size, None, where)
     return frames[:, y : y + size, x : x + size]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from eval.clips import center_crop, clip_indices, clip_starts
+from train.clips import random_crop
 
 
 def stream_length(video_id: str, n_frames: int, stream: str) -> int:
@@ -16,19 +17,23 @@ def stream_length(video_id: str, n_frames: int, stream: str) -> int:
 
 
 def read_stream(dataset, stream: str, video_id: str, start: int, stop: int) -> np.ndarray:
-    """Items ``start .. stop-1`` of a stream: frames uint8 [T,H,W,3], flow float32 [T,H,W,2], diff float32 [T,H,W]."""
+    """Items ``start .. stop-1`` of a stream: frames uint8 [T,H,W,3], flow float32 [T,H,W,2], diff float32 [T,H,W].
+
+    Raises ValueError naming the dataset and video when the stream holds fewer items than asked for.
+    """
     readers = {"frames": "read_frames", "flow": "read_flow", "diff": "read_diff"}
     if stream not in readers:
         raise ValueError(f"unknown stream {stream!r} (known: {', '.join(readers)})")
-    return getattr(dataset, readers[stream])(video_id, start, stop)
+    items = getattr(dataset, readers[stream])(video_id, start, stop)
+    if len(items) != stop - start:
+        raise ValueError(f"{dataset.path}: {video_id}: asked for {stream} {start}..{stop - 1}, got {len(items)} items")
+    return items
 
 
 def read_clip(dataset, stream: str, video_id: str, indices: np.ndarray, crop_size: int) -> np.ndarray:
     """The centre-cropped clip at frame ``indices`` int [T] (may wrap around): [T, S, S, ...], stream dtype."""
     lo, hi = int(indices.min()), int(indices.max()) + 1
     span = read_stream(dataset, stream, video_id, lo, hi)
-    if len(span) != hi - lo:
-        raise ValueError(f"{dataset.path}: {video_id}: asked for {stream} {lo}..{hi - 1}, got {len(span)} items")
     where = f"{dataset.path}: {video_id} ({stream})"
     return np.ascontiguousarray(center_crop(span[indices - lo], crop_size, where=where))
 
@@ -42,13 +47,7 @@ def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: in
     indices = clip_indices(start, clip_len, length)
     lo, hi = int(indices.min()), int(indices.max()) + 1
     frames = read_stream(dataset, stream, video_id, lo, hi)[indices - lo]
-    height, width = frames.shape[1:3]
-    if height < crop_size or width < crop_size:
-        raise ValueError(f"{dataset.path}: {video_id} ({stream}): frames are {height}x{width}, smaller than the "
-                         f"{crop_size}x{crop_size} crop")
-    y = int(rng.integers(0, height - crop_size + 1))
-    x = int(rng.integers(0, width - crop_size + 1))
-    clip = frames[:, y : y + crop_size, x : x + crop_size]
+    clip = random_crop(frames, crop_size, rng, where=f"{dataset.path}: {video_id} ({stream})")
     if rng.random() < 0.5:
         clip = clip[:, :, ::-1].copy()
         if stream == "flow":
@@ -68,8 +67,6 @@ def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: i
     if hi - lo > indices.size:  # sparse clips over a long video: read each one alone
         return np.stack([read_clip(dataset, stream, video_id, row, crop_size) for row in indices])
     span = read_stream(dataset, stream, video_id, lo, hi)
-    if len(span) != hi - lo:
-        raise ValueError(f"{dataset.path}: {video_id}: asked for {stream} {lo}..{hi - 1}, got {len(span)} items")
     cropped = center_crop(span, crop_size, where=f"{dataset.path}: {video_id} ({stream})")
     return np.ascontiguousarray(cropped[indices - lo])
 

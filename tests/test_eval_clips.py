@@ -87,3 +87,9 @@ def test_uniform_clips_of_a_long_video_read_each_clip() -> None:
     clips = uniform_clips(ds, "flow", "v", 100, 3, 4, 4)
     assert clips.shape == (3, 4, 4, 4, 2)
     np.testing.assert_array_equal(clips[:, :, 0, 0, 1] // 100, [[0, 1, 2, 3], [48, 49, 50, 51], [95, 96, 97, 98]])
+
+
+def test_random_clip_of_a_stream_shorter_than_its_video_names_the_video() -> None:
+    ds = _FlowOnly(n=5, h=6, w=8)  # the video claims 10 frames (9 flows) but only 5 flows are stored
+    with pytest.raises(ValueError, match=r"fake: v: asked for flow"):
+        random_clip(ds, "flow", "v", 10, 9, 5, np.random.default_rng(0))
