@@ -117,12 +117,12 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 
 def write_config(pipeline: Pipeline, path: Path) -> None:
-    """The resolved pipeline as YAML (tuples as lists)."""
-    plain = yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(pipeline))))
-    path.write_text(yaml.safe_dump(plain, sort_keys=False))
+    """The resolved pipeline as YAML (tuples as lists, keys sorted)."""
+    path.write_text(yaml.safe_dump(_plain(dataclasses.asdict(pipeline))))
 
 
 def _plain(value: Any) -> Any:
+    """``value`` with every tuple turned into a list (what ``yaml.safe_dump`` can write), recursively."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -220,6 +220,7 @@ def wrap_model(method: PretextMethod, settings: TrainSettings, ctx: DistributedC
 
 
 def not_finite_message(what: str, step: int, last_saved: Path | None) -> str:
+    """The message of :class:`TrainingDiverged`: the step, what went non-finite and the checkpoint to go back to."""
     return (
         f"step {step}: {what} not finite; training stopped. "
         f"Last good checkpoint: {last_saved or 'none (no checkpoint written yet)'}"
@@ -313,6 +314,7 @@ class MetricWindow:
         self.started = time.perf_counter()
 
     def add(self, metrics: dict[str, torch.Tensor], clips: int) -> None:
+        """Add one step's scalar ``metrics`` (device tensors, no sync) and its global number of ``clips``."""
         for name, value in metrics.items():
             self.sums[name] = self.sums.get(name, 0) + value.detach().float()
         self.steps += 1
