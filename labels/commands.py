@@ -79,13 +79,13 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
     regions and direction arrows, per-frame boundary energy, colour consistency, dominant colours."""
     from labels.crops import crop_flow, crop_frames
     from labels.show import render_clip_labels
-    from labels.store import LabelError, labels_root, load_clip_labels, read_settings
+    from labels.store import SETTINGS_FILE, LabelError, consolidated_path, labels_root, load_clip_labels, read_settings
     from preprocess.dataset import Dataset
     from preprocess.index import DatasetError
 
     try:
         root = labels_root(data_dir, labels_dir)
-        if (root / "settings.json").exists():
+        if (root / SETTINGS_FILE).exists():
             recorded = read_settings(root)
             clip_len, size, variants = recorded["clip_len"], recorded["crop_size"], recorded["crop_variants"]
         else:
@@ -102,6 +102,7 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
         flow = dataset.read_flow(video.id, start, start + clip_len - 1)
         frames = np.ascontiguousarray(crop_frames(frames, y, x, size, bool(flip)))
         flow = crop_flow(flow, y, x, size, bool(flip))
+        stored = load_clip_labels(data_dir, labels_dir) if consolidated_path(root, "stats").exists() else None
     except KeyError as exc:  # unknown video id
         raise Refused(exc.args[0]) from exc
     except (ConfigError, LabelError, DatasetError, ValueError) as exc:
@@ -110,8 +111,7 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
     drawn = render_clip_labels(frames, flow, out_path, title)
     click.echo(f"motion {drawn['motion'].tolist()}\nappearance {drawn['appearance'].tolist()}\n"
                f"curriculum score {float(drawn['score']):.4f}\nwritten to {out_path}")
-    if (root / "stats.h5").exists():
-        stored = load_clip_labels(data_dir, labels_dir)
+    if stored is not None:
         row = np.flatnonzero((stored.video_id == video.id) & (stored.start == start) & (stored.variant == variant))
         if len(row):
             same = (np.array_equal(stored.motion[row[0]], drawn["motion"])

@@ -151,3 +151,17 @@ def test_show_labels_draws_the_stored_labels(first_run: LabelSummary, dataset_di
     assert f"motion {labels.motion[row].tolist()}" in result.output
     result = CliRunner().invoke(cli, [*args[:-2], "--variant", "7", "--out", str(out)])
     assert result.exit_code == 2 and "3 crop variants" in result.output
+
+
+def test_show_labels_refuses_unreadable_stored_labels(first_run: LabelSummary, dataset_dir: Path,
+                                                       tmp_path: Path) -> None:
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir()
+    (labels_dir / "settings.json").write_bytes((dataset_dir / "labels" / "settings.json").read_bytes())
+    (labels_dir / "stats.h5").write_bytes(b"not an HDF5 file")
+    out = tmp_path / "clip.png"
+    result = CliRunner().invoke(cli, ["show-labels", "--data", str(dataset_dir), "--labels-dir", str(labels_dir),
+                                      "--video", "Turn/Turn_1_42", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{labels_dir / 'stats.h5'}: unreadable labels" in result.output
+    assert not out.exists()
