@@ -33,6 +33,7 @@ from train.checkpoint import list_checkpoints, load_checkpoint
 from train.data import ClipDataset, PaceClipDataset, StatsClipDataset
 from train.distributed import setup_distributed
 from train.loop import TrainingDiverged, build_data, build_sampler, train
+from train.metrics import drop_records_after
 from train.methods import PacePrediction, StatsRegression
 from train.sampling import EpochBatchSampler, SampleKey
 
@@ -366,3 +367,13 @@ def test_train_command_writes_the_run_folder_and_reports_bad_input(dataset_dir: 
     empty.mkdir()
     no_data = CliRunner().invoke(cli, ["train", "--pipeline", "demo", "--data", str(empty), "--out", str(tmp_path / "x")])
     assert no_data.exit_code == 1 and f"{empty / 'labels'}" in no_data.output and "Traceback" not in no_data.output
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    drop_records_after(path, 2)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+    path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a JSON record"):
+        drop_records_after(path, 2)

@@ -15,10 +15,24 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def drop_records_after(path: Path, step: int) -> None:
-    """Rewrite the JSON-lines file ``path`` without the records whose ``step`` is greater than ``step``."""
+    """Rewrite the JSON-lines file ``path`` without the records whose ``step`` is greater than ``step``.
+
+    A last line that is not valid JSON (a write cut short when the run was killed) is dropped too; a bad
+    line elsewhere raises ValueError naming the file and the line.
+    """
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not a JSON record ({exc})") from exc
+        if record["step"] <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
 
