@@ -38,12 +38,13 @@ class DecodeError(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container declares: frame rate, frame count (header; may be off by one for MKV), size."""
+    """What the container declares: frame rate, frame count (header; may be off by one for MKV), size, codec."""
 
     fps: float
     n_frames: int
     width: int
     height: int
+    codec: str
 
 
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
@@ -73,6 +74,8 @@ def _is_mp4_family(path: str) -> bool:
 
 
 def _info(cap: cv2.VideoCapture) -> VideoInfo:
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
+    codec = fourcc.to_bytes(4, "little").decode("latin-1").strip("\x00 ") if fourcc > 0 else ""
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
     return VideoInfo(
@@ -80,6 +83,7 @@ def _info(cap: cv2.VideoCapture) -> VideoInfo:
         n_frames=int(count) if math.isfinite(count) and count > 0 else 0,
         width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
         height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        codec=codec,
     )
 
 
