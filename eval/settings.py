@@ -13,6 +13,19 @@ Task = Literal["linear", "finetune", "fewshot", "retrieval"]
 ALL_TASKS: tuple[str, ...] = ("linear", "finetune", "fewshot", "retrieval")
 
 
+def _check_at_least_one(settings: object, *names: str) -> None:
+    """ValueError naming the first of the int fields ``names`` of ``settings`` that is below 1."""
+    for name in names:
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(settings, name)}")
+
+
+def _check_dropout(dropout: float) -> None:
+    """ValueError unless ``dropout`` is a drop probability in [0, 1)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+
+
 @dataclass
 class ClipSettings:
     """How clips are cut from a stored video for feature extraction and testing."""
@@ -24,9 +37,7 @@ class ClipSettings:
     num_workers: int = 0  # DataLoader processes reading clips (feature extraction and fine-tuning)
 
     def __post_init__(self) -> None:
-        for name in ("clips_per_video", "clip_len", "crop_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_at_least_one(self, "clips_per_video", "clip_len", "crop_size", "batch_size")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
@@ -43,6 +54,12 @@ class LinearProbeSettings:
     logreg_c: float = 1.0  # inverse L2 strength of the logistic regression (standardised features)
     logreg_max_iter: int = 1000
 
+    def __post_init__(self) -> None:
+        _check_at_least_one(self, "epochs", "batch_size", "logreg_max_iter")
+        _check_dropout(self.dropout)
+        if self.lr <= 0 or self.logreg_c <= 0:
+            raise ValueError(f"lr and logreg_c must be > 0, got {self.lr} and {self.logreg_c}")
+
 
 @dataclass
 class FewShotSettings:
@@ -51,12 +68,21 @@ class FewShotSettings:
     shots: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     draws: int = 10  # random draws averaged per k
 
+    def __post_init__(self) -> None:
+        _check_at_least_one(self, "draws")
+        if not self.shots or min(self.shots) < 1:
+            raise ValueError(f"shots must be a non-empty list of counts >= 1, got {self.shots}")
+
 
 @dataclass
 class RetrievalSettings:
     """Test videos query the training videos by cosine similarity."""
 
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+
+    def __post_init__(self) -> None:
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be a non-empty list of counts >= 1, got {self.ks}")
 
 
 @dataclass
@@ -74,6 +100,8 @@ class FinetuneSettings:
     label_fractions: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.01, 0.1, 1.0]
 
     def __post_init__(self) -> None:
+        _check_at_least_one(self, "batch_size")  # epochs may be 0: test the network as it comes
+        _check_dropout(self.dropout)
         bad = [f for f in self.label_fractions if not 0.0 < f <= 1.0]
         if bad:
             raise ValueError(f"label_fractions must lie in (0, 1], got {bad}")

@@ -20,7 +20,7 @@ from eval.features import cached_features, extract_features
 from eval.finetune import finetune
 from eval.retrieval import retrieval_recall
 from eval.settings import ClipSettings, EvalSettings, FinetuneSettings
-from preprocess.config import parse_overrides
+from preprocess.config import ConfigError, load_pipeline, parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from train.augment import normalize
@@ -237,3 +237,17 @@ def test_random_initialisation_alone_and_bad_weights(dataset_dir: Path, tmp_path
         evaluate(flow_net, dataset_dir, tmp_path / "f", settings=settings)
     with pytest.raises(ValueError, match=r"unknown evaluation task\(s\) \['probe'\]"):
         evaluate(flow_net, dataset_dir, tmp_path / "f", ["probe"], settings=settings)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.retrieval.ks=[]", "eval.retrieval: ks must be a non-empty list"),
+        ("eval.fewshot.shots=[0, 5]", "eval.fewshot: shots must be a non-empty list"),
+        ("eval.linear.batch_size=0", "eval.linear: batch_size must be >= 1"),
+        ("eval.finetune.dropout=1.0", r"eval.finetune: dropout must lie in \[0, 1\)"),
+    ],
+)
+def test_bad_eval_settings_are_refused_before_any_work(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline("stats", overrides=parse_overrides([override]))
