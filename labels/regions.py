@@ -96,19 +96,20 @@ def region_layout(size: int) -> RegionLayout:
     if size <= 0 or size % 8:
         raise ValueError(f"crop size must be a positive multiple of 8 for the statistics regions, got {size}")
     masks = np.concatenate([block_masks(size), ring_masks(size), triangle_masks(size)])
-    offsets = {"blocks": 0, "rings": 16, "triangles": 20}
+    starts = np.cumsum([0, *(PATTERN_SIZES[p] for p in PATTERNS)])
+    offsets = {pattern: int(start) for pattern, start in zip(PATTERNS, starts)}
     signatures = masks.reshape(len(masks), -1).T  # [S*S, 28]: regions each pixel belongs to
     unique, part_of_pixel = np.unique(signatures, axis=0, return_inverse=True)
-    membership = unique.T.astype(np.float64)
     flat = masks.reshape(len(masks), -1)
-    for array in (masks, membership):
-        array.setflags(write=False)
-    return RegionLayout(
+    layout = RegionLayout(
         size=size,
         masks=masks,
         offsets=offsets,
         part_of_pixel=part_of_pixel.reshape(size, size),
-        membership=membership,
+        membership=unique.T.astype(np.float64),
         region_pixels=tuple(np.flatnonzero(row) for row in flat),
         region_area=flat.sum(axis=1).astype(np.float64),
     )
+    for array in (layout.masks, layout.part_of_pixel, layout.membership, layout.region_area, *layout.region_pixels):
+        array.setflags(write=False)  # the layout is cached and shared by every caller
+    return layout
