@@ -86,7 +86,11 @@ def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, vi
     features = extract_features(backbone, dataset, video_ids, stage, stream, clips, device, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, features=features, video_ids=np.array(video_ids))
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, features=features, video_ids=np.array(video_ids))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return features
