@@ -63,6 +63,9 @@ class TaskSummary:
 
 @dataclasses.dataclass
 class LabelSummary:
+    """Result of :func:`make_labels`: the dataset and labels folders, its video count, one
+    :class:`TaskSummary` per task, wall seconds and the peak memory of a worker process (MB)."""
+
     dataset: str
     labels_dir: str
     videos: int

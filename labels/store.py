@@ -93,6 +93,7 @@ def read_failures(root: Path) -> dict[str, dict[str, dict[str, str]]]:
 
 
 def write_failures(root: Path, failures: Mapping[str, Mapping[str, Mapping[str, str]]]) -> None:
+    """Record ``{task: {video_id: {path, reason}}}`` in ``ROOT/failures.json`` (tasks without failures left out)."""
     _write_json_atomically(root / FAILURES_FILE, {task: dict(f) for task, f in failures.items() if f})
 
 
@@ -140,6 +141,7 @@ def read_part(path: str | Path, task: str, recorded: Mapping[str, Any]) -> tuple
 
 
 def consolidated_path(root: Path, task: str) -> Path:
+    """The consolidated file of ``task``: ``ROOT/<task>.h5``."""
     return root / f"{task}.h5"
 
 

@@ -45,6 +45,7 @@ class Index:
 
 
 def index_path(root: str | Path) -> Path:
+    """``ROOT/index.json``."""
     return Path(root) / INDEX_NAME
 
 
