@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -15,18 +14,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 
+from timing import best_time  # noqa: E402  (bench/ is on sys.path when a script in it runs)
 from train.augment import (ClipAugment, color_jitter, gaussian_blur, horizontal_flip, random_grayscale,
                            random_resized_crop)
-
-
-def best_time(fn: Callable[[], torch.Tensor], repeats: int) -> float:
-    """Fastest of ``repeats`` runs, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

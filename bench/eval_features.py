@@ -27,6 +27,7 @@ from eval.video_clips import read_clip, uniform_clips  # noqa: E402
 from preprocess import shards  # noqa: E402
 from preprocess.dataset import Dataset  # noqa: E402
 from preprocess.index import Index, add_shard, save_index  # noqa: E402
+from timing import best_time  # noqa: E402  (bench/ is on sys.path when a script in it runs)
 from train.backbones import build_backbone  # noqa: E402
 
 ARID = Path(__file__).resolve().parents[2] / "shared" / "data" / "arid" / "train"
@@ -60,15 +61,6 @@ def write_dataset(root: Path) -> None:
     save_index(root, index)
 
 
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +79,7 @@ def main() -> None:
             for v in videos:
                 uniform_clips(ds, "frames", v.id, v.n_frames, 10, 16, 112)
 
-        baseline, ours = best_of(3, per_clip), best_of(3, shared)
+        baseline, ours = best_time(per_clip, 3), best_time(shared, 3)
         print(f"clip reading, {len(videos)} videos x 10 clips x 16 frames ({N_FRAMES} frames each, JPEG):")
         print(f"  read per clip (baseline) {baseline:.3f} s, shared read {ours:.3f} s, speed-up x{baseline / ours:.2f}")
 
@@ -99,7 +91,7 @@ def main() -> None:
         start = time.perf_counter()
         cached_features(backbone, "bench", ds, root, ids, "pool5", "frames", clips, cache)
         extraction = time.perf_counter() - start
-        hit = best_of(3, lambda: cached_features(backbone, "bench", ds, root, ids, "pool5", "frames", clips, cache))
+        hit = best_time(lambda: cached_features(backbone, "bench", ds, root, ids, "pool5", "frames", clips, cache), 3)
         n_clips = len(ids) * clips.clips_per_video
         print(f"c3d pool5 features, {n_clips} clips of 16x112x112 on CPU ({torch.get_num_threads()} threads):")
         print(f"  extraction (baseline) {extraction:.2f} s ({n_clips / extraction:.1f} clips/s), cache hit "
