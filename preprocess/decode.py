@@ -170,12 +170,27 @@ def iter_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
     unreadable file, zero or one output frames, or fewer frames than the container declares
     (truncation, checked once the stream ends, i.e. after earlier frames were yielded).
     """
+    _, frames = open_frames(path, size=size, short_side=short_side, fps=fps, every=every, bgr=bgr)
+    yield from frames
+
+
+def open_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None, short_side: int | None = None,
+                fps: float | None = None, every: int = 1, bgr: bool = False) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    """What the container declares (as :func:`probe`) and the frames (as :func:`iter_frames`), opening the
+    file once. Raises ValueError for bad options and DecodeError for a file that cannot be opened at once,
+    the other DecodeErrors of :func:`iter_frames` while iterating."""
     path = os.fspath(path)
     output_size(1, 1, size=size, short_side=short_side)  # argument errors are ValueErrors, before any decoding
     next(source_indices(1.0, fps, every))
     cap = _open(path)
+    info = _info(cap)
+    return info, _frames(path, cap, info, size=size, short_side=short_side, fps=fps, every=every, bgr=bgr)
+
+
+def _frames(path: str, cap: cv2.VideoCapture, info: VideoInfo, *, size: tuple[int, int] | None = None, short_side: int | None = None,
+            fps: float | None = None, every: int = 1, bgr: bool = False) -> Iterator[np.ndarray]:
+    """The frames of an opened capture (see :func:`iter_frames`); releases it when done."""
     try:
-        info = _info(cap)
         if fps is not None and info.fps <= 0:
             raise DecodeError(path, "frame rate unknown, cannot resample to a target fps")
         wanted = source_indices(info.fps, fps, every)
