@@ -1,10 +1,11 @@
 """Benchmark of the extraction pipeline against the bare OpenCV flow call, and of Dask scaling.
 
-    .venv/bin/python bench/bench_flow.py [--size 128 171] [--tvl1-pairs 24] [--videos 8]
+    .venv/bin/python bench/bench_flow.py [--size 128 171] [--tvl1-pairs 24] [--videos 25]
 
 Prints, for TV-L1 and DIS (medium): frames/s of the bare flow call on pre-decoded gray frames vs the whole
 per-video pipeline (decode -> resize -> JPEG -> flow -> quantize -> HDF5, plus differences) in one
-process with one thread, as a ratio; for DIS also the CPU time of each step alone, and bytes and write
+process with one thread, as a ratio, for flow from the decoded frames (a fresh extraction) and from the
+stored ones (JPEG round trip: frames extracted by an earlier run); for DIS also the CPU time of each step alone, and bytes and write
 time of flow codes and differences per HDF5 compression filter. All are timed in CPU seconds of this
 process (``time.process_time``), which a busy shared machine disturbs far less than wall time. Then the
 wall-time speed-up of a multi-video extraction from 1 to 2 Dask workers (cluster start and sandbox start
@@ -37,7 +38,7 @@ from preprocess.extract import extract  # noqa: E402
 from preprocess.flow_codec import quantize  # noqa: E402
 from preprocess.runner import open_client  # noqa: E402
 from preprocess.settings import ClusterSettings, ExtractSettings  # noqa: E402
-from preprocess.video_task import VideoJob, extract_video  # noqa: E402
+from preprocess.video_task import GRAY_SOURCES, VideoJob, extract_video  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -59,12 +60,12 @@ def trimmed_copy(src: Path, dst: Path, n_frames: int) -> Path:
     return dst
 
 
-def stored_gray_frames(video: Path, settings: ExtractSettings, as_stored: bool) -> list[np.ndarray]:
-    """Gray frames of ``video`` from the project's decoder at ``settings.size``: as the pipeline stores them
-    (JPEG round trip: the frames its flow is computed from) when ``as_stored``, else straight from the decoder."""
+def gray_frames(video: Path, settings: ExtractSettings, source: str) -> list[np.ndarray]:
+    """Gray frames of ``video`` from the project's decoder at ``settings.size``, as the pipeline computes
+    flow from them: straight from the decoder (``decoded``) or after the JPEG round trip (``stored``)."""
     gray = []
     for bgr in decode.iter_frames(video, size=settings.size, bgr=True):
-        if as_stored:
+        if source == "stored":
             gray.append(shards.jpeg_to_gray(shards.encode_jpeg_bgr(bgr, settings.jpeg_quality)))
         else:
             gray.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
@@ -97,10 +98,11 @@ def _write_items(items: list[np.ndarray], **compression: Any) -> int:
 
 def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
     """CPU ms per frame of each step of the DIS pipeline, timed alone, and ratio of the bare flow call to
-    their sum; then bytes and write time of flow codes and differences per HDF5 compression filter."""
+    their sum for flow from the decoded frames and from the stored ones (JPEG -> gray in place of
+    BGR -> gray); then bytes and write time of flow codes and differences per HDF5 compression filter."""
     frames = list(decode.iter_frames(video, size=settings.size, bgr=True))
     jpegs = [shards.encode_jpeg_bgr(bgr, settings.jpeg_quality) for bgr in frames]
-    gray = [shards.jpeg_to_gray(jpeg) for jpeg in jpegs]
+    gray = [cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) for bgr in frames]
     flow_fn = flow_module.make_flow(settings.flow)
     flows = [flow_fn(a, b) for a, b in zip(gray[:-1], gray[1:])]
     codes = [quantize(f, settings.flow.bound) for f in flows]
@@ -113,6 +115,7 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
                                           repeats),
         "JPEG encode": _cpu_ms_per_item(lambda: [shards.encode_jpeg_bgr(b, settings.jpeg_quality) for b in frames], n,
                                         repeats),
+        "BGR -> gray": _cpu_ms_per_item(lambda: [cv2.cvtColor(b, cv2.COLOR_BGR2GRAY) for b in frames], n, repeats),
         "JPEG -> gray": _cpu_ms_per_item(lambda: [shards.jpeg_to_gray(j) for j in jpegs], n, repeats),
         "flow (bare)": _cpu_ms_per_item(lambda: [flow_fn(a, b) for a, b in zip(gray[:-1], gray[1:])], pairs, repeats),
         "quantize": _cpu_ms_per_item(lambda: [quantize(f, settings.flow.bound) for f in flows], pairs, repeats),
@@ -122,9 +125,11 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
         "difference zstd-1 write": _cpu_ms_per_item(lambda: _write_items(diffs, **chosen), pairs, repeats),
     }
     print("  CPU ms per frame, each step timed alone: " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
-    rest = sum(v for k, v in steps.items() if k != "flow (bare)" and not k.startswith("difference"))
-    print(f"  bare flow / (bare flow + other steps without differences) = "
-          f"{steps['flow (bare)'] / (steps['flow (bare)'] + rest):.2f}x")
+    flow_ms = steps["flow (bare)"]
+    for src, gray_step in (("decoded", "BGR -> gray"), ("stored", "JPEG -> gray")):
+        rest = sum(steps[k] for k in ("decode+resize", "JPEG encode", gray_step, "quantize", "flow codes zstd-1 write"))
+        print(f"  flow from the {src} frames: bare flow / (bare flow + other steps without differences) = "
+              f"{flow_ms / (flow_ms + rest):.2f}x")
     filters = {"none": {}, "zstd-1 (chosen)": chosen, "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True},
                "lzf": {"compression": "lzf"}}
     for name, items in (("flow codes uint8 [H,W,2]", codes), ("difference int16 [H,W]", diffs)):
@@ -144,37 +149,44 @@ def bare_flow_fps(gray: list[np.ndarray], settings: ExtractSettings) -> float:
     return (len(gray) - 1) / (time.process_time() - start)
 
 
-def pipeline_fps(video: Path, settings: ExtractSettings, workdir: Path) -> float:
-    """Frames/s of one video through the whole per-video task (as run in a worker's sandbox)."""
-    job = VideoJob("bench/video", str(video), None, None, ("frames", "flow", "diff") if settings.diff else
-                   ("frames", "flow"), settings)
+def pipeline_fps(video: Path, settings: ExtractSettings, workdir: Path, gray_from: str) -> float:
+    """Frames/s of one video through the whole per-video task (as run in a worker's sandbox), flow and
+    differences computed from the ``gray_from`` frames."""
+    streams = ("frames", "flow", "diff") if settings.diff else ("frames", "flow")
+    job = VideoJob("bench/video", str(video), None, None, streams, settings, flow_from=gray_from, diff_from=gray_from)
     out = workdir / f"part-{time.monotonic_ns()}.h5"
     start = time.process_time()
     meta = extract_video(job, str(out))
     elapsed = time.process_time() - start
+    out.unlink()
     return (meta["n_frames"] - 1) / elapsed
 
 
 def compare(name: str, video: Path, settings: ExtractSettings, workdir: Path, repeats: int) -> None:
-    """Print bare flow vs pipeline rates; each is the best of ``repeats``, taken in turns so that changes of
-    the machine's load affect all of them alike."""
-    stored = stored_gray_frames(video, settings, as_stored=True)
-    decoded = stored_gray_frames(video, settings, as_stored=False)
-    measures = {
-        "bare": lambda: bare_flow_fps(stored, settings),
-        "bare_decoded": lambda: bare_flow_fps(decoded, settings),
-        "pipeline": lambda: pipeline_fps(video, dataclasses.replace(settings, diff=False), workdir),
-        "pipeline_diff": lambda: pipeline_fps(video, settings, workdir),
-    }
-    best = dict.fromkeys(measures, 0.0)
+    """Print bare flow vs pipeline rates, for flow from the decoded frames (a fresh extraction) and from the
+    stored ones (frames extracted by an earlier run), each against the bare call on its own frames. Each
+    measure is taken ``repeats`` times, in turns so that changes of the machine's load affect all alike;
+    printed: the ratio of the best rates, and the median of the ratios of neighbouring measures."""
+    gray = {src: gray_frames(video, settings, src) for src in GRAY_SOURCES}
+    no_diff = dataclasses.replace(settings, diff=False)
+    measures = {}
+    for src in GRAY_SOURCES:
+        measures[src, "bare flow"] = lambda src=src: bare_flow_fps(gray[src], settings)
+        measures[src, "pipeline"] = lambda src=src: pipeline_fps(video, no_diff, workdir, src)
+        measures[src, "with differences"] = lambda src=src: pipeline_fps(video, settings, workdir, src)
+    runs: dict[tuple[str, str], list[float]] = {key: [] for key in measures}
     for _ in range(repeats):
         for key, measure in measures.items():
-            best[key] = max(best[key], measure())
-    bare = best["bare"]
-    print(f"{name}: {len(stored)} frames {settings.size[0]}x{settings.size[1]} from {video.name}, best of {repeats}: "
-          f"bare flow {bare:.1f} frames/s on the stored frames ({best['bare_decoded']:.1f} on frames straight from "
-          f"the decoder); pipeline {best['pipeline']:.1f} frames/s = {best['pipeline'] / bare:.2f}x, with "
-          f"differences {best['pipeline_diff']:.1f} = {best['pipeline_diff'] / bare:.2f}x")
+            runs[key].append(measure())
+    print(f"{name}: {len(gray['decoded'])} frames {settings.size[0]}x{settings.size[1]} from {video.name}, "
+          f"{repeats} turns; pipeline / bare flow as ratio of the best rates and median ratio within a turn:")
+    for src in GRAY_SOURCES:
+        bare = np.array(runs[src, "bare flow"])
+        cells = [f"bare flow {bare.max():.1f} frames/s"]
+        for what in ("pipeline", "with differences"):
+            rates = np.array(runs[src, what])
+            cells.append(f"{what} {rates.max():.1f} = {rates.max() / bare.max():.2f}x (median {np.median(rates / bare):.2f}x)")
+        print(f"  flow from the {src} frames: " + "; ".join(cells))
 
 
 def scaling(videos: Path, workdir: Path, size: tuple[int, int]) -> None:
@@ -212,7 +224,8 @@ def main() -> None:
     parser.add_argument("--size", nargs=2, type=int, default=[128, 171])
     parser.add_argument("--tvl1-pairs", type=int, default=12, help="frames of the TV-L1 clip (TV-L1 is slow)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each per-worker measurement")
-    parser.add_argument("--videos", type=int, default=8, help="ARID clips for the 1 -> 2 worker scaling run")
+    parser.add_argument("--videos", type=int, default=25, help="ARID clips for the 1 -> 2 worker scaling run (25: all "
+                        "Run clips; with fewer the speed-up depends on which video ends last)")
     args = parser.parse_args()
     flow_module.pin_opencv_threads(1)
     size = tuple(args.size)

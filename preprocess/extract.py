@@ -73,6 +73,16 @@ def check_settings(index: Index, wanted: Mapping[str, dict[str, Any]], root: Pat
             )
 
 
+def gray_sources(index: Index) -> dict[str, str]:
+    """Which frames the dataset's flow and differences are (to be) computed from, ``{"flow": src, "diff": src}``
+    with src in ``video_task.GRAY_SOURCES``: as recorded by an earlier run; for a new stream, ``stored`` when the
+    dataset already holds frames (extracted before it, so they are reused rather than decoded again), else
+    ``decoded``."""
+    new = "stored" if "frames" in index.settings else "decoded"
+    return {stream: index.settings[stream].get("from", "stored") if stream in index.settings else new
+            for stream in ("flow", "diff")}  # recorded before "from" existed: stored
+
+
 def part_path(root: Path, video_id: str, streams: Iterable[str]) -> Path:
     """The part file of one video and stream set (readable name + hash, unique per id)."""
     readable = re.sub(r"[^\w.-]+", "_", video_id)[-80:]
@@ -140,8 +150,9 @@ def _open_index(root: Path, input_path: Path) -> Index:
 
 
 def _plan(sources: list[VideoSource], index: Index, root: Path, settings: ExtractSettings, streams: list[str],
-          retry_failed: bool) -> tuple[list[Task], int]:
-    """Tasks for the streams each video still lacks, and how many videos are already complete."""
+          gray_from: dict[str, str], retry_failed: bool) -> tuple[list[Task], int]:
+    """Tasks for the streams each video still lacks, and how many videos are already complete. A video's
+    stored frames are reused when its missing streams are computed from them; otherwise it is decoded again."""
     tasks, done = [], 0
     for src in sources:
         have = index.videos.get(src.id, {}).get("shards", {})
@@ -151,8 +162,9 @@ def _plan(sources: list[VideoSource], index: Index, root: Path, settings: Extrac
             continue
         if src.id in index.failures and not retry_failed:
             continue
-        frames_shard = str(root / have["frames"]) if "frames" in have else None
-        job = VideoJob(src.id, src.path, src.label, src.split, missing, settings, frames_shard)
+        reuse = "frames" in have and all(gray_from[s] == "stored" for s in missing)
+        job = VideoJob(src.id, src.path, src.label, src.split, missing, settings,
+                       str(root / have["frames"]) if reuse else None, gray_from["flow"], gray_from["diff"])
         tasks.append(Task(src.id, src.path, str(part_path(root, src.id, missing)), job))
     return tasks, done
 
@@ -231,13 +243,14 @@ def _prepare(root: Path, index: Index, sources: list[VideoSource], settings: Ext
         (root / folder).mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(root / folder)
     add_new_shards(index, root)  # shards finished by a run killed before it updated the index
-    recorded = stream_settings(settings)
+    gray_from = gray_sources(index)
+    recorded = stream_settings(settings, gray_from["flow"], gray_from["diff"])
     check_settings(index, {s: recorded[s] for s in streams}, root)
     for stream in streams:
         index.settings[stream] = recorded[stream]  # claimed before any part is written
     index.classes = sorted(set(index.classes) | {s.label for s in sources if s.label is not None})
     save_index(root, index)
-    tasks, already_done = _plan(sources, index, root, settings, streams, retry_failed)
+    tasks, already_done = _plan(sources, index, root, settings, streams, gray_from, retry_failed)
     _remove_unplanned_parts(root, tasks)
     return tasks, already_done
 

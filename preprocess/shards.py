@@ -171,25 +171,34 @@ class VideoWriter:
         """Store frame ``rgb`` uint8 [H,W,3]; ``jpeg`` (its encoded bytes) is stored as is when given."""
         if rgb.shape != (*self.shape, 3):
             raise ValueError(f"frame of shape {rgb.shape}, expected {(*self.shape, 3)}")
-        if "frames" in self.streams and self.image_format == "raw":
+        self._check_frames_stream()
+        if self.image_format == "raw":
             self._raw.add(rgb)
             self.n_frames += 1
-            return
-        if "frames" in self.streams and jpeg is None:
+        elif jpeg is None:
             raise ValueError("image_format jpeg: pass the frame's JPEG bytes")
-        self._add_jpeg(jpeg)
+        else:
+            self._add_jpeg(jpeg)
 
     def add_jpeg(self, jpeg: np.ndarray) -> None:
-        """Store a frame given only as its JPEG bytes uint8 [n] (image_format jpeg; pixels are not checked).
-        When frames are not a stream of this file, the frame is only counted."""
-        if "frames" in self.streams and self.image_format != "jpeg":
+        """Store a frame given only as its JPEG bytes uint8 [n] (image_format jpeg; pixels are not checked)."""
+        self._check_frames_stream()
+        if self.image_format != "jpeg":
             raise ValueError(f"image_format {self.image_format}: pass the frame's pixels to add_frame")
         self._add_jpeg(jpeg)
 
-    def _add_jpeg(self, jpeg: np.ndarray | None) -> None:
+    def count_frame(self) -> None:
+        """Count a frame this file does not store (it holds the frame's flow and differences only)."""
+        if "frames" in self.streams:
+            raise ValueError("frames are a stream of this file: pass the frame to add_jpeg or add_frame")
         self.n_frames += 1
+
+    def _check_frames_stream(self) -> None:
         if "frames" not in self.streams:
-            return
+            raise ValueError("frames are not a stream of this file: count the frame with count_frame")
+
+    def _add_jpeg(self, jpeg: np.ndarray) -> None:
+        self.n_frames += 1
         self._jpeg_parts.append(jpeg)
         self._jpeg_pending += jpeg.size
         self._offsets.append(self._offsets[-1] + jpeg.size)

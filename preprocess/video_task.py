@@ -1,8 +1,9 @@
 """One video -> one part file: decode (or reuse stored frames), JPEG frames, quantized flow, differences.
 
 Runs inside a sandbox process (``preprocess.sandbox``) so a hung decode or OpenCV call can be killed.
-Flow and differences are always computed from the frames as stored (JPEG decoded back), so they are the
-same whether the frames were extracted in this run or an earlier one.
+Flow and differences are each computed from the gray of the ``decoded`` frames (before JPEG), or of the
+``stored`` ones (JPEG decoded back) when the dataset's frames were extracted before that stream
+(``VideoJob.flow_from``/``diff_from``, recorded in the stream settings; docs/EXTRACTION.md).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from preprocess import decode, difference, flow, shards
 from preprocess.flow_codec import quantize
 from preprocess.settings import ExtractSettings
 
+GRAY_SOURCES = ("decoded", "stored")  # the frames flow and differences are computed from
+
 
 @dataclasses.dataclass(frozen=True)
 class VideoJob:
@@ -32,6 +35,19 @@ class VideoJob:
     streams: tuple[str, ...]  # streams to compute, subset of shards.STREAMS
     settings: ExtractSettings
     frames_shard: str | None = None  # a finished shard holding this video's frames, reused instead of decoding
+    flow_from: str = "decoded"  # flow from the gray of the "decoded" or of the "stored" frames
+    diff_from: str = "decoded"  # differences likewise
+
+    def __post_init__(self) -> None:
+        for name in ("flow_from", "diff_from"):
+            if getattr(self, name) not in GRAY_SOURCES:
+                raise ValueError(f"{name} must be one of {GRAY_SOURCES}, got {getattr(self, name)!r}")
+        if self.frames_shard is not None and self.gray_sources() - {"stored"}:
+            raise ValueError("stored frames (frames_shard) are reused only when flow and differences come from them")
+
+    def gray_sources(self) -> set[str]:
+        """The gray frames the job's flow and differences are computed from (empty without either)."""
+        return {src for stream, src in (("flow", self.flow_from), ("diff", self.diff_from)) if stream in self.streams}
 
 
 def _plain(value: Any) -> Any:
@@ -46,10 +62,12 @@ def ffmpeg_versions(build_information: str) -> dict[str, str]:
     return dict(found)
 
 
-def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
+def stream_settings(settings: ExtractSettings, flow_from: str = "decoded",
+                    diff_from: str = "decoded") -> dict[str, dict[str, Any]]:
     """The settings that shape each stream, as recorded in shards and the index, with the versions of the
     libraries that shape its values: OpenCV and FFmpeg for frames (hence for everything computed from them),
-    numpy for the quantized flow and the differences."""
+    numpy for the quantized flow and the differences; ``from`` says which frames flow and differences
+    were computed from (:data:`GRAY_SOURCES`)."""
     frames = {
         "size": settings.size,
         "short_side": settings.short_side if settings.size is None else None,
@@ -64,53 +82,60 @@ def stream_settings(settings: ExtractSettings) -> dict[str, dict[str, Any]]:
     params = {"tvl1": flow.tvl1, "dis": {"preset": flow.dis_preset}, "farneback": flow.farneback}[flow.algo]
     return _plain({
         "frames": frames,
-        "flow": {"frames": frames, "algo": flow.algo, "bound": flow.bound, "params": params, "numpy": np.__version__},
-        "diff": {"frames": frames, "numpy": np.__version__},
+        "flow": {"frames": frames, "from": flow_from, "algo": flow.algo, "bound": flow.bound, "params": params,
+                 "numpy": np.__version__},
+        "diff": {"frames": frames, "from": diff_from, "numpy": np.__version__},
     })
 
 
-class StoredFrame(NamedTuple):
-    """One frame as the task stores it: ``data`` is its JPEG bytes uint8 [n] (image_format jpeg) or its RGB
-    pixels uint8 [H,W,3] (raw); ``gray`` uint8 [H,W] is the frame as stored, in gray (None when not asked for)."""
+class TaskFrame(NamedTuple):
+    """One frame of the task: ``data`` is what is stored, its JPEG bytes uint8 [n] (image_format jpeg) or
+    its RGB pixels uint8 [H,W,3] (raw), None when the task does not store frames; ``gray`` maps each source
+    in ``VideoJob.gray_sources()`` to the frame's gray uint8 [H,W] from it."""
 
-    data: np.ndarray
+    data: np.ndarray | None
     shape: tuple[int, int]
-    gray: np.ndarray | None
+    gray: dict[str, np.ndarray]
 
 
-def _decoded_frames(job: VideoJob, gray: bool) -> tuple[Iterator[StoredFrame], float]:
+def _decoded_frames(job: VideoJob) -> tuple[Iterator[TaskFrame], float]:
     """Frames of the source video resized/resampled per the settings, encoded for storage, and their rate."""
     s = job.settings
-    info = decode.probe(job.source)
-    decoded = decode.iter_frames(job.source, size=s.size, short_side=s.short_side if s.size is None else None,
-                                 fps=s.fps, every=s.every, bgr=True)
+    store = "frames" in job.streams
+    sources = job.gray_sources()
+    jpeg = s.image_format == "jpeg"
+    info, decoded = decode.open_frames(job.source, size=s.size, short_side=s.short_side if s.size is None else None,
+                                       fps=s.fps, every=s.every, bgr=True)
 
-    def frames() -> Iterator[StoredFrame]:
+    def frames() -> Iterator[TaskFrame]:
         for bgr in decoded:
-            if s.image_format == "jpeg":
-                jpeg = shards.encode_jpeg_bgr(bgr, s.jpeg_quality)
-                yield StoredFrame(jpeg, bgr.shape[:2], shards.jpeg_to_gray(jpeg) if gray else None)
-            else:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                yield StoredFrame(rgb, bgr.shape[:2], cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else None)
+            data = None
+            if jpeg and (store or "stored" in sources):
+                data = shards.encode_jpeg_bgr(bgr, s.jpeg_quality)
+            elif store:
+                data = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            gray = {src: shards.jpeg_to_gray(data) if src == "stored" and jpeg  # raw frames are stored as decoded
+                    else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) for src in sources}
+            yield TaskFrame(data if store else None, bgr.shape[:2], gray)
 
     return frames(), (s.fps or info.fps) / s.every
 
 
-def _stored_frames(job: VideoJob, gray: bool) -> tuple[Iterator[StoredFrame], float]:
-    """Frames of the video as stored in ``job.frames_shard`` (read lazily), and their frame rate."""
+def _stored_frames(job: VideoJob) -> tuple[Iterator[TaskFrame], float]:
+    """Frames of the video as stored in ``job.frames_shard`` (read lazily, not stored again; their gray as the
+    ``stored`` source), and their rate."""
     with shards.open_read_only(job.frames_shard) as f:
         fps = float(f[f"{shards.VIDEOS}/{job.video_id}"].attrs["fps"])
 
-    def frames() -> Iterator[StoredFrame]:
+    def frames() -> Iterator[TaskFrame]:
         with shards.open_read_only(job.frames_shard) as f:
             video = shards.StoredVideo(f[f"{shards.VIDEOS}/{job.video_id}"])
             if job.settings.image_format == "jpeg":
-                for jpeg in video.iter_jpeg():
-                    yield StoredFrame(jpeg, video.frame_shape, shards.jpeg_to_gray(jpeg) if gray else None)
+                for data in video.iter_jpeg():
+                    yield TaskFrame(None, video.frame_shape, {"stored": shards.jpeg_to_gray(data)})
             else:
                 for rgb in video.iter_frames():
-                    yield StoredFrame(rgb, video.frame_shape, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else None)
+                    yield TaskFrame(None, video.frame_shape, {"stored": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)})
 
     return frames(), fps
 
@@ -125,17 +150,18 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
     flow.pin_opencv_threads(1)
     s = job.settings
     pairwise = bool({"flow", "diff"} & set(job.streams))
-    source = _stored_frames if job.frames_shard is not None else _decoded_frames
-    frames, fps = source(job, gray=pairwise)
+    frames, fps = (_stored_frames if job.frames_shard is not None else _decoded_frames)(job)
     flow_fn = flow.make_flow(s.flow) if "flow" in job.streams else None
     writer: shards.VideoWriter | None = None
-    previous: np.ndarray | None = None
+    previous: dict[str, np.ndarray] | None = None
     with h5py.File(out_path, "w") as f:
         for frame in frames:
             if writer is None:
                 writer = shards.VideoWriter(f, job.video_id, height=frame.shape[0], width=frame.shape[1],
                                             streams=job.streams, image_format=s.image_format)
-            if s.image_format == "jpeg":
+            if frame.data is None:
+                writer.count_frame()
+            elif s.image_format == "jpeg":
                 writer.add_jpeg(frame.data)
             else:
                 writer.add_frame(frame.data)
@@ -143,16 +169,16 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
                 continue
             if previous is not None:
                 if flow_fn is not None:
-                    writer.add_flow(quantize(flow_fn(previous, frame.gray), s.flow.bound))
+                    writer.add_flow(quantize(flow_fn(previous[job.flow_from], frame.gray[job.flow_from]), s.flow.bound))
                 if "diff" in job.streams:
-                    writer.add_diff(difference.image_difference(previous, frame.gray))
+                    writer.add_diff(difference.image_difference(previous[job.diff_from], frame.gray[job.diff_from]))
             previous = frame.gray
         if writer is None:
             raise ValueError(f"{job.source}: no frames decoded")
         if pairwise and writer.n_frames < 2:
             raise ValueError(f"{job.source}: only {writer.n_frames} frame, flow/differences need 2")
         n = writer.finish(fps=fps, source=job.source, label=job.label, split=job.split)
-        recorded = stream_settings(s)
+        recorded = stream_settings(s, job.flow_from, job.diff_from)
         shards.write_file_attrs(f, job.streams, {k: recorded[k] for k in job.streams}, [job.video_id])
     return {"n_frames": n, "fps": fps, "height": writer.shape[0], "width": writer.shape[1],
             "bytes": Path(out_path).stat().st_size}

@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 import pytest
 
+from preprocess import decode, shards
 from preprocess import flow as flow_module
-from preprocess import shards
 from preprocess.config import load_pipeline
 from preprocess.dataset import Dataset
 from preprocess.demo_data import CLASSES, make_demo_videos
@@ -90,7 +90,9 @@ def test_real_clips_on_two_workers(client: object, real_clips: Path, tmp_path: P
         assert video.n_frames == math.ceil(_count_frames(real_clips / Path(video.path).relative_to(real_clips)) / every)
         frames = ds.read_frames(video.id)
         assert frames.shape == (video.n_frames, 48, 64, 3) and (video.height, video.width) == (48, 64)
-        gray = _gray(frames)
+        decoded = np.stack(list(decode.iter_frames(video.path, size=(48, 64), every=every)))
+        assert np.abs(frames.astype(np.int16) - decoded).mean() < 4  # stored as JPEG
+        gray = _gray(decoded)  # flow and differences come from the decoded frames
         codes = ds.read_flow_codes(video.id)
         assert codes.shape == (video.n_frames - 1, 48, 64, 2)
         for t in (0, video.n_frames // 2, video.n_frames - 2):
@@ -98,6 +100,7 @@ def test_real_clips_on_two_workers(client: object, real_clips: Path, tmp_path: P
         diff = ds.read_diff(video.id, 2, 5)
         np.testing.assert_array_equal(diff, np.stack([gray[t + 1].astype(np.float32) - gray[t] for t in range(2, 5)]))
     assert ds.video("Archery/example").label == "Archery" and ds.video("Archery/example").fps == pytest.approx(25 / every)
+    assert ds.settings["flow"]["from"] == ds.settings["diff"]["from"] == "decoded"
 
 
 def test_odd_sizes_from_the_short_side_rule(client: object, shared_data: Path, tmp_path: Path) -> None:
@@ -144,7 +147,7 @@ def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: ob
     assert second.ok and second.extracted == 2 and second.new_shards != first.new_shards
     assert (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns) == before
     ds = Dataset(out)
-    assert ds.has_stream("flow")
+    assert ds.has_stream("flow") and (ds.settings["flow"]["from"], ds.settings["diff"]["from"]) == ("stored", "decoded")
     flow_fn = flow_module.make_flow(_pipeline().preprocess.flow)
     gray = _gray(ds.read_frames("yes/yes", 3, 5))
     np.testing.assert_array_equal(ds.read_flow_codes("yes/yes", 3, 4)[0], quantize(flow_fn(gray[0], gray[1]), 20.0))
@@ -153,6 +156,30 @@ def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: ob
     with pytest.raises(SettingsMismatch, match="flow stream.*algo: 'dis' in the dataset, 'farneback' now"):
         extract(src, out, _pipeline(every=4, flow={"algo": "farneback"}), client=client, progress=False)
     assert Dataset(out).settings == ds.settings
+
+
+def test_flow_from_decoded_frames_decodes_a_video_again_whose_frames_came_earlier(
+        client: object, shared_data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for word in ("eat", "yes"):
+        (src / word).mkdir(parents=True)
+    shutil.copy(shared_data / "asl_gestures/eat/eat.mkv", src / "eat")
+    out = tmp_path / "ds"
+    assert extract(src, out, _pipeline(every=4), flow=True, client=client, progress=False).ok  # flow from decoded
+    shutil.copy(shared_data / "asl_gestures/yes/yes.mkv", src / "yes")
+    frames_run = extract(src, out, _pipeline(every=4), flow=False, client=client, progress=False)
+    assert frames_run.ok and frames_run.extracted == 1
+    frames_shard = out / frames_run.new_shards[0]
+    before = (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns)
+    flow_run = extract(src, out, _pipeline(every=4), flow=True, client=client, progress=False)
+    assert flow_run.ok and flow_run.extracted == 1 and flow_run.already_done == 1
+    assert (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns) == before  # frames not written again
+    ds = Dataset(out)
+    assert ds.settings["flow"]["from"] == ds.settings["diff"]["from"] == "decoded"
+    gray = _gray(np.stack(list(decode.iter_frames(src / "yes/yes.mkv", size=(48, 64), every=4))))
+    flow_fn = flow_module.make_flow(_pipeline().preprocess.flow)
+    np.testing.assert_array_equal(ds.read_flow_codes("yes/yes", 3, 4)[0], quantize(flow_fn(gray[3], gray[4]), 20.0))
+    assert ds.video("yes/yes").n_frames == len(gray)
 
 
 def test_time_limit_stops_a_slow_video(client: object, shared_data: Path, tmp_path: Path) -> None:

@@ -124,13 +124,15 @@ def test_dataset_readers_are_not_inherited_by_a_forked_process(dataset_dir: Path
     ds.close()
 
 
-def test_add_jpeg_counts_without_storing_when_frames_are_not_a_stream(tmp_path: Path,
-                                                                      videos: dict[str, np.ndarray]) -> None:
+def test_frames_are_counted_without_storing_when_frames_are_not_a_stream(tmp_path: Path,
+                                                                         videos: dict[str, np.ndarray]) -> None:
     frames = videos["b/two"]
     with h5py.File(tmp_path / "p.h5", "w") as f:
         w = shards.VideoWriter(f, "x", height=SIZE[0], width=SIZE[1], streams=("diff",))
-        for t, rgb in enumerate(frames):
-            w.add_jpeg(_jpeg(rgb))
+        with pytest.raises(ValueError, match="frames are not a stream of this file"):
+            w.add_jpeg(_jpeg(frames[0]))
+        for t in range(len(frames)):
+            w.count_frame()
             if t:
                 w.add_diff(np.zeros(SIZE, np.int16))
         assert w.finish(fps=25.0, source="x", label=None, split=None) == len(frames)
@@ -138,3 +140,5 @@ def test_add_jpeg_counts_without_storing_when_frames_are_not_a_stream(tmp_path: 
         raw = shards.VideoWriter(f, "y", height=SIZE[0], width=SIZE[1], streams=("frames",), image_format="raw")
         with pytest.raises(ValueError, match="image_format raw: pass the frame's pixels"):
             raw.add_jpeg(_jpeg(frames[0]))
+        with pytest.raises(ValueError, match="frames are a stream of this file"):
+            raw.count_frame()

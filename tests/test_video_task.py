@@ -1,6 +1,6 @@
 """The fast paths of the per-video extraction give exactly what the plain definitions give, on real frames:
-BGR decoding, JPEG straight from BGR, gray straight from the JPEG, in-place quantization; and the recorded
-library versions."""
+BGR decoding, JPEG straight from BGR, gray straight from the JPEG, in-place quantization; flow and
+differences from the decoded or the stored frames; and the recorded library versions."""
 from __future__ import annotations
 
 import json
@@ -91,24 +91,61 @@ def test_dequantize_is_bit_identical_to_its_definition_for_every_code() -> None:
             np.testing.assert_array_equal(flow, reference)
 
 
-def test_fresh_and_reused_frames_give_identical_flow_and_differences(shared_data: Path, tmp_path: Path) -> None:
+def _streams(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path) as f:
+        video = f["videos/a/v"]
+        return {name: video[name][()] for name in ("frames_jpeg", "flow", "diff") if name in video}
+
+
+def _recorded_from(path: Path) -> tuple[str, str]:
+    """The recorded sources of the flow and the differences of a part file."""
+    with h5py.File(path) as f:
+        settings = json.loads(f.attrs["settings"])
+        return settings["flow"]["from"], settings["diff"]["from"]
+
+
+def test_flow_and_differences_from_the_decoded_or_the_stored_frames(shared_data: Path, tmp_path: Path) -> None:
     clip = shared_data / CLIPS[0]
     settings = ExtractSettings(size=SIZE, every=9, flow=FlowSettings(algo="dis"))
-    fresh = tmp_path / "fresh.h5"
-    extract_video(VideoJob("a/v", str(clip), "a", None, ("frames", "flow", "diff"), settings), str(fresh))
-    frames_only = tmp_path / "frames.h5"
-    extract_video(VideoJob("a/v", str(clip), "a", None, ("frames",), settings), str(frames_only))
-    reused = tmp_path / "reused.h5"
-    extract_video(VideoJob("a/v", str(clip), "a", None, ("flow", "diff"), settings, str(frames_only)), str(reused))
-    with h5py.File(fresh) as a, h5py.File(frames_only) as b, h5py.File(reused) as c:
-        va, vb, vc = a["videos/a/v"], b["videos/a/v"], c["videos/a/v"]
-        np.testing.assert_array_equal(va["frames_jpeg"][()], vb["frames_jpeg"][()])
-        np.testing.assert_array_equal(va["flow"][()], vc["flow"][()])
-        np.testing.assert_array_equal(va["diff"][()], vc["diff"][()])
-        assert "frames_jpeg" not in vc and vc.attrs["n_frames"] == va.attrs["n_frames"] > 5
-        # independent check: differences of the stored frames decoded to RGB, then gray
-        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.int16) for f in shards.read_frames(va)]
-        np.testing.assert_array_equal(va["diff"][()], np.diff(np.stack(gray), axis=0))
+    pairwise = ("frames", "flow", "diff")
+    jobs = {
+        "decoded": VideoJob("a/v", str(clip), "a", None, pairwise, settings),
+        "stored": VideoJob("a/v", str(clip), "a", None, pairwise, settings, flow_from="stored", diff_from="stored"),
+        "mixed": VideoJob("a/v", str(clip), "a", None, pairwise, settings, flow_from="stored"),
+        "frames": VideoJob("a/v", str(clip), "a", None, ("frames",), settings),
+    }
+    for name, job in jobs.items():
+        extract_video(job, str(tmp_path / f"{name}.h5"))
+    # frames stored earlier: reused for flow from the stored frames, decoded again for flow from the decoded ones
+    extract_video(VideoJob("a/v", str(clip), "a", None, ("flow", "diff"), settings, str(tmp_path / "frames.h5"),
+                           "stored", "stored"), str(tmp_path / "reused.h5"))
+    extract_video(VideoJob("a/v", str(clip), "a", None, ("flow", "diff"), settings), str(tmp_path / "again.h5"))
+    out = {name: _streams(tmp_path / f"{name}.h5") for name in (*jobs, "reused", "again")}
+    for name in ("stored", "mixed", "frames"):
+        np.testing.assert_array_equal(out[name]["frames_jpeg"], out["decoded"]["frames_jpeg"])
+    np.testing.assert_array_equal(out["mixed"]["flow"], out["stored"]["flow"])
+    np.testing.assert_array_equal(out["mixed"]["diff"], out["decoded"]["diff"])
+    assert "frames_jpeg" not in out["reused"] and "frames_jpeg" not in out["again"]
+    for stream in ("flow", "diff"):
+        np.testing.assert_array_equal(out["reused"][stream], out["stored"][stream])
+        np.testing.assert_array_equal(out["again"][stream], out["decoded"][stream])
+    assert _recorded_from(tmp_path / "decoded.h5") == _recorded_from(tmp_path / "again.h5") == ("decoded", "decoded")
+    assert _recorded_from(tmp_path / "stored.h5") == _recorded_from(tmp_path / "reused.h5") == ("stored", "stored")
+    assert _recorded_from(tmp_path / "mixed.h5") == ("stored", "decoded")
+    # independent checks: the gray of the decoder's frames, and of the stored frames read back as RGB
+    decoded_gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in decode.iter_frames(clip, size=SIZE, every=9)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    direct = [quantize(dis.calc(a, b, None), settings.flow.bound) for a, b in zip(decoded_gray[:-1], decoded_gray[1:])]
+    np.testing.assert_array_equal(out["decoded"]["flow"], np.stack(direct))
+    np.testing.assert_array_equal(out["decoded"]["diff"], np.diff(np.stack(decoded_gray).astype(np.int16), axis=0))
+    with h5py.File(tmp_path / "stored.h5") as f:
+        stored_gray = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in shards.read_frames(f["videos/a/v"])]
+    np.testing.assert_array_equal(out["stored"]["diff"], np.diff(np.stack(stored_gray).astype(np.int16), axis=0))
+    assert len(stored_gray) > 5 and not np.array_equal(out["stored"]["flow"], out["decoded"]["flow"])
+    with pytest.raises(ValueError, match=r"stored frames \(frames_shard\) are reused only when"):
+        VideoJob("a/v", str(clip), "a", None, ("flow",), settings, str(tmp_path / "frames.h5"))
+    with pytest.raises(ValueError, match="flow_from must be one of"):
+        VideoJob("a/v", str(clip), "a", None, ("flow",), settings, flow_from="jpeg")
 
 
 def test_ffmpeg_versions_from_build_information() -> None:
