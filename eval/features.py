@@ -53,7 +53,7 @@ def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dat
 @torch.no_grad()
 def clip_features(backbone, clips: torch.Tensor, stage: str, batch_size: int) -> torch.Tensor:
     """Pooled ``stage`` features of normalized clips [N, C, T, H, W] -> float32 [N, D], in batches."""
-    outputs = [backbone.forward_stages(batch)[stage].float() for batch in clips.split(batch_size)]
+    outputs = [backbone.forward_stages(batch, last=stage)[stage].float() for batch in clips.split(batch_size)]
     return torch.cat(outputs)
 
 

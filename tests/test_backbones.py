@@ -133,6 +133,13 @@ def test_forward_stages_match_stage_channels(name: str) -> None:
     for key, pooled in stages.items():
         assert pooled.shape == (2, model.stage_channels[key])
     torch.testing.assert_close(stages["pool5"], embedding)
+    model.stages["conv5"].register_forward_hook(lambda *_: pytest.fail("conv5 runs for pool4"))
+    with torch.no_grad():
+        early = model.forward_stages(clip, last="pool4")
+    assert set(early) == {"pool3", "pool4"}
+    torch.testing.assert_close(early["pool4"], stages["pool4"])
+    with pytest.raises(ValueError, match="unknown stage 'conv5'"):
+        model.forward_stages(clip, last="conv5")
     torch.testing.assert_close(single, embedding[1:], rtol=1e-4, atol=1e-5)  # samples are independent in eval
 
 

@@ -91,7 +91,7 @@ def test_feature_cache_is_reused_and_keyed_by_stage(dataset_dir: Path, tmp_path:
     assert len(list(tmp_path.glob("*.npz"))) == 1
 
     class Exploding(torch.nn.Module):
-        def forward_stages(self, x):
+        def forward_stages(self, x, last):
             raise AssertionError("features should come from the cache")
 
     again = cached_features(Exploding(), "w1", ds, dataset_dir, ids, "pool5", "frames",

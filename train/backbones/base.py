@@ -48,8 +48,11 @@ class Backbone(nn.Module):
             x = stage(x)
         return x
 
-    def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Pooled features per stage: {'pool3': [B, C3], 'pool4': [B, C4], 'pool5': [B, C5]}."""
+    def forward_stages(self, x: torch.Tensor, last: str = "pool5") -> dict[str, torch.Tensor]:
+        """Pooled features per stage up to ``last``: {'pool3': [B, C3], 'pool4': [B, C4], 'pool5': [B, C5]}
+        (the stages after ``last`` are not run)."""
+        if last not in POOLED_STAGES:
+            raise ValueError(f"unknown stage {last!r} (known: {', '.join(POOLED_STAGES)})")
         self._check_input(x)
         pooled_name = {stage: pooled for pooled, stage in POOLED_STAGES.items()}
         pooled: dict[str, torch.Tensor] = {}
@@ -57,6 +60,8 @@ class Backbone(nn.Module):
             x = stage(x)
             if name in pooled_name:
                 pooled[pooled_name[name]] = global_average_pool(x)
+            if name == POOLED_STAGES[last]:
+                break
         return pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
