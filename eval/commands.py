@@ -40,6 +40,8 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report folder: results.json, summary.md, figures.")
 @click.option("--backbone", default=None, help="Backbone name (required with --weights random).")
+@click.option("--backbone-arg", "backbone_args", multiple=True, metavar="KEY=VALUE",
+              help="Constructor argument of the --weights random backbone, e.g. channels=[8,16,16,32,32] (repeatable).")
 @click.option("--pipeline", "pipeline_name", default=None, help="Take eval settings from this pipeline.")
 @click.option("--pipelines-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -57,7 +59,7 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
-                 pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
+                 backbone_args: tuple[str, ...], pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
                  stage: str | None, split: str | None, clips_per_video: int | None,
                  label_fractions: tuple[float, ...], seed: int | None, cache_dir: Path | None, device: str | None,
                  no_figures: bool, no_progress: bool) -> None:
@@ -70,10 +72,12 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
         settings = _settings(pipeline_name, pipelines_file, overrides, stage=stage, split=split, seed=seed,
                              **{"clips.clips_per_video": clips_per_video,
                                 "finetune.label_fractions": list(label_fractions) or None})
+        constructor_args = parse_overrides(list(backbone_args))
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
-        results = evaluate(weights, data_dir, out_dir, list(tasks) or None, backbone=backbone, settings=settings,
+        results = evaluate(weights, data_dir, out_dir, list(tasks) or None, backbone=backbone,
+                           backbone_args=constructor_args or None, settings=settings,
                            cache_dir=cache_dir, device=device, make_figures=not no_figures,
                            progress=not no_progress)
     except (ValueError, FileNotFoundError, KeyError) as exc:

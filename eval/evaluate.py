@@ -94,6 +94,9 @@ def build_models(weights: str | Path, backbone: str | None, in_channels: int, se
             raise ValueError("--weights random needs --backbone NAME")
         name, kwargs = backbone, dict(backbone_args or {})
     else:
+        if backbone_args:
+            raise ValueError(f"{weights}: backbone arguments apply to --weights random only (a weights file "
+                             f"records its architecture)")
         file = resolve_weights(weights)
         pretrained = load_backbone(file, map_location=device)
         name, kwargs = pretrained.build_args["name"], pretrained.build_args["kwargs"]

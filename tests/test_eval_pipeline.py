@@ -193,6 +193,17 @@ def test_cli_eval_random_and_report_side_by_side(dataset_dir: Path, run_dir: Pat
     assert "pretrained − random" in first.output
     bad = runner.invoke(cli, ["eval", "--weights", "random", "--out", str(tmp_path / "b"), *common])
     assert bad.exit_code != 0 and "--weights random needs --backbone" in bad.output
+    tiny = ["--backbone", "c3d", "--backbone-arg", "channels=[8, 16, 16, 32, 32]"]
+    alone = runner.invoke(cli, ["eval", "--weights", "random", *tiny, "--out", str(tmp_path / "r"), *common])
+    assert alone.exit_code == 0, alone.output
+    assert json.loads((tmp_path / "r/results.json").read_text())["weights_id"].startswith(
+        "random:c3d:3:[('channels', [8, 16, 16, 32, 32])]")
+    typo = runner.invoke(cli, ["eval", "--weights", "random", "--backbone", "c3d", "--backbone-arg", "chanels=[8]",
+                               "--out", str(tmp_path / "r2"), *common])
+    assert typo.exit_code != 0 and "backbone 'c3d':" in typo.output and "'chanels'" in typo.output
+    with_file = runner.invoke(cli, ["eval", "--weights", str(run_dir), *tiny[2:], "--out", str(tmp_path / "r3"),
+                                    *common])
+    assert with_file.exit_code != 0 and "backbone arguments apply to --weights random only" in with_file.output
     missing = runner.invoke(cli, ["eval", "--weights", str(tmp_path), "--out", str(tmp_path / "b"), *common])
     assert missing.exit_code != 0 and f"{tmp_path / 'backbone.pt'}: no backbone weights" in missing.output
     second = runner.invoke(cli, ["eval", "--weights", str(run_dir / "backbone.pt"), "--out", str(tmp_path / "b"),

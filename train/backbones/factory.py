@@ -29,7 +29,10 @@ def build_backbone(name: str, in_channels: int = 3, **kwargs: Any) -> Backbone:
     arguments in ``build_args`` (used by ``save_backbone``)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    model = BACKBONES[name](in_channels=in_channels, **kwargs)
+    try:
+        model = BACKBONES[name](in_channels=in_channels, **kwargs)
+    except TypeError as exc:  # an argument the constructor does not take
+        raise ValueError(f"backbone {name!r}: {exc}") from exc
     model.build_args = {"name": name, "in_channels": in_channels, "kwargs": dict(kwargs)}
     return model
 
