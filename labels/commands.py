@@ -10,13 +10,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from preprocess.commands import Refused
 from preprocess.config import ConfigError, load_cluster, load_pipeline, parse_overrides
-
-
-class Refused(click.ClickException):
-    """Nothing was labelled: the message says why (exit status 2)."""
-
-    exit_code = 2
 
 
 @click.command("make-labels", short_help="Compute statistics labels and curriculum scores for a dataset (Dask, resumable).")

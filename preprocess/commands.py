@@ -15,7 +15,7 @@ from preprocess.config import ConfigError, load_cluster, load_pipeline, merge, p
 
 
 class Refused(click.ClickException):
-    """Nothing was extracted: the message says why (exit status 2)."""
+    """The command did nothing (bad settings, a dataset it must not touch): the message says why (exit status 2)."""
 
     exit_code = 2
 
