@@ -108,45 +108,50 @@ def make_labels(
     labels made with other settings. Per-video failures never stop the run; they are in the summary.
     """
     started = time.monotonic()
+    tasks = list(dict.fromkeys(tasks))  # each once, in the order given
     dataset = Dataset(dataset_dir)
     _check_dataset(dataset, tasks)
     root = labels_root(dataset_dir, labels_dir)
     recorded = recorded_settings(settings, dataset)
     claim_settings(root, recorded)
     failures = read_failures(root)
-    planned: dict[str, list[Task]] = {}
-    already: dict[str, int] = {}
+    already = dict.fromkeys(tasks, 0)
     for task in tasks:
         folder = root / PART_DIR / task
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(folder)
-        task_failures = failures.setdefault(task, {})
+        failures.setdefault(task, {})
         if retry_failed:
-            task_failures.clear()
-        planned[task], already[task] = [], 0
-        for video in dataset.videos:
-            output = part_path(root, task, video.id)
-            if output.exists():
+            failures[task].clear()
+    planned: list[Task] = []
+    for video in dataset.videos:  # one job per video for every task it still lacks (one pass over the video)
+        missing = []
+        for task in tasks:
+            if part_path(root, task, video.id).exists():
                 already[task] += 1
-            elif video.id not in task_failures:
-                job = LabelJob(str(dataset.path), video.id, task, settings, recorded)
-                planned[task].append(Task(f"{task}:{video.id}", video.path, str(output), job))
-    labelled = {task: 0 for task in tasks}
+            elif video.id not in failures[task]:
+                missing.append(task)
+        if missing:
+            job = LabelJob(str(dataset.path), str(root), video.id, tuple(missing), settings, recorded)
+            planned.append(Task(f"{'+'.join(missing)}:{video.id}", video.path,
+                                str(part_path(root, missing[0], video.id)), job))
+    labelled = dict.fromkeys(tasks, 0)
     peak = 0.0
-    all_tasks = [t for task in tasks for t in planned[task]]
-    if all_tasks:
+    if planned:
         with open_client(cluster, workers=workers, scheduler=scheduler) as client:
-            outcomes = run_tasks(client, label_video, all_tasks, time_limit_s=settings.video_timeout_s,
+            outcomes = run_tasks(client, label_video, planned, time_limit_s=settings.video_timeout_s,
                                  progress=progress, desc="labels")
             for outcome in outcomes:
-                task, video_id = outcome.key.split(":", 1)
+                job_tasks, video_id = outcome.key.split(":", 1)
                 peak = max(peak, outcome.peak_rss_mb)
+                for task in job_tasks.split("+"):
+                    if outcome.status == "failed":
+                        failures[task][video_id] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                    else:
+                        failures[task].pop(video_id, None)
+                        labelled[task] += outcome.status == "done"
                 if outcome.status == "failed":
-                    failures[task][video_id] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
                     write_failures(root, failures)
-                    continue
-                failures[task].pop(video_id, None)
-                labelled[task] += outcome.status == "done"
     write_failures(root, failures)
     ids = [v.id for v in dataset.videos]
     summaries = []

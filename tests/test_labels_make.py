@@ -14,10 +14,11 @@ from click.testing import CliRunner
 from cli import cli
 from labels.crops import crop_flow, crop_frames
 from labels.curriculum import motion_score
+from labels.job import label_video_clips
 from labels.make import LabelSummary, make_labels
 from labels.settings import LabelSettings
 from labels.stats import appearance_statistics, motion_statistics
-from labels.store import LabelError, load_clip_labels
+from labels.store import LabelError, load_clip_labels, part_path
 from preprocess import shards
 from preprocess.dataset import Dataset
 from preprocess.flow_codec import quantize
@@ -119,6 +120,42 @@ def test_second_run_does_nothing_new(first_run: LabelSummary, dataset_dir: Path)
     for task in again.tasks:
         assert (task.labelled, task.already_done, list(task.failed)) == (0, 2, ["Jump/small"])
     assert stats_file.stat().st_mtime_ns == before
+
+
+def test_both_tasks_in_one_pass_and_a_missing_task_alone(dataset_dir: Path, tmp_path: Path) -> None:
+    class CountingDataset(Dataset):
+        flow_reads = 0
+
+        def read_flow(self, *args, **kwargs):
+            CountingDataset.flow_reads += 1
+            return super().read_flow(*args, **kwargs)
+
+    both = label_video_clips(CountingDataset(dataset_dir), "Turn/Turn_1_42", ("stats", "curriculum"), SETTINGS)
+    assert CountingDataset.flow_reads == 2  # two clips, each read once for both tasks
+    alone = {task: label_video_clips(Dataset(dataset_dir), "Turn/Turn_1_42", (task,), SETTINGS)[task]
+             for task in ("stats", "curriculum")}
+    for task, labels in alone.items():
+        np.testing.assert_array_equal(both[task].start, labels.start)
+        for name, values in labels.values.items():
+            np.testing.assert_array_equal(both[task].values[name], values)
+    with pytest.raises(ValueError, match=r"unknown label task\(s\) \['motion'\]"):
+        label_video_clips(Dataset(dataset_dir), "Turn/Turn_1_42", ("motion",), SETTINGS)
+
+    labels_dir = tmp_path / "labels"
+
+    def run(tasks: list[str]) -> dict[str, tuple[int, int]]:
+        summary = make_labels(dataset_dir, SETTINGS, tasks, cluster=ClusterSettings(workers=1), labels_dir=labels_dir,
+                              progress=False)
+        return {t.task: (t.labelled, t.already_done) for t in summary.tasks}
+    assert run(["stats"]) == {"stats": (2, 0)}
+    stats_part = part_path(labels_dir, "stats", "Turn/Turn_1_42")
+    before = stats_part.stat().st_mtime_ns
+    assert run(["stats", "curriculum", "stats"]) == {"stats": (0, 2), "curriculum": (2, 0)}
+    assert stats_part.stat().st_mtime_ns == before
+    part_path(labels_dir, "curriculum", "Jump/Jump_8_3").unlink()  # as if killed between the two parts
+    assert run(["stats", "curriculum"]) == {"stats": (0, 2), "curriculum": (1, 1)}
+    np.testing.assert_array_equal(load_clip_labels(dataset_dir, labels_dir).score,
+                                  load_clip_labels(dataset_dir).score)
 
 
 def test_cli_reports_failures_and_refuses_other_settings(first_run: LabelSummary, dataset_dir: Path) -> None:
