@@ -21,7 +21,17 @@ from distributed import Client, Future
 
 from preprocess import shards
 from preprocess.config import Pipeline, load_cluster, load_pipeline, setting_differences
-from preprocess.index import SHARD_DIR, DatasetError, Index, add_new_shards, add_shard, index_path, load_index, save_index
+from preprocess.index import (
+    SHARD_DIR,
+    DatasetError,
+    Index,
+    IndexSaver,
+    add_new_shards,
+    add_shard,
+    index_path,
+    load_index,
+    save_index,
+)
 from preprocess.inputs import VideoSource, find_videos
 from preprocess.runner import TMP_MARK, Task, check_cluster, open_client, remove_stale_temporaries, run_tasks
 from preprocess.settings import ClusterSettings, ExtractSettings
@@ -105,8 +115,8 @@ def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]]
 class _Packer:
     """Groups finished parts by stream set and packs each group into a shard once it reaches the target size."""
 
-    def __init__(self, client: Client, root: Path, index: Index, target_bytes: int) -> None:
-        self.client, self.root, self.index, self.target = client, root, index, target_bytes
+    def __init__(self, client: Client, root: Path, index: Index, saver: IndexSaver, target_bytes: int) -> None:
+        self.client, self.root, self.index, self.saver, self.target = client, root, index, saver, target_bytes
         numbers = [int(Path(rel).stem) for rel in index.shards if Path(rel).stem.isdigit()]
         self.next_number = max(numbers, default=-1) + 1
         self.pending: dict[tuple[str, ...], list[tuple[Path, int]]] = {}
@@ -134,7 +144,7 @@ class _Packer:
             rel, parts = self.running.pop(future)
             future.result()  # a packing error is a bug or a full disk: let it surface
             add_shard(self.index, self.root, rel)
-            save_index(self.root, self.index)
+            self.saver.changed()  # the shard is on disk: a run killed before the next save registers it again
             for part in parts:
                 part.unlink()
             self.new_shards.append(rel)
@@ -261,13 +271,14 @@ def _run(client: Client, root: Path, index: Index, tasks: list[Task], settings: 
     new shards)."""
     streams_of = {t.key: t.args.streams for t in tasks}
     extracted, peak, cpu = 0, 0.0, 0.0
-    packer = _Packer(client, root, index, int(settings.shard_mb * MB))
+    saver = IndexSaver(root, index)
+    packer = _Packer(client, root, index, saver, int(settings.shard_mb * MB))
     for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s, progress=progress):
         peak = max(peak, outcome.peak_rss_mb)
         cpu += outcome.cpu_seconds
         if outcome.status == "failed":
             index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
-            save_index(root, index)
+            saver.changed()
             continue
         index.failures.pop(outcome.key, None)
         extracted += 1

@@ -1,14 +1,16 @@
 """The dataset index: ``index.json`` mapping every video to the shard of each stream, plus settings and failures.
 
 Shards are self-describing (see ``preprocess.shards``), so the index can always be brought up to date
-from the shard files on disk (:func:`add_new_shards`); it is rewritten atomically (temp name, then
-``os.replace``) after every change.
+from the shard files on disk (:func:`add_new_shards`). It is rewritten atomically (temp name, then
+``os.replace``); during a run at most every ``SAVE_INTERVAL_S`` seconds (:class:`IndexSaver`), since
+rewriting a large index after every shard would make the client the bottleneck.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ INDEX_NAME = "index.json"
 SHARD_DIR = "shards"
 FORMAT = "vssl-dataset"
 VERSION = 1
+SAVE_INTERVAL_S = 30.0  # during a run; 100k videos: 28 MB of JSON, ~0.5 s to write
 
 
 class DatasetError(Exception):
@@ -67,11 +70,30 @@ def load_index(root: str | Path) -> Index:
 
 
 def save_index(root: str | Path, index: Index) -> None:
-    """Write ``ROOT/index.json`` atomically."""
+    """Write ``ROOT/index.json`` atomically (compact JSON)."""
     path = index_path(root)
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **dataclasses.asdict(index)}, indent=1))
+    fields = {f.name: getattr(index, f.name) for f in dataclasses.fields(Index)}  # no deep copy (asdict): 10x faster
+    tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **fields}, separators=(",", ":")))
     os.replace(tmp, path)
+
+
+class IndexSaver:
+    """Saves ``index`` to ``ROOT/index.json`` on :meth:`changed` when ``interval_s`` has passed since the last
+    save, and on :meth:`save`. A run killed between saves loses nothing: its finished shards are on disk
+    (:func:`add_new_shards` registers them again) and its unrecorded failures are simply retried."""
+
+    def __init__(self, root: str | Path, index: Index, interval_s: float = SAVE_INTERVAL_S) -> None:
+        self.root, self.index, self.interval_s = root, index, interval_s
+        self.last = time.monotonic()
+
+    def changed(self) -> None:
+        if time.monotonic() - self.last >= self.interval_s:
+            self.save()
+
+    def save(self) -> None:
+        save_index(self.root, self.index)
+        self.last = time.monotonic()
 
 
 def add_shard(index: Index, root: str | Path, relpath: str) -> None:

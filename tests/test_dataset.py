@@ -12,7 +12,7 @@ import pytest
 from preprocess import shards
 from preprocess.dataset import Dataset
 from preprocess.flow_codec import dequantize, quantize
-from preprocess.index import DatasetError, Index, add_shard, load_index, save_index
+from preprocess.index import DatasetError, Index, IndexSaver, add_shard, load_index, save_index
 
 BOUND = 20.0
 
@@ -154,3 +154,18 @@ def test_videos_lacking_a_stream_are_left_out(dataset_dir: Path, tmp_path: Path)
     assert ds.has_stream("flow") and ds.has_stream("frames")
     with pytest.raises(KeyError, match="lacks a stream"):
         ds.read_frames("Archery/v_b")
+
+
+def test_index_saver_writes_at_most_every_interval(tmp_path: Path) -> None:
+    index = Index(source="in", classes=["a"], videos={"a/v": {"path": "a/v.avi", "shards": {"frames": "s/0.h5"}}},
+                  failures={"a/w": {"path": "a/w.avi", "reason": "zero bytes"}})
+    saver = IndexSaver(tmp_path, index, interval_s=3600)
+    saver.changed()
+    assert not (tmp_path / "index.json").exists()  # the interval has not passed
+    saver.save()
+    assert load_index(tmp_path) == index
+    index.failures.clear()
+    saver.changed()
+    assert load_index(tmp_path).failures  # not written again yet
+    IndexSaver(tmp_path, index, interval_s=0).changed()
+    assert load_index(tmp_path) == index and not list(tmp_path.glob("*.tmp-*"))
