@@ -65,6 +65,19 @@ def test_uncompressed_avi(shared_data):
     assert sum(1 for _ in decode.iter_frames(shared_data / KTH)) == KTH_FRAMES
 
 
+def test_open_frames_is_probe_and_iter_frames_in_one_open(shared_data, tmp_path):
+    info, frames = decode.open_frames(shared_data / KTH, size=(30, 40), every=3, bgr=True)
+    assert info == decode.probe(shared_data / KTH)
+    expected = list(decode.iter_frames(shared_data / KTH, size=(30, 40), every=3, bgr=True))
+    got = list(frames)
+    assert len(got) == len(expected) == KTH_FRAMES // 3
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    with pytest.raises(decode.DecodeError, match="zero bytes"):
+        decode.open_frames(empty)  # at once, not at the first frame
+
+
 def test_frames_are_rgb_and_resized(shared_data):
     path = shared_data / "ucf101/Archery/example.avi"
     reference = opencv_frames(path, 3)
