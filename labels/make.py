@@ -17,6 +17,7 @@ from labels.job import TASKS, LabelJob, label_video
 from labels.settings import LabelSettings
 from labels.store import (
     FORMAT,
+    LOCK_FILE,
     PART_DIR,
     VERSION,
     LabelError,
@@ -30,7 +31,7 @@ from labels.store import (
     write_failures,
 )
 from preprocess.dataset import Dataset
-from preprocess.runner import Task, open_client, remove_stale_temporaries, run_tasks
+from preprocess.runner import Task, exclusive, open_client, remove_stale_temporaries, run_tasks
 from preprocess.settings import ClusterSettings
 
 
@@ -104,14 +105,26 @@ def make_labels(
 ) -> LabelSummary:
     """Compute the labels of ``tasks`` for every video of a dataset on a Dask cluster and consolidate them.
 
-    Raises LabelError (nothing done) for unknown tasks, missing streams, or a labels folder that holds
-    labels made with other settings. Per-video failures never stop the run; they are in the summary.
+    Raises LabelError (nothing done) for unknown tasks, missing streams, a labels folder that holds labels
+    made with other settings or that another run is using. Per-video failures never stop the run; they are
+    in the summary.
     """
     started = time.monotonic()
     tasks = list(dict.fromkeys(tasks))  # each once, in the order given
     dataset = Dataset(dataset_dir)
     _check_dataset(dataset, tasks)
     root = labels_root(dataset_dir, labels_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive(root / LOCK_FILE, LabelError(f"{root}: another make-labels run is using this labels folder")):
+        summaries, peak = _label(dataset, root, settings, tasks, cluster, workers, scheduler, retry_failed, progress)
+    return LabelSummary(str(dataset.path), str(root), len(dataset.videos), summaries, time.monotonic() - started, peak)
+
+
+def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[str], cluster: ClusterSettings,
+           workers: int | None, scheduler: str | None, retry_failed: bool,
+           progress: bool) -> tuple[list[TaskSummary], float]:
+    """The body of :func:`make_labels`, run while holding the labels folder: claim the settings, label the
+    videos lacking parts, consolidate; returns the per-task summaries and the peak worker memory (MB)."""
     recorded = recorded_settings(settings, dataset)
     claim_settings(root, recorded)
     failures = read_failures(root)
@@ -162,7 +175,7 @@ def make_labels(
         failed = {i: failures[task][i] for i in ids if i in failures[task]}
         summaries.append(TaskSummary(task, labelled[task], already[task], failed,
                                      _count_rows(consolidated_path(root, task)), str(consolidated_path(root, task))))
-    return LabelSummary(str(dataset.path), str(root), len(ids), summaries, time.monotonic() - started, peak)
+    return summaries, peak
 
 
 def _count_rows(path: Path) -> int:

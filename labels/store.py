@@ -6,7 +6,8 @@ Layout of a labels folder (default ``DATASET/labels``; see docs/FORMAT.md):
   source dataset; a run with other settings is refused (:class:`LabelError`), never mixed in;
 - ``parts/<task>/<video>.h5``: one file per video and task, written by ``make-labels`` (resumable);
 - ``<task>.h5`` (``stats.h5``, ``curriculum.h5``): every row of every video, consolidated after a run;
-- ``failures.json``: ``{task: {video_id: {path, reason}}}``.
+- ``failures.json``: ``{task: {video_id: {path, reason}}}``;
+- ``.lock``: held (flock) by a running ``make-labels``, so two runs never write one folder.
 
 A row is one (video, clip start, crop variant). ``stats`` rows hold ``motion`` [14] and ``appearance``
 [13] (uint8 on disk), ``curriculum`` rows hold ``score`` (float32).
@@ -31,6 +32,7 @@ from preprocess.config import setting_differences
 LABELS_DIR = "labels"
 SETTINGS_FILE = "settings.json"
 FAILURES_FILE = "failures.json"
+LOCK_FILE = ".lock"  # held by a running make-labels
 PART_DIR = "parts"
 FORMAT = "vssl-labels"
 VERSION = 1

@@ -33,7 +33,15 @@ from preprocess.index import (
     save_index,
 )
 from preprocess.inputs import VideoSource, find_videos
-from preprocess.runner import TMP_MARK, Task, check_cluster, open_client, remove_stale_temporaries, run_tasks
+from preprocess.runner import (
+    TMP_MARK,
+    Task,
+    check_cluster,
+    exclusive,
+    open_client,
+    remove_stale_temporaries,
+    run_tasks,
+)
 from preprocess.settings import ClusterSettings, ExtractSettings
 from preprocess.video_task import VideoJob, extract_video, stream_settings
 
@@ -230,19 +238,12 @@ def extract(
 
 @contextlib.contextmanager
 def _exclusive(root: Path) -> Iterator[None]:
-    """Hold ``ROOT/.lock`` (an flock, released even if this process is killed) so two runs never share a
-    dataset; refuse a non-empty folder that is not a dataset."""
-    import fcntl
-
+    """Hold ``ROOT/.lock`` so two runs never share a dataset; refuse a non-empty folder that is not a dataset."""
     ours = {SHARD_DIR, PART_DIR, LOCK_NAME}
     if root.exists() and not index_path(root).exists() and any(p.name not in ours for p in root.iterdir()):
         raise DatasetError(f"{root}: exists, is not empty and holds no {index_path(root).name}; refusing to write there")
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_NAME, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatasetError(f"{root}: another extraction is running on this dataset") from None
+    with exclusive(root / LOCK_NAME, DatasetError(f"{root}: another extraction is running on this dataset")):
         yield
 
 

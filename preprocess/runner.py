@@ -180,6 +180,20 @@ def run_tasks(client: Client, function: Callable[[Any, str | None], Any], tasks:
             future.cancel()
 
 
+@contextlib.contextmanager
+def exclusive(lock_file: str | Path, busy: Exception) -> Iterator[None]:
+    """Hold an flock on ``lock_file`` for the duration (released even if this process is killed), so two runs
+    never write one output folder; raise ``busy`` when another process holds it."""
+    import fcntl
+
+    with open(lock_file, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete temporary outputs left in ``folder`` by a killed run (call only when no run is active)."""
     stale = [p for p in Path(folder).glob(f"*{TMP_MARK}*") if p.is_file()]

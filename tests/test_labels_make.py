@@ -2,6 +2,7 @@
 dataset's shard writer, labelled on 2 Dask workers; resume, failure reporting, settings guard, storage."""
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 
@@ -168,6 +169,10 @@ def test_cli_reports_failures_and_refuses_other_settings(first_run: LabelSummary
     assert result.exit_code == 2 and "stride: 16 there, 8 now" in result.output
     with pytest.raises(LabelError, match="crop_variants"):
         make_labels(dataset_dir, LabelSettings(), ["stats"], cluster=ClusterSettings(workers=1), progress=False)
+    with open(Path(first_run.labels_dir) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running make-labels holds it
+        with pytest.raises(LabelError, match="another make-labels run is using this labels folder"):
+            make_labels(dataset_dir, SETTINGS, ["stats"], cluster=ClusterSettings(workers=1), progress=False)
 
 
 def test_missing_labels_are_reported(tmp_path: Path) -> None:
