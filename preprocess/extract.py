@@ -68,6 +68,7 @@ class ExtractSummary:
     seconds: float
     peak_rss_mb: float
     cpu_seconds: float = 0.0  # CPU time of the videos extracted now, summed over worker processes
+    computed_from: dict[str, str] = dataclasses.field(default_factory=dict)  # flow/diff -> "decoded" | "stored"
 
     @property
     def ok(self) -> bool:
@@ -232,8 +233,9 @@ def extract(
             remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
         save_index(root, index)
     failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
+    computed_from = {s: index.settings[s].get("from", "stored") for s in ("flow", "diff") if s in index.settings}
     return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,
-                          time.monotonic() - started, peak, cpu)
+                          time.monotonic() - started, peak, cpu, computed_from)
 
 
 @contextlib.contextmanager
@@ -304,6 +306,10 @@ def format_summary(summary: ExtractSummary) -> str:
         f"{len(summary.new_shards)} new shard(s); {summary.seconds:.1f} s ({summary.cpu_seconds:.1f} CPU s in "
         f"workers); peak memory per worker process {summary.peak_rss_mb:.0f} MB",
     ]
+    names = {"flow": "flow", "diff": "differences"}
+    if summary.computed_from:
+        lines.append("; ".join(f"{names[s]} computed from the {source} frames"
+                               for s, source in summary.computed_from.items()))
     if summary.failed:
         lines.append("failed videos:")
         lines += [f"  {f['path']}: {f['reason']}" for _, f in sorted(summary.failed.items())]

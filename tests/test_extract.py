@@ -22,7 +22,7 @@ from preprocess import flow as flow_module
 from preprocess.config import load_pipeline
 from preprocess.dataset import Dataset
 from preprocess.demo_data import CLASSES, make_demo_videos
-from preprocess.extract import SettingsMismatch, extract
+from preprocess.extract import SettingsMismatch, extract, format_summary
 from preprocess.flow_codec import quantize
 from preprocess.runner import open_client
 from preprocess.settings import ClusterSettings
@@ -145,6 +145,8 @@ def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: ob
         video.write_bytes(b"")  # the sources are gone: flow must come from the stored frames
     second = extract(src, out, _pipeline(every=4), flow=True, client=client, progress=False)
     assert second.ok and second.extracted == 2 and second.new_shards != first.new_shards
+    assert second.computed_from == {"flow": "stored", "diff": "decoded"}
+    assert "flow computed from the stored frames; differences computed from the decoded frames" in format_summary(second)
     assert (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns) == before
     ds = Dataset(out)
     assert ds.has_stream("flow") and (ds.settings["flow"]["from"], ds.settings["diff"]["from"]) == ("stored", "decoded")
