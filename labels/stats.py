@@ -164,12 +164,14 @@ def _blas_threads() -> ThreadpoolController:
 
 
 @lru_cache(maxsize=4)
-def _histogram_bin_base(size: int) -> np.ndarray:
-    """intp [S, S, 3]: first bin of the 256-bin histogram of (part, channel) for each pixel and channel."""
-    part = region_layout(size).part_of_pixel[:, :, None]
-    base = ((part * 3 + np.arange(3)) * 256).astype(np.intp)
-    base.setflags(write=False)
-    return base
+def _part_image(size: int) -> np.ndarray:
+    """uint8 [S, S]: the part each pixel lies in, as an 8-bit image for ``cv2.calcHist``."""
+    part = region_layout(size).part_of_pixel
+    if part.max() > 255:
+        raise ValueError(f"{part.max() + 1} parts do not fit an 8-bit part image")
+    image = part.astype(np.uint8)
+    image.setflags(write=False)
+    return image
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -190,16 +192,19 @@ def colour_consistency(rgb: np.ndarray) -> np.ndarray:
     Returns:
         float64 [28] in (0, 1], regions in :class:`labels.regions.RegionLayout` order.
     """
-    rgb = _check_rgb(rgb)
+    rgb = np.ascontiguousarray(_check_rgb(rgb))
     layout = region_layout(rgb.shape[1])
-    base = _histogram_bin_base(rgb.shape[1])
+    parts = _part_image(rgb.shape[1])
     membership = layout.membership.astype(np.float32)
     n_parts = membership.shape[1]
     lowest = highest = None
     with _blas_threads().limit(limits=1, user_api="blas"):
         for frame in rgb:  # one frame at a time keeps the histograms in cache
-            part_counts = np.bincount((base + frame).ravel(), minlength=n_parts * 768).reshape(n_parts, 768)
-            counts = membership @ part_counts.astype(np.float32)  # [28, 3*256]; exact: counts stay below 2**24
+            # [parts, 3*256] histograms of each (part, channel): OpenCV's 2-D histogram of (part, channel value)
+            part_counts = np.concatenate([
+                cv2.calcHist([parts, frame], [0, 1 + c], None, [n_parts, 256], [0, n_parts, 0, 256]) for c in range(3)
+            ], axis=1)
+            counts = membership @ part_counts  # [28, 3*256]; exact: counts stay below 2**24
             if lowest is None:
                 lowest, highest = counts, counts.copy()
             else:
