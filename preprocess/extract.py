@@ -41,6 +41,7 @@ from preprocess.runner import (
     open_client,
     remove_stale_temporaries,
     run_tasks,
+    still_running,
 )
 from preprocess.settings import ClusterSettings, ExtractSettings
 from preprocess.video_task import VideoJob, extract_video, stream_settings
@@ -109,11 +110,16 @@ def part_path(root: Path, video_id: str, streams: Iterable[str]) -> Path:
     return root / PART_DIR / f"{readable}-{digest}.{'+'.join(streams)}.h5"
 
 
-def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]]) -> list[str]:
-    """Dask task: copy finished part files into shard ``shard`` (temp name, then ``os.replace``)."""
+def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]], run_token: str) -> list[str]:
+    """Dask task: copy finished part files into shard ``shard`` (temp name, then ``os.replace``). The shard is
+    published only while the run that asked for it (``run_token``) still holds the dataset: a task left
+    running on a remote cluster by a killed client must not add a second copy of videos the next run packs."""
     tmp = f"{shard}{TMP_MARK}{uuid.uuid4().hex}"
+    lock_file = Path(shard).parent.parent / LOCK_NAME
     try:
         ids = shards.copy_videos([Path(p) for p in parts], Path(tmp), settings)
+        if not still_running(lock_file, run_token):
+            raise RuntimeError(f"{shard}: the extraction that asked for this shard has ended; not written")
         os.replace(tmp, shard)
     finally:
         if os.path.exists(tmp):
@@ -124,8 +130,10 @@ def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]]
 class _Packer:
     """Groups finished parts by stream set and packs each group into a shard once it reaches the target size."""
 
-    def __init__(self, client: Client, root: Path, index: Index, saver: IndexSaver, target_bytes: int) -> None:
+    def __init__(self, client: Client, root: Path, index: Index, saver: IndexSaver, target_bytes: int,
+                 run_token: str) -> None:
         self.client, self.root, self.index, self.saver, self.target = client, root, index, saver, target_bytes
+        self.run_token = run_token
         numbers = [int(Path(rel).stem) for rel in index.shards if Path(rel).stem.isdigit()]
         self.next_number = max(numbers, default=-1) + 1
         self.pending: dict[tuple[str, ...], list[tuple[Path, int]]] = {}
@@ -144,7 +152,8 @@ class _Packer:
         rel = f"{SHARD_DIR}/{self.next_number:05d}.h5"
         self.next_number += 1
         settings = {s: self.index.settings[s] for s in streams}
-        future = self.client.submit(pack_shard, [str(p) for p in parts], str(self.root / rel), settings, pure=False)
+        future = self.client.submit(pack_shard, [str(p) for p in parts], str(self.root / rel), settings,
+                                    self.run_token, pure=False)
         self.running[future] = (rel, parts)
 
     def collect(self, wait: bool) -> None:
@@ -221,7 +230,7 @@ def extract(
         check_cluster(cluster, scheduler)
     sources = find_videos(input_path, splits, split_number)
     root = Path(output)
-    with _exclusive(root):
+    with _exclusive(root) as run_token:
         index = _open_index(root, Path(input_path))
         tasks, already_done = _prepare(root, index, sources, settings, wanted_streams(settings, flow), retry_failed)
         extracted, peak, cpu, new_shards = 0, 0.0, 0.0, []
@@ -229,7 +238,7 @@ def extract(
             with contextlib.ExitStack() as stack:
                 if client is None:
                     client = stack.enter_context(open_client(cluster, workers=workers, scheduler=scheduler))
-                extracted, peak, cpu, new_shards = _run(client, root, index, tasks, settings, progress)
+                extracted, peak, cpu, new_shards = _run(client, root, index, tasks, settings, progress, run_token)
             remove_stale_temporaries(root / PART_DIR)  # left by a worker killed mid-video (its task was redone)
         save_index(root, index)
     failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
@@ -239,14 +248,15 @@ def extract(
 
 
 @contextlib.contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
-    """Hold ``ROOT/.lock`` so two runs never share a dataset; refuse a non-empty folder that is not a dataset."""
+def _exclusive(root: Path) -> Iterator[str]:
+    """Hold ``ROOT/.lock`` so two runs never share a dataset (yields the run's token); refuse a non-empty folder
+    that is not a dataset."""
     ours = {SHARD_DIR, PART_DIR, LOCK_NAME}
     if root.exists() and not index_path(root).exists() and any(p.name not in ours for p in root.iterdir()):
         raise DatasetError(f"{root}: exists, is not empty and holds no {index_path(root).name}; refusing to write there")
     root.mkdir(parents=True, exist_ok=True)
-    with exclusive(root / LOCK_NAME, DatasetError(f"{root}: another extraction is running on this dataset")):
-        yield
+    with exclusive(root / LOCK_NAME, DatasetError(f"{root}: another extraction is running on this dataset")) as token:
+        yield token
 
 
 def _prepare(root: Path, index: Index, sources: list[VideoSource], settings: ExtractSettings, streams: list[str],
@@ -269,13 +279,13 @@ def _prepare(root: Path, index: Index, sources: list[VideoSource], settings: Ext
 
 
 def _run(client: Client, root: Path, index: Index, tasks: list[Task], settings: ExtractSettings,
-         progress: bool) -> tuple[int, float, float, list[str]]:
+         progress: bool, run_token: str) -> tuple[int, float, float, list[str]]:
     """Run the tasks, record failures, pack finished parts; returns (videos extracted, peak MB, CPU seconds,
     new shards)."""
     streams_of = {t.key: t.args.streams for t in tasks}
     extracted, peak, cpu = 0, 0.0, 0.0
     saver = IndexSaver(root, index)
-    packer = _Packer(client, root, index, saver, int(settings.shard_mb * MB))
+    packer = _Packer(client, root, index, saver, int(settings.shard_mb * MB), run_token)
     for outcome in run_tasks(client, extract_video, tasks, time_limit_s=settings.video_timeout_s, progress=progress):
         peak = max(peak, outcome.peak_rss_mb)
         cpu += outcome.cpu_seconds

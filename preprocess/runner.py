@@ -181,17 +181,32 @@ def run_tasks(client: Client, function: Callable[[Any, str | None], Any], tasks:
 
 
 @contextlib.contextmanager
-def exclusive(lock_file: str | Path, busy: Exception) -> Iterator[None]:
+def exclusive(lock_file: str | Path, busy: Exception) -> Iterator[str]:
     """Hold an flock on ``lock_file`` for the duration (released even if this process is killed), so two runs
-    never write one output folder; raise ``busy`` when another process holds it."""
+    never write one output folder; raise ``busy`` when another process holds it. Yields a token of this run,
+    written into the lock file: a task of an ended run can see with :func:`still_running` that it must not
+    publish its output."""
     import fcntl
 
-    with open(lock_file, "w") as lock:
+    with open(lock_file, "a+") as lock:  # not "w": truncating before the lock is held would wipe a live token
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy from None
-        yield
+        token = uuid.uuid4().hex
+        lock.seek(0)
+        lock.truncate()
+        lock.write(token)
+        lock.flush()
+        yield token
+
+
+def still_running(lock_file: str | Path, token: str) -> bool:
+    """Whether the run holding ``token`` (from :func:`exclusive`) is still the owner of ``lock_file``."""
+    try:
+        return Path(lock_file).read_text() == token
+    except OSError:
+        return False
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -3,6 +3,7 @@ against direct computation, frames reused by a later flow run, settings mismatch
 and demo data with its splits and class-dependent motion."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -293,6 +294,28 @@ def test_a_dataset_in_use_or_a_foreign_folder_is_refused(shared_data: Path, tmp_
     with pytest.raises(DatasetError, match="is not empty and holds no index.json"):
         extract(src, foreign, _pipeline(), progress=False)
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+
+
+def test_a_shard_of_an_ended_run_is_not_published(shared_data: Path, tmp_path: Path) -> None:
+    from preprocess.extract import pack_shard
+    from preprocess.runner import exclusive
+    from preprocess.video_task import VideoJob, extract_video
+
+    root = tmp_path / "ds"
+    (root / "shards").mkdir(parents=True)
+    part = tmp_path / "part.h5"
+    settings = _pipeline().preprocess
+    extract_video(VideoJob("eat/eat", str(shared_data / "asl_gestures/eat/eat.mkv"), "eat", None, ("frames",),
+                           settings), str(part))
+    with h5py.File(part) as f:
+        recorded = {"frames": json.loads(f.attrs["settings"])["frames"]}
+    with exclusive(root / ".lock", RuntimeError("busy")) as old_token:
+        pass  # a run that was killed: a new one holds the dataset now
+    with exclusive(root / ".lock", RuntimeError("busy")) as token:
+        with pytest.raises(RuntimeError, match="the extraction that asked for this shard has ended"):
+            pack_shard([str(part)], str(root / "shards/00000.h5"), recorded, old_token)
+        assert list((root / "shards").iterdir()) == [] and part.exists()
+        assert pack_shard([str(part)], str(root / "shards/00000.h5"), recorded, token) == ["eat/eat"]
 
 
 def test_runner_keeps_few_tasks_in_flight_and_returns_every_outcome(client: object) -> None:
