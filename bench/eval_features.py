@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import h5py
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

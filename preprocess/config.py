@@ -14,6 +14,11 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from eval.settings import EvalSettings
+from labels.settings import LabelSettings
+from preprocess.settings import ClusterSettings, ExtractSettings
+from train.settings import TrainSettings
+
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "pipelines.yaml"
 
 
@@ -156,10 +161,10 @@ class Pipeline:
     """One named pipeline: the settings of every stage, validated."""
 
     name: str
-    preprocess: "ExtractSettings"
-    labels: "LabelSettings"
-    train: "TrainSettings"
-    eval: "EvalSettings"
+    preprocess: ExtractSettings
+    labels: LabelSettings
+    train: TrainSettings
+    eval: EvalSettings
     description: str = ""
 
 
@@ -167,12 +172,6 @@ def load_pipeline(
     name: str, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Pipeline:
     """Load pipeline ``name`` from the pipelines file, apply ``overrides`` (nested dict) and validate."""
-    from eval.settings import EvalSettings
-    from labels.settings import LabelSettings
-    from train.settings import TrainSettings
-
-    from preprocess.settings import ExtractSettings
-
     data = read_file(path)
     pipelines = data["pipelines"]
     if name not in pipelines:
@@ -188,9 +187,7 @@ def load_pipeline(
     return Pipeline(name=name, description=str(raw.get("description", "")), **built)
 
 
-def load_cluster(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> "ClusterSettings":
+def load_cluster(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ClusterSettings:
     """The ``cluster`` section of the pipelines file (how the CPU stage runs), with overrides."""
-    from preprocess.settings import ClusterSettings
-
     raw = merge(read_file(path).get("cluster") or {}, overrides or {})
     return build(ClusterSettings, raw, "cluster")
