@@ -91,6 +91,23 @@ def test_resume_after_the_client_is_killed(shared_data: Path, tmp_path: Path) ->
     assert "0 failed" in run.stdout and f"{len(words)} input videos" in run.stdout
 
 
+def test_extraction_on_a_running_cluster_by_address(shared_data: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    src = tmp_path / "in"
+    for word in ("eat", "yes"):
+        (src / word).mkdir(parents=True)
+        (src / word / f"{word}.mkv").symlink_to(shared_data / f"asl_gestures/{word}/{word}.mkv")
+    out = tmp_path / "ds"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        run = _cli("extract-flow", src, out, "--pipeline", "demo", "--size", "48", "64", "--no-progress",
+                   "--scheduler", cluster.scheduler_address)
+        assert run.returncode == 0, run.stderr
+        assert len(cluster.workers) == 1  # the cluster outlives the client that used it
+    ds = Dataset(out)
+    assert sorted(v.id for v in ds.videos) == ["eat/eat", "yes/yes"] and ds.has_stream("flow")
+
+
 @pytest.mark.parametrize("command", ["extract-frames", "extract-flow", "inspect", "make-demo-data"])
 def test_every_command_documents_its_options(command: str) -> None:
     run = _cli(command, "--help")
