@@ -174,8 +174,10 @@ def iter_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
     yield from frames
 
 
-def open_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None, short_side: int | None = None,
-                fps: float | None = None, every: int = 1, bgr: bool = False) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+def open_frames(
+    path: str | os.PathLike, *, size: tuple[int, int] | None = None, short_side: int | None = None,
+    fps: float | None = None, every: int = 1, bgr: bool = False,
+) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     """What the container declares (as :func:`probe`) and the frames (as :func:`iter_frames`), opening the
     file once. Raises ValueError for bad options and DecodeError for a file that cannot be opened at once,
     the other DecodeErrors of :func:`iter_frames` while iterating."""
@@ -187,8 +189,9 @@ def open_frames(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
     return info, _frames(path, cap, info, size=size, short_side=short_side, fps=fps, every=every, bgr=bgr)
 
 
-def _frames(path: str, cap: cv2.VideoCapture, info: VideoInfo, *, size: tuple[int, int] | None = None, short_side: int | None = None,
-            fps: float | None = None, every: int = 1, bgr: bool = False) -> Iterator[np.ndarray]:
+def _frames(path: str, cap: cv2.VideoCapture, info: VideoInfo, *, size: tuple[int, int] | None = None,
+            short_side: int | None = None, fps: float | None = None, every: int = 1,
+            bgr: bool = False) -> Iterator[np.ndarray]:
     """The frames of an opened capture (see :func:`iter_frames`); releases it when done."""
     try:
         if fps is not None and info.fps <= 0:

@@ -255,7 +255,8 @@ def _exclusive(root: Path) -> Iterator[str]:
     if root.exists() and not index_path(root).exists() and any(p.name not in ours for p in root.iterdir()):
         raise DatasetError(f"{root}: exists, is not empty and holds no {index_path(root).name}; refusing to write there")
     root.mkdir(parents=True, exist_ok=True)
-    with exclusive(root / LOCK_NAME, DatasetError(f"{root}: another extraction is running on this dataset")) as token:
+    busy = DatasetError(f"{root}: another extraction is running on this dataset")
+    with exclusive(root / LOCK_NAME, busy) as token:
         yield token
 
 

@@ -73,7 +73,8 @@ def save_index(root: str | Path, index: Index) -> None:
     """Write ``ROOT/index.json`` atomically (compact JSON)."""
     path = index_path(root)
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-    fields = {f.name: getattr(index, f.name) for f in dataclasses.fields(Index)}  # no deep copy (asdict): ~8x faster (bench_index.py)
+    # the fields as they are: no deep copy (dataclasses.asdict), ~8x faster for a large index (bench_index.py)
+    fields = {f.name: getattr(index, f.name) for f in dataclasses.fields(Index)}
     tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **fields}, separators=(",", ":")))
     os.replace(tmp, path)
 
