@@ -24,6 +24,7 @@ setup(
         "matplotlib",
         "tensorboard",
         "hdf5plugin",
+        "zstandard",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["vssl=cli:main"]},

@@ -6,8 +6,9 @@
 Prints, for TV-L1 and DIS (medium): frames/s of the bare flow call on pre-decoded gray frames vs the whole
 per-video pipeline (decode -> resize -> JPEG -> flow -> quantize -> HDF5, plus differences) in one
 process with one thread, as a ratio, for flow from the decoded frames (a fresh extraction) and from the
-stored ones (JPEG round trip: frames extracted by an earlier run); for DIS also the CPU time of each step alone, and bytes and write
-time of flow codes and differences per HDF5 compression filter. All are timed in CPU seconds of this
+stored ones (JPEG round trip: frames extracted by an earlier run); for DIS also the CPU time of each step
+alone, and bytes and write time of flow codes and differences as the extraction writes them (Zstandard
+chunks written directly) and through each HDF5 compression filter. All are timed in CPU seconds of this
 process (``time.process_time``), which a busy shared machine disturbs far less than wall time. Then the
 wall-time speed-up of a multi-video extraction from 1 to 2 Dask workers (cluster start and sandbox start
 excluded), and peak memory of the sandbox and Dask worker processes. Figures are only comparable within
@@ -84,8 +85,8 @@ def _cpu_ms_per_item(run: Callable[[], object], n_items: int, repeats: int) -> f
 
 
 def _write_items(items: list[np.ndarray], **compression: Any) -> int:
-    """Bytes of an in-memory HDF5 file holding ``items`` one chunk each, written in slabs of 16 as the
-    extraction does."""
+    """Bytes of an in-memory HDF5 file holding ``items`` one chunk each, written through h5py in slabs of 16
+    with HDF5's own ``compression`` filter."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         ds = f.create_dataset("items", shape=(0, *items[0].shape), maxshape=(None, *items[0].shape),
@@ -94,6 +95,20 @@ def _write_items(items: list[np.ndarray], **compression: Any) -> int:
             slab = np.stack(items[i:i + 16])
             ds.resize(i + len(slab), axis=0)
             ds[i:] = slab
+    return len(buffer.getvalue())
+
+
+def _write_stream(stream: str, items: list[np.ndarray]) -> int:
+    """Bytes of an in-memory HDF5 file holding ``items`` as the extraction writes the ``stream`` ('flow' or
+    'diff'): ``shards.VideoWriter``, each item compressed and written as its chunk."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        writer = shards.VideoWriter(f, "v", height=items[0].shape[0], width=items[0].shape[1], streams=(stream,))
+        writer.count_frame()
+        for item in items:
+            writer.count_frame()
+            (writer.add_flow if stream == "flow" else writer.add_diff)(item)
+        writer.finish(fps=25.0, source="bench", label=None, split=None)
     return len(buffer.getvalue())
 
 
@@ -110,7 +125,6 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
     diffs = [difference.image_difference(a, b) for a, b in zip(gray[:-1], gray[1:])]
     n, pairs = len(frames), len(flows)
     gzip1 = {"compression": "gzip", "compression_opts": 1}
-    chosen = dict(shards.COMPRESSION)
     steps = {
         "decode+resize": _cpu_ms_per_item(lambda: list(decode.iter_frames(video, size=settings.size, bgr=True)), n,
                                           repeats),
@@ -120,10 +134,10 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
         "JPEG -> gray": _cpu_ms_per_item(lambda: [shards.jpeg_to_gray(j) for j in jpegs], n, repeats),
         "flow (bare)": _cpu_ms_per_item(lambda: [flow_fn(a, b) for a, b in zip(gray[:-1], gray[1:])], pairs, repeats),
         "quantize": _cpu_ms_per_item(lambda: [quantize(f, settings.flow.bound) for f in flows], pairs, repeats),
-        "flow codes zstd-1 write": _cpu_ms_per_item(lambda: _write_items(codes, **chosen), pairs, repeats),
+        "flow codes zstd-1 write": _cpu_ms_per_item(lambda: _write_stream("flow", codes), pairs, repeats),
         "difference": _cpu_ms_per_item(lambda: [difference.image_difference(a, b) for a, b in zip(gray[:-1], gray[1:])],
                                        pairs, repeats),
-        "difference zstd-1 write": _cpu_ms_per_item(lambda: _write_items(diffs, **chosen), pairs, repeats),
+        "difference zstd-1 write": _cpu_ms_per_item(lambda: _write_stream("diff", diffs), pairs, repeats),
     }
     print("  CPU ms per frame, each step timed alone: " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
     flow_ms = steps["flow (bare)"]
@@ -131,14 +145,16 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
         rest = sum(steps[k] for k in ("decode+resize", "JPEG encode", gray_step, "quantize", "flow codes zstd-1 write"))
         print(f"  flow from the {src} frames: bare flow / (bare flow + other steps without differences) = "
               f"{flow_ms / (flow_ms + rest):.2f}x")
-    filters = {"none": {}, "zstd-1 (chosen)": chosen, "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True},
+    filters = {"none": {}, "zstd-1": dict(shards.COMPRESSION), "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True},
                "lzf": {"compression": "lzf"}}
-    for name, items in (("flow codes uint8 [H,W,2]", codes), ("difference int16 [H,W]", diffs)):
+    for stream, name, items in (("flow", "flow codes uint8 [H,W,2]", codes), ("diff", "difference int16 [H,W]", diffs)):
+        ms = _cpu_ms_per_item(lambda: _write_stream(stream, items), pairs, repeats)
+        chosen = f"zstd-1 chunks written directly (chosen) {_write_stream(stream, items) / pairs:,.0f} B {1e3 * ms:.0f} us"
         cells = []
         for label, compression in filters.items():
             ms = _cpu_ms_per_item(lambda: _write_items(items, **compression), pairs, repeats)
             cells.append(f"{label} {_write_items(items, **compression) / pairs:,.0f} B {1e3 * ms:.0f} us")
-        print(f"  {name}, bytes and write CPU per item: " + " | ".join(cells))
+        print(f"  {name}, bytes and write CPU per item: {chosen}; through HDF5's filter: " + " | ".join(cells))
 
 
 def bare_flow_fps(gray: list[np.ndarray], settings: ExtractSettings) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
@@ -142,3 +143,29 @@ def test_frames_are_counted_without_storing_when_frames_are_not_a_stream(tmp_pat
             raw.add_jpeg(_jpeg(frames[0]))
         with pytest.raises(ValueError, match="frames are a stream of this file"):
             raw.count_frame()
+
+
+def test_items_written_as_compressed_chunks_read_back_through_the_declared_filter(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    flows = rng.integers(120, 136, (19, *SIZE, 2), dtype=np.uint8)  # 19 items: one full slab and a partial one
+    diffs = rng.integers(-300, 300, (19, *SIZE), dtype=np.int16)
+    rgb = np.broadcast_to(np.arange(20)[:, None, None, None] * 9 + np.arange(SIZE[1])[:, None], (20, *SIZE, 3))
+    rgb = rgb.astype(np.uint8)
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        w = shards.VideoWriter(f, "v", height=SIZE[0], width=SIZE[1], streams=("frames", "flow", "diff"),
+                               image_format="raw")
+        with pytest.raises(ValueError, match=r"flow: item int64\[.*\], expected uint8"):
+            w.add_flow(flows[0].astype(np.int64))
+        for t in range(20):
+            w.add_frame(rgb[t])
+            if t:
+                w.add_flow(flows[t - 1])
+                w.add_diff(diffs[t - 1])
+        w.finish(fps=25.0, source="x", label=None, split=None)
+    with h5py.File(tmp_path / "p.h5", "r") as f:  # plain h5py: the chunks go through the Zstandard filter
+        for name, expected in (("frames", rgb), ("flow", flows), ("diff", diffs)):
+            dataset = f[f"videos/v/{name}"]
+            assert dataset.id.get_create_plist().get_filter(0)[0] == hdf5plugin.ZSTD_ID
+            assert dataset.id.get_storage_size() < expected.nbytes  # stored compressed
+            np.testing.assert_array_equal(dataset[()], expected)
+            np.testing.assert_array_equal(dataset[5:7], expected[5:7])

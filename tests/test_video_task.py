@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from preprocess import decode, shards
+from preprocess import decode, shards, video_task
 from preprocess.extract import SettingsMismatch, check_settings
 from preprocess.flow_codec import LEVELS, dequantize, quantize
 from preprocess.index import Index
@@ -24,7 +24,8 @@ CLIPS = ("ucf101/Archery/example.avi", "arid/train/Run/Run_11_1.mp4", "kth/perso
 
 
 def _reference_quantize(flow: np.ndarray, bound: float) -> np.ndarray:
-    """The codec's defining expression (the form before the in-place version)."""
+    """The codec's defining expression in numpy, in float32 (the form before the OpenCV version)."""
+    flow = np.asarray(flow, np.float32)
     return np.rint((np.clip(flow, -bound, bound) + bound) * (LEVELS / (2.0 * bound))).astype(np.uint8)
 
 
@@ -76,6 +77,8 @@ def test_quantize_is_bit_identical_to_its_definition(real_rgb: list[np.ndarray])
             codes = quantize(values.astype(dtype), bound)
             assert codes.dtype == np.uint8 and codes.shape == values.shape
             np.testing.assert_array_equal(codes, _reference_quantize(values.astype(dtype), bound))
+        np.testing.assert_array_equal(quantize(np.array([np.inf, -np.inf, np.nan]), bound)[:2], [LEVELS, 0])
+        assert quantize(np.zeros((0, 5, 2), np.float32), bound).shape == (0, 5, 2)
     flow = flows[0].copy()
     quantize(flow, 20.0)
     np.testing.assert_array_equal(flow, flows[0])  # the input is left alone
@@ -146,6 +149,29 @@ def test_flow_and_differences_from_the_decoded_or_the_stored_frames(shared_data:
         VideoJob("a/v", str(clip), "a", None, ("flow",), settings, str(tmp_path / "frames.h5"))
     with pytest.raises(ValueError, match="flow_from must be one of"):
         VideoJob("a/v", str(clip), "a", None, ("flow",), settings, flow_from="jpeg")
+
+
+@pytest.mark.parametrize("frames, nbytes", [(3, 8 << 20), (16, 48 * 64 * 3 * 5)])  # by count; by bytes (5 frames)
+def test_batches_give_what_frame_by_frame_gives(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                frames: int, nbytes: int) -> None:
+    clip = shared_data / CLIPS[1]  # 66 frames: batches end mid-video and the last one is short
+    settings = ExtractSettings(size=SIZE, flow=FlowSettings(algo="dis"))
+    pairwise = ("frames", "flow", "diff")
+
+    def run(name: str, batch_frames: int, batch_bytes: int) -> dict[str, dict[str, np.ndarray]]:
+        monkeypatch.setattr(video_task, "BATCH_FRAMES", batch_frames)
+        monkeypatch.setattr(video_task, "BATCH_BYTES", batch_bytes)
+        extract_video(VideoJob("a/v", str(clip), "a", None, pairwise, settings), str(tmp_path / f"{name}.h5"))
+        extract_video(VideoJob("a/v", str(clip), "a", None, ("flow", "diff"), settings, str(tmp_path / f"{name}.h5"),
+                               "stored", "stored"), str(tmp_path / f"{name}-reused.h5"))
+        return {source: _streams(tmp_path / f"{name}{source}.h5") for source in ("", "-reused")}
+
+    one_by_one, batched = run("single", 1, 8 << 20), run("batched", frames, nbytes)
+    assert one_by_one[""]["flow"].shape[0] == 65
+    for source, streams in one_by_one.items():
+        assert streams.keys() == batched[source].keys()
+        for name, values in streams.items():
+            np.testing.assert_array_equal(batched[source][name], values)
 
 
 def test_ffmpeg_versions_from_build_information() -> None:
