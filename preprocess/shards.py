@@ -2,12 +2,13 @@
 
 A file (part or shard) holds ``/videos/<video_id>/`` groups (ids may contain ``/``, giving nested
 groups) and root attributes ``format``, ``version``, ``streams`` (JSON list), ``settings`` (JSON),
-``videos`` (JSON list of ids) and ``written_by`` (JSON: h5py and HDF5 versions; storage only, values do
-not depend on them, so they are recorded, not compared). Per video group:
+``videos`` (JSON list of ids) and ``written_by`` (JSON: h5py, HDF5 and zstandard versions; storage only,
+values do not depend on them, so they are recorded, not compared). Per video group:
 
 - ``frames_jpeg`` uint8 [nbytes] (all JPEG images back to back) + ``frames_offsets`` int64 [T+1]
   when ``image_format`` is ``jpeg``; or ``frames`` uint8 [T,H,W,3] RGB, zstd-1, one chunk per frame (``raw``);
-- ``flow`` uint8 [T-1,H,W,2] quantized (u, v) codes (``preprocess.flow_codec``), zstd-1, chunk per flow;
+- ``flow`` uint8 [T-1,H,W,2] quantized (u, v) codes (``preprocess.flow_codec``), zstd-1, chunk per flow
+  (compressed here and written directly; read through the declared filter);
 - ``diff`` int16 [T-1,H,W] gray frame t+1 minus frame t, zstd-1, chunk per difference;
 - attributes ``n_frames``, ``fps``, ``height``, ``width``, ``source``, ``label``, ``split``.
 
@@ -82,7 +83,8 @@ def write_file_attrs(f: h5py.File, streams: Iterable[str], settings: dict[str, A
     f.attrs["streams"] = json.dumps(sorted(streams))
     f.attrs["settings"] = json.dumps(settings, sort_keys=True)
     f.attrs["videos"] = json.dumps(list(videos))
-    f.attrs["written_by"] = json.dumps({"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version})
+    f.attrs["written_by"] = json.dumps({"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
+                                        "zstandard": zstandard.__version__})
 
 
 def read_file_attrs(f: h5py.File) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+import zstandard
 
 from preprocess import dataset as dataset_module
 from preprocess import decode, shards
@@ -72,7 +73,8 @@ def _decoded(videos: dict[str, np.ndarray], video_id: str) -> np.ndarray:
 
 def test_stored_video_reads_match_independent_decoding(dataset_dir: Path, videos: dict[str, np.ndarray]) -> None:
     with h5py.File(dataset_dir / "shards/00000.h5") as f:
-        assert json.loads(f.attrs["written_by"]) == {"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
+        assert json.loads(f.attrs["written_by"]) == {"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
+                                                     "zstandard": zstandard.__version__}
         for video_id, frames in videos.items():
             stored = shards.StoredVideo(f[f"videos/{video_id}"])
             expected = _decoded(videos, video_id)
