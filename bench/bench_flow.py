@@ -145,11 +145,12 @@ def breakdown(video: Path, settings: ExtractSettings, repeats: int) -> None:
         rest = sum(steps[k] for k in ("decode+resize", "JPEG encode", gray_step, "quantize", "flow codes zstd-1 write"))
         print(f"  flow from the {src} frames: bare flow / (bare flow + other steps without differences) = "
               f"{flow_ms / (flow_ms + rest):.2f}x")
-    filters = {"none": {}, "zstd-1": dict(shards.COMPRESSION), "gzip-1": gzip1, "gzip-1+shuffle": {**gzip1, "shuffle": True},
-               "lzf": {"compression": "lzf"}}
+    filters = {"none": {}, "zstd-1": dict(shards.COMPRESSION), "gzip-1": gzip1,
+               "gzip-1+shuffle": {**gzip1, "shuffle": True}, "lzf": {"compression": "lzf"}}
     for stream, name, items in (("flow", "flow codes uint8 [H,W,2]", codes), ("diff", "difference int16 [H,W]", diffs)):
         ms = _cpu_ms_per_item(lambda: _write_stream(stream, items), pairs, repeats)
-        chosen = f"zstd-1 chunks written directly (chosen) {_write_stream(stream, items) / pairs:,.0f} B {1e3 * ms:.0f} us"
+        size = _write_stream(stream, items) / pairs
+        chosen = f"zstd-1 chunks written directly (chosen) {size:,.0f} B {1e3 * ms:.0f} us"
         cells = []
         for label, compression in filters.items():
             ms = _cpu_ms_per_item(lambda: _write_items(items, **compression), pairs, repeats)

@@ -1,9 +1,9 @@
 """Linear uint8 quantization of optical flow: the one place flow is stored and read back.
 
-A flow value ``f`` in pixels is clipped to ``[-bound, bound]`` and mapped to ``q = round((f + bound) * 255 / (2 bound))``,
-computed in float32 and rounded half to even (numpy's ``rint``); reading back gives ``q * 2 bound / 255 - bound``
-(for bound 20: ``q * 40 / 255 - 20``). The quantization step is ``2 bound / 255`` px, so the round-trip error of an
-unclipped value is at most half of it.
+A flow value ``f`` in pixels is clipped to ``[-bound, bound]`` and mapped to
+``q = round((f + bound) * 255 / (2 bound))``, computed in float32 and rounded half to even (numpy's ``rint``);
+reading back gives ``q * 2 bound / 255 - bound`` (for bound 20: ``q * 40 / 255 - 20``). The quantization step is
+``2 bound / 255`` px, so the round-trip error of an unclipped value is at most half of it.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ def quantize(flow: np.ndarray, bound: float) -> np.ndarray:
     """Flow in px (any shape, float) -> uint8 codes of the same shape.
 
     The scale and the rounding run in one OpenCV pass (``convertScaleAbs``: float32 product, round half to
-    even, saturate; the values are >= 0 there, so its absolute value changes nothing), 1.3x faster than numpy's
-    multiply, ``rint`` and ``astype`` in the extraction loop, with identical codes (tests/test_config.py).
+    even, saturate; the values are >= 0 there, so its absolute value changes nothing): 77 vs 100 µs per
+    128x171 flow in the extraction loop against numpy's multiply, ``rint`` and ``astype``, with identical codes
+    (tests/test_video_task.py).
     """
     scaled = np.asarray(np.clip(np.asarray(flow, dtype=np.float32), -bound, bound))  # new: shifted in place below
     if scaled.size == 0:  # OpenCV takes no empty array

@@ -101,7 +101,7 @@ class TaskFrame(NamedTuple):
 # Frames are handled in batches, each step over a whole batch before the next step (decode, encode,
 # gray, then flow): the decoder's, the JPEG encoder's and DIS's code and tables stay in the CPU caches
 # instead of evicting each other at every frame. Measured with DIS at 128x171 (bench/bench_flow.py),
-# pipeline / bare flow: 0.75x frame by frame, 0.78-0.79x in batches of 4-8, 0.80-0.81x of 16-32.
+# pipeline / bare flow: 0.75x frame by frame, 0.78-0.79x in batches of 4-8, 0.79-0.81x of 16-32 (docs/FLOW.md).
 BATCH_FRAMES = 16
 BATCH_BYTES = 8 << 20  # fewer frames per batch when they are large (memory stays bounded)
 

@@ -1,6 +1,7 @@
 """The fast paths of the per-video extraction give exactly what the plain definitions give, on real frames:
-BGR decoding, JPEG straight from BGR, gray straight from the JPEG, in-place quantization; flow and
-differences from the decoded or the stored frames; and the recorded library versions."""
+BGR decoding, JPEG straight from BGR, gray straight from the JPEG, the OpenCV quantizer; flow and
+differences from the decoded or the stored frames, in batches or frame by frame; and the recorded library
+versions."""
 from __future__ import annotations
 
 import json
