@@ -17,6 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from train.backbones.base import STAGE_NAMES, Backbone, init_weights
+from train.backbones.registry import register_backbone
 
 LIGHT_C3D_CHANNELS: tuple[int, ...] = (64, 128, 256, 256, 256)
 LARGE_C3D_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
@@ -60,16 +61,19 @@ class C3D(Backbone):
         init_weights(self)
 
 
+@register_backbone("c3d")
 def c3d(in_channels: int = 3, **kwargs) -> C3D:
     """Light C3D without batch norm (the statistics paper's network): 4,651,008 parameters."""
     return C3D(in_channels, batch_norm=False, **kwargs)
 
 
+@register_backbone("c3d_bn")
 def c3d_bn(in_channels: int = 3, **kwargs) -> C3D:
     """Light C3D with BatchNorm after every convolution."""
     return C3D(in_channels, batch_norm=True, **kwargs)
 
 
+@register_backbone("c3d_large_bn")
 def c3d_large_bn(in_channels: int = 3, **kwargs) -> C3D:
     """8-convolution C3D with BatchNorm and no pool5: 27,658,688 parameters."""
     return C3D(in_channels, batch_norm=True, channels=LARGE_C3D_CHANNELS, convs_per_stage=LARGE_C3D_CONVS,

@@ -2,25 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from train.backbones.base import Backbone
-from train.backbones.c3d import c3d, c3d_bn, c3d_large_bn
-from train.backbones.r2plus1d import r21d_10, r21d_18
-from train.backbones.resnet3d import r3d_10, r3d_18
+from train.backbones.registry import BACKBONES
 from train.checkpoint import atomic_torch_save
-
-BACKBONES: dict[str, Callable[..., Backbone]] = {
-    "c3d": c3d,
-    "c3d_bn": c3d_bn,
-    "c3d_large_bn": c3d_large_bn,
-    "r3d_10": r3d_10,
-    "r3d_18": r3d_18,
-    "r21d_10": r21d_10,
-    "r21d_18": r21d_18,
-}
 
 
 def build_backbone(name: str, in_channels: int = 3, **kwargs: Any) -> Backbone:

@@ -20,6 +20,7 @@ from functools import partial
 from torch import nn
 
 from train.backbones.resnet3d import ResNet3d, Triple
+from train.backbones.registry import register_backbone
 
 
 def mid_channels(in_channels: int, out_channels: int, kernel: Triple) -> int:
@@ -55,11 +56,13 @@ def _r2plus1d(in_channels: int, blocks: tuple[int, int, int, int], per_conv_mid:
     return ResNet3d(in_channels, blocks, make_conv, zero_init_residual=zero_init_residual)
 
 
+@register_backbone("r21d_10")
 def r21d_10(in_channels: int = 3, **kwargs) -> ResNet3d:
     """R(2+1)D-10: one block per stage (12.5M parameters by default)."""
     return _r2plus1d(in_channels, (1, 1, 1, 1), **kwargs)
 
 
+@register_backbone("r21d_18")
 def r21d_18(in_channels: int = 3, **kwargs) -> ResNet3d:
     """R(2+1)D-18: two blocks per stage (31.3M parameters by default)."""
     return _r2plus1d(in_channels, (2, 2, 2, 2), **kwargs)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from train.backbones.base import Backbone, init_weights
+from train.backbones.registry import register_backbone
 
 Triple = tuple[int, int, int]
 ConvFactory = Callable[[int, int, Triple, Triple, Triple, int], nn.Module]
@@ -85,11 +86,13 @@ class ResNet3d(Backbone):
                     nn.init.zeros_(block.bn2.weight)
 
 
+@register_backbone("r3d_10")
 def r3d_10(in_channels: int = 3, **kwargs) -> ResNet3d:
     """R3D-10: one block per stage (14.4M parameters)."""
     return ResNet3d(in_channels, (1, 1, 1, 1), full_conv3d, **kwargs)
 
 
+@register_backbone("r3d_18")
 def r3d_18(in_channels: int = 3, **kwargs) -> ResNet3d:
     """R3D-18: two blocks per stage (33.2M parameters)."""
     return ResNet3d(in_channels, (2, 2, 2, 2), full_conv3d, **kwargs)
