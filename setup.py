@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Self-supervised video representation learning toolkit",
     python_requires=">=3.10",
-    packages=find_packages(include=["preprocess*", "labels*", "train*", "eval*"]),
+    packages=find_packages(include=["common*", "preprocess*", "labels*", "train*", "eval*", "commands*"]),
     py_modules=["cli"],
     install_requires=[
         "opencv-contrib-python-headless",

@@ -35,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from preprocess import decode, difference  # noqa: E402
 from preprocess import flow as flow_module  # noqa: E402
 from preprocess import shards  # noqa: E402
-from preprocess.config import load_pipeline  # noqa: E402
+from commands.pipeline import load_pipeline  # noqa: E402
 from preprocess.extract import extract  # noqa: E402
 from preprocess.flow_codec import quantize  # noqa: E402
-from preprocess.runner import open_client  # noqa: E402
-from preprocess.settings import ClusterSettings, ExtractSettings  # noqa: E402
+from common.runner import open_client  # noqa: E402
+from common.runner import ClusterSettings
+from preprocess.settings import ExtractSettings  # noqa: E402
 from preprocess.video_task import GRAY_SOURCES, VideoJob, extract_video  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

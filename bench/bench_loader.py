@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from preprocess import shards  # noqa: E402
 from preprocess.index import Index, add_shard, save_index  # noqa: E402
+from preprocess.streams import normalize  # noqa: E402
 from train import augment  # noqa: E402
 from train.clips import pace_frame_indices, random_crop  # noqa: E402
 from train.data import PaceClipDataset  # noqa: E402
@@ -105,7 +106,7 @@ def augment_batch(frames: torch.Tensor, generator: torch.Generator) -> torch.Ten
     clip = to_float_clip(frames.flatten(0, 1))
     clip = augment.horizontal_flip(clip, per_frame=False, generator=generator)
     clip = augment.color_jitter(clip, 0.8, 0.8, 0.8, 0.2, p=0.8, per_frame=True, generator=generator)
-    return augment.normalize(clip)
+    return normalize(clip)
 
 
 def clips_per_second(dataset: object, n_items: int, batch: int, batches: int, workers: int,

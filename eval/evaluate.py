@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from eval import figures
-from eval.clips import STREAM_CHANNELS
 from eval.features import cached_features, file_sha256
 from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
@@ -26,6 +25,7 @@ from eval.retrieval import nearest_neighbours, retrieval_recall
 from eval.settings import ALL_TASKS, EvalSettings
 from eval.splits import label_fraction, stratified_split
 from preprocess.dataset import Dataset
+from preprocess.streams import CHANNELS
 from train.backbones import build_backbone, load_backbone
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,18 @@ def resolve_weights(weights: str | Path) -> Path:
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no backbone weights (expected a training run directory or {BACKBONE_FILE})")
     return file
+
+
+def with_input_contract(settings: EvalSettings, contract: dict[str, Any], where: str) -> EvalSettings:
+    """``settings`` with the stream, clip length and crop size that the backbone was trained on (the input
+    contract recorded in its file; empty for files written before it was recorded)."""
+    if not contract:
+        return settings
+    if contract["stream"] != settings.stream:
+        log.info("%s: evaluating the %s stream the backbone was trained on", where, contract["stream"])
+    clips = dataclasses.replace(settings.clips, clip_len=int(contract["clip_len"]),
+                                crop_size=int(contract["crop_size"]))
+    return dataclasses.replace(settings, stream=contract["stream"], clips=clips)
 
 
 def build_models(weights: str | Path, backbone: str | None, in_channels: int, seed: int,
@@ -283,11 +295,20 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
+    contract: dict[str, Any] = {}
+    if str(weights) != "random":
+        file = resolve_weights(weights)
+        contract = load_backbone(file).input_contract
+        settings = with_input_contract(settings, contract, str(file))
     with Dataset(data_dir) as dataset:
         if not dataset.has_stream(settings.stream):
-            raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream for evaluation")
+            raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream, which the evaluated "
+                             f"backbone reads (extract it first)")
+        if "flow_bound" in contract and dataset.flow_bound != contract["flow_bound"]:
+            raise ValueError(f"{data_dir}: flow is stored with bound {dataset.flow_bound:g} px, the backbone was "
+                             f"trained on flow scaled by {contract['flow_bound']:g} px")
         split = labelled_split(dataset, settings)
-        models = build_models(weights, backbone, STREAM_CHANNELS[settings.stream], settings.seed, device,
+        models = build_models(weights, backbone, CHANNELS[settings.stream], settings.seed, device,
                               backbone_args)
         metrics: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from eval.clips import to_backbone_input
 from eval.settings import ClipSettings
 from eval.video_clips import evaluation_loader
+from preprocess.streams import to_input
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -67,7 +67,7 @@ def extract_features(backbone, dataset, video_ids: list[str], stage: str, stream
     features = []
     loader = evaluation_loader(dataset, stream, video_ids, clips, device)
     for raw in tqdm(loader, desc=f"features ({stage})", disable=not progress, leave=False):
-        x = to_backbone_input(raw, stream, flow_bound, device)
+        x = to_input(raw, stream, flow_bound=flow_bound, device=device)
         features.append(clip_features(backbone, x, stage, clips.batch_size).mean(dim=0).cpu().numpy())
     return np.stack(features).astype(np.float32)
 

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from eval.clips import to_backbone_input
 from eval.metrics import topk_accuracy
 from eval.settings import ClipSettings, FinetuneSettings
 from eval.video_clips import evaluation_loader, random_clip
+from preprocess.streams import to_input
 
 
 class VideoClassifier(nn.Module):
@@ -93,7 +93,7 @@ def test_clip_probabilities(model: nn.Module, dataset, stream: str, video_ids: l
     out = []
     loader = evaluation_loader(dataset, stream, video_ids, clips, device)
     for raw in tqdm(loader, desc="fine-tune test", disable=not progress, leave=False):
-        x = to_backbone_input(raw, stream, flow_bound, device)
+        x = to_input(raw, stream, flow_bound=flow_bound, device=device)
         logits = torch.cat([model(batch) for batch in x.split(clips.batch_size)])
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.stack(out)
@@ -128,7 +128,7 @@ def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], tr
         model.train()
         total_loss, correct = 0.0, 0
         for raw, labels in loader:
-            x = to_backbone_input(raw, stream, flow_bound, device)
+            x = to_input(raw, stream, flow_bound=flow_bound, device=device)
             labels = labels.to(device)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, labels)

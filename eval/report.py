@@ -75,6 +75,23 @@ def results_table(results: dict[str, Any]) -> str:
     return markdown_table(models, ("pretrained", "random") if {"pretrained", "random"} <= set(models) else None)
 
 
+def headline(results: dict[str, Any]) -> str:
+    """One line saying what the table shows: how far the pretrained backbone is ahead of (or behind) random
+    initialisation on the frozen-feature protocols that ran (top-1 / R@1 / 1-shot, in points)."""
+    models = results["models"]
+    if not {"pretrained", "random"} <= set(models):
+        return f"random initialisation of {results['backbone']} only (no pretrained weights to compare)"
+    keys = [k for k in ("linear.top1", "logreg.top1", "retrieval.R@1", "fewshot.1shot") if k in models["pretrained"]]
+    if not keys:
+        return "pretrained vs random: see the fine-tuning rows"
+    gaps = {k: 100 * (models["pretrained"][k] - models["random"][k]) for k in keys}
+    mean = sum(gaps.values()) / len(gaps)
+    verdict = "ahead of" if mean > 0 else "not ahead of"
+    detail = ", ".join(f"{k} {g:+.1f}" for k, g in gaps.items())
+    return (f"pretraining puts {results['backbone']} {verdict} random initialisation on held-out videos by "
+            f"{mean:+.1f} points on average ({detail})")
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     """The summary page of one evaluation: what was evaluated and the metrics table."""
     lines = [

@@ -1,27 +1,23 @@
 """Labelling one video: every clip and crop variant, for one or more tasks in one pass (flow read and
-motion boundaries computed once). Runs in a sandbox process on a Dask worker (``preprocess.runner``); only
+motion boundaries computed once). Runs in a sandbox process on a Dask worker (``common.runner``); only
 the small :class:`LabelJob` and a summary travel through Dask."""
 from __future__ import annotations
 
 import dataclasses
 import os
-import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-from labels.crops import check_crop, clip_starts, crop_flow, crop_frames
-from labels.curriculum import score_from_boundaries
+from common.atomic import atomic_path
+from labels.crops import check_crop, clip_starts
+from labels.families import ClipView, family
 from labels.settings import LabelSettings
-from labels.stats import N_APPEARANCE, N_MOTION, appearance_statistics, motion_boundaries, motion_labels
 from labels.store import VideoLabels, part_path, write_part
 from preprocess.dataset import Dataset
-from preprocess.runner import TMP_MARK
-
-TASKS = ("stats", "curriculum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +30,7 @@ class LabelJob:
     video_id: str
     tasks: tuple[str, ...]
     settings: LabelSettings
-    recorded: dict[str, Any]  # the labels folder's settings, stored in the part
+    recorded: dict[str, dict[str, Any]]  # each task's recorded settings, stored in its parts
 
 
 @lru_cache(maxsize=2)
@@ -50,13 +46,14 @@ def open_dataset(path: str) -> Dataset:
 def label_video_clips(dataset: Dataset, video_id: str, tasks: Sequence[str],
                       settings: LabelSettings) -> dict[str, VideoLabels]:
     """Labels of every clip (``settings.clip_len`` frames every ``settings.stride``) and crop variant of a video,
-    for each of ``tasks``, in one pass over the video.
+    for each of the label families ``tasks``, in one pass over the video (what families share, e.g. the motion
+    boundaries of a crop, is computed once per clip and crop).
 
     Raises ValueError naming the video's source file when a crop variant does not fit its frames.
     """
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown or not tasks:
-        raise ValueError(f"unknown label task(s) {unknown or list(tasks)} (known: {', '.join(TASKS)})")
+    if not tasks:
+        raise ValueError("no label task given")
+    families = [family(task) for task in tasks]
     video = dataset.video(video_id)
     size = settings.crop_size
     for y, x, _ in settings.crop_variants:
@@ -65,27 +62,33 @@ def label_video_clips(dataset: Dataset, video_id: str, tasks: Sequence[str],
         except ValueError as exc:
             raise ValueError(f"{video.path}: {exc}") from None
     starts = clip_starts(video.n_frames, settings.clip_len, settings.stride)
+    rows: dict[str, dict[str, list]] = {f.name: {name: [] for name in f.fields} for f in families}
+    for start in map(int, starts):
+        flow = _once(lambda: dataset.read_flow(video_id, start, start + settings.clip_len - 1))
+        frames = _once(lambda: dataset.read_frames(video_id, start, start + settings.clip_len))
+        for y, x, flip in settings.crop_variants:
+            view = ClipView(flow, frames, y, x, size, flip)
+            for fam in families:
+                for name, value in fam.label(view).items():
+                    rows[fam.name][name].append(value)
     n_variants = len(settings.crop_variants)
-    stats, curriculum = "stats" in tasks, "curriculum" in tasks
-    motion = np.zeros((len(starts), n_variants, N_MOTION), np.int64)
-    appearance = np.zeros((len(starts), n_variants, N_APPEARANCE), np.int64)
-    score = np.zeros((len(starts), n_variants), np.float32)
-    for i, start in enumerate(starts):
-        flow = dataset.read_flow(video_id, int(start), int(start) + settings.clip_len - 1)
-        frames = dataset.read_frames(video_id, int(start), int(start) + settings.clip_len) if stats else None
-        for k, (y, x, flip) in enumerate(settings.crop_variants):
-            cropped = crop_flow(flow, y, x, size, flip)
-            boundaries = motion_boundaries(cropped[..., 0], cropped[..., 1])
-            if curriculum:
-                score[i, k] = score_from_boundaries(boundaries)
-            if stats:
-                motion[i, k] = motion_labels(boundaries)
-                appearance[i, k] = appearance_statistics(np.ascontiguousarray(crop_frames(frames, y, x, size, flip)))
-    values = {"stats": {"motion": motion.reshape(-1, N_MOTION), "appearance": appearance.reshape(-1, N_APPEARANCE)},
-              "curriculum": {"score": score.reshape(-1)}}
     start_rows = np.repeat(starts, n_variants)
     variant_rows = np.tile(np.arange(n_variants, dtype=np.int64), len(starts))
-    return {task: VideoLabels(start_rows, variant_rows, values[task]) for task in tasks}
+    return {f.name: VideoLabels(start_rows, variant_rows, {name: np.asarray(rows[f.name][name]).reshape(-1, *shape)
+                                                           for name, (shape, _) in f.fields.items()})
+            for f in families}
+
+
+def _once(read: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """``read`` called at most once: later calls return the first result."""
+    result: list[np.ndarray] = []
+
+    def cached() -> np.ndarray:
+        if not result:
+            result.append(read())
+        return result[0]
+
+    return cached
 
 
 def label_video(job: LabelJob, out_path: str) -> dict[str, int]:
@@ -98,13 +101,7 @@ def label_video(job: LabelJob, out_path: str) -> dict[str, int]:
     cv2.setNumThreads(1)
     labels = label_video_clips(open_dataset(job.dataset_dir), job.video_id, job.tasks, job.settings)
     for task in job.tasks[1:]:
-        final = part_path(Path(job.labels_dir), task, job.video_id)
-        tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex}"
-        try:
-            write_part(tmp, task, job.video_id, labels[task], job.recorded)
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    write_part(out_path, job.tasks[0], job.video_id, labels[job.tasks[0]], job.recorded)
+        with atomic_path(part_path(Path(job.labels_dir), task, job.video_id)) as tmp:
+            write_part(tmp, task, job.video_id, labels[task], job.recorded[task])
+    write_part(out_path, job.tasks[0], job.video_id, labels[job.tasks[0]], job.recorded[job.tasks[0]])
     return {"rows": len(labels[job.tasks[0]].start), "clips": len(np.unique(labels[job.tasks[0]].start))}

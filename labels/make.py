@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import h5py
 
-from labels.job import TASKS, LabelJob, label_video
+from labels.families import FAMILIES, family
+from labels.job import LabelJob, label_video
 from labels.settings import LabelSettings
 from labels.store import (
     FORMAT,
@@ -25,14 +26,15 @@ from labels.store import (
     consolidate,
     consolidated_path,
     consolidated_videos,
+    family_dir,
     labels_root,
     part_path,
     read_failures,
     write_failures,
 )
 from preprocess.dataset import Dataset
-from preprocess.runner import Task, exclusive, open_client, remove_stale_temporaries, run_tasks
-from preprocess.settings import ClusterSettings
+from common.runner import Task, exclusive, open_client, remove_stale_temporaries, run_tasks
+from common.runner import ClusterSettings
 
 
 def recorded_settings(settings: LabelSettings, dataset: Dataset) -> dict[str, Any]:
@@ -80,12 +82,12 @@ class LabelSummary:
 
 
 def _check_dataset(dataset: Dataset, tasks: Sequence[str]) -> None:
-    unknown = sorted(set(tasks) - set(TASKS))
+    unknown = sorted(set(tasks) - set(FAMILIES))
     if unknown:
-        raise LabelError(f"unknown label task(s) {', '.join(unknown)} (known: {', '.join(TASKS)})")
+        raise LabelError(f"unknown label task(s) {', '.join(unknown)} (known: {', '.join(sorted(FAMILIES))})")
     if not dataset.videos:
         raise LabelError(f"{dataset.path}: the dataset holds no videos")
-    needed = ["flow"] + (["frames"] if "stats" in tasks else [])
+    needed = sorted({stream for task in tasks for stream in family(task).streams})
     for stream in needed:
         if not dataset.has_stream(stream):
             raise LabelError(f"{dataset.path}: not every video has a {stream} stream (run extract-flow first)")
@@ -125,17 +127,15 @@ def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[st
            progress: bool) -> tuple[list[TaskSummary], float]:
     """The body of :func:`make_labels`, run while holding the labels folder: claim the settings, label the
     videos lacking parts, consolidate; returns the per-task summaries and the peak worker memory (MB)."""
-    recorded = recorded_settings(settings, dataset)
-    claim_settings(root, recorded)
-    failures = read_failures(root)
+    recorded = {task: recorded_settings(settings, dataset) for task in tasks}
+    failures = {}
     already = dict.fromkeys(tasks, 0)
     for task in tasks:
-        folder = root / PART_DIR / task
+        claim_settings(root, task, recorded[task])
+        folder = family_dir(root, task) / PART_DIR
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(folder)
-        failures.setdefault(task, {})
-        if retry_failed:
-            failures[task].clear()
+        failures[task] = {} if retry_failed else read_failures(root, task)
     planned: list[Task] = []
     for video in dataset.videos:  # one job per video for every task it still lacks (one pass over the video)
         missing = []
@@ -160,18 +160,18 @@ def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[st
                 for task in job_tasks.split("+"):
                     if outcome.status == "failed":
                         failures[task][video_id] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                        write_failures(root, task, failures[task])
                     else:
                         failures[task].pop(video_id, None)
                         labelled[task] += outcome.status == "done"
-                if outcome.status == "failed":
-                    write_failures(root, failures)
-    write_failures(root, failures)
+    for task in tasks:
+        write_failures(root, task, failures[task])
     ids = [v.id for v in dataset.videos]
     summaries = []
     for task in tasks:
         present = [i for i in ids if part_path(root, task, i).exists()]
         if labelled[task] or consolidated_videos(root, task) != present:
-            consolidate(root, task, ids, recorded)
+            consolidate(root, task, ids, recorded[task])
         failed = {i: failures[task][i] for i in ids if i in failures[task]}
         summaries.append(TaskSummary(task, labelled[task], already[task], failed,
                                      _count_rows(consolidated_path(root, task)), str(consolidated_path(root, task))))

@@ -1,13 +1,14 @@
 """Labels on disk: per-video part files, consolidated per-task files, recorded settings.
 
-Layout of a labels folder (default ``DATASET/labels``; see docs/FORMAT.md):
+Layout of a labels folder (default ``DATASET/labels``; see docs/FORMAT.md): one sub-folder per label family
+(task), so families made with different settings live side by side, and
 
-- ``settings.json``: clip length, stride, crop size, crop variants and the frames/flow settings of the
+- ``<task>/settings.json``: clip length, stride, crop size, crop variants and the frames/flow settings of the
   source dataset; a run with other settings is refused (:class:`LabelError`), never mixed in;
-- ``parts/<task>/<video>.h5``: one file per video and task, written by ``make-labels`` (resumable);
-- ``<task>.h5`` (``stats.h5``, ``curriculum.h5``): every row of every video, consolidated after a run;
-- ``failures.json``: ``{task: {video_id: {path, reason}}}``;
-- ``.lock``: held (flock) by a running ``make-labels``, so two runs never write one folder.
+- ``<task>/parts/<video>.h5``: one file per video, written by ``make-labels`` (resumable);
+- ``<task>/<task>.h5`` (``stats.h5``, ``curriculum.h5``): every row of every video, consolidated after a run;
+- ``<task>/failures.json``: ``{video_id: {path, reason}}``;
+- ``.lock``: held (flock) by a running ``make-labels``, so two runs never write one labels folder.
 
 A row is one (video, clip start, crop variant). ``stats`` rows hold ``motion`` [14] and ``appearance``
 [13] (uint8 on disk), ``curriculum`` rows hold ``score`` (float32).
@@ -17,17 +18,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import h5py
 import numpy as np
 
-from labels.stats import N_APPEARANCE, N_MOTION
-from preprocess.config import setting_differences
+from common.atomic import atomic_path, write_json_atomic
+from common.settings import setting_differences
+from labels.families import family
 
 LABELS_DIR = "labels"
 SETTINGS_FILE = "settings.json"
@@ -36,10 +36,6 @@ LOCK_FILE = ".lock"  # held by a running make-labels
 PART_DIR = "parts"
 FORMAT = "vssl-labels"
 VERSION = 1
-TASK_FIELDS: dict[str, dict[str, tuple[tuple[int, ...], type]]] = {
-    "stats": {"motion": ((N_MOTION,), np.uint8), "appearance": ((N_APPEARANCE,), np.uint8)},
-    "curriculum": {"score": ((), np.float32)},
-}
 
 
 class LabelError(Exception):
@@ -51,18 +47,17 @@ def labels_root(dataset_dir: str | Path, labels_dir: str | Path | None = None) -
     return Path(labels_dir) if labels_dir is not None else Path(dataset_dir) / LABELS_DIR
 
 
-def _write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+def family_dir(root: Path, task: str) -> Path:
+    """The folder of one label family (task) inside labels folder ``root``."""
+    return root / task
 
 
-def claim_settings(root: Path, recorded: Mapping[str, Any]) -> None:
-    """Record ``recorded`` as the settings of labels folder ``root``, or raise LabelError if the folder
-    already holds labels made with other settings."""
-    path = root / SETTINGS_FILE
+def claim_settings(root: Path, task: str, recorded: Mapping[str, Any]) -> None:
+    """Record ``recorded`` as the settings of ``task``'s labels in ``root``, or raise LabelError if they
+    already exist with other settings."""
+    path = family_dir(root, task) / SETTINGS_FILE
     if path.exists():
-        have = read_settings(root)
+        have = read_settings(root, task)
         if have != recorded:
             differences = "; ".join(setting_differences(have, recorded, "there"))
             raise LabelError(
@@ -70,17 +65,16 @@ def claim_settings(root: Path, recorded: Mapping[str, Any]) -> None:
                 "write to another --labels-dir, or delete this folder"
             )
         return
-    root.mkdir(parents=True, exist_ok=True)
-    _write_json_atomically(path, dict(recorded))
+    write_json_atomic(path, dict(recorded), indent=1, sort_keys=True)
 
 
-def read_settings(root: Path) -> dict[str, Any]:
-    """The recorded settings of labels folder ``root``."""
-    path = root / SETTINGS_FILE
+def read_settings(root: Path, task: str) -> dict[str, Any]:
+    """The recorded settings of ``task``'s labels in labels folder ``root``."""
+    path = family_dir(root, task) / SETTINGS_FILE
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise LabelError(f"{path}: no labels here (run make-labels first)") from None
+        raise LabelError(f"{path}: no {task} labels here (run make-labels --task {task} first)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise LabelError(f"{path}: unreadable label settings: {exc}") from exc
     if data.get("format") != FORMAT or data.get("version") != VERSION:
@@ -88,22 +82,22 @@ def read_settings(root: Path) -> dict[str, Any]:
     return data
 
 
-def read_failures(root: Path) -> dict[str, dict[str, dict[str, str]]]:
-    """``{task: {video_id: {path, reason}}}`` recorded by earlier runs (empty if none)."""
-    path = root / FAILURES_FILE
+def read_failures(root: Path, task: str) -> dict[str, dict[str, str]]:
+    """``{video_id: {path, reason}}`` of ``task`` recorded by earlier runs (empty if none)."""
+    path = family_dir(root, task) / FAILURES_FILE
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def write_failures(root: Path, failures: Mapping[str, Mapping[str, Mapping[str, str]]]) -> None:
-    """Record ``{task: {video_id: {path, reason}}}`` in ``ROOT/failures.json`` (tasks without failures left out)."""
-    _write_json_atomically(root / FAILURES_FILE, {task: dict(f) for task, f in failures.items() if f})
+def write_failures(root: Path, task: str, failures: Mapping[str, Mapping[str, str]]) -> None:
+    """Record ``{video_id: {path, reason}}`` of ``task`` in ``ROOT/<task>/failures.json``."""
+    write_json_atomic(family_dir(root, task) / FAILURES_FILE, dict(failures), indent=1, sort_keys=True)
 
 
 def part_path(root: Path, task: str, video_id: str) -> Path:
     """Part file of one video and task: a readable name plus a hash, unique per id."""
     readable = re.sub(r"[^\w.-]+", "_", video_id)[-80:]
     digest = hashlib.sha1(video_id.encode()).hexdigest()[:10]
-    return root / PART_DIR / task / f"{readable}-{digest}.h5"
+    return family_dir(root, task) / PART_DIR / f"{readable}-{digest}.h5"
 
 
 @dataclasses.dataclass
@@ -123,7 +117,7 @@ def write_part(path: str | Path, task: str, video_id: str, labels: VideoLabels, 
                        settings=json.dumps(recorded, sort_keys=True))
         f.create_dataset("start", data=labels.start.astype(np.int32))
         f.create_dataset("variant", data=labels.variant.astype(np.int16))
-        for name, (_, dtype) in TASK_FIELDS[task].items():
+        for name, (_, dtype) in family(task).fields.items():
             f.create_dataset(name, data=labels.values[name].astype(dtype))
 
 
@@ -135,7 +129,7 @@ def read_part(path: str | Path, task: str, recorded: Mapping[str, Any]) -> tuple
                 raise LabelError(f"{path}: not a {task} label part")
             if json.loads(f.attrs["settings"]) != recorded:
                 raise LabelError(f"{path}: made with other label settings than the rest of its labels folder")
-            values = {name: f[name][()] for name in TASK_FIELDS[task]}
+            values = {name: f[name][()] for name in family(task).fields}
             return str(f.attrs["video_id"]), VideoLabels(f["start"][()].astype(np.int64),
                                                          f["variant"][()].astype(np.int64), values)
     except OSError as exc:
@@ -143,8 +137,8 @@ def read_part(path: str | Path, task: str, recorded: Mapping[str, Any]) -> tuple
 
 
 def consolidated_path(root: Path, task: str) -> Path:
-    """The consolidated file of ``task``: ``ROOT/<task>.h5``."""
-    return root / f"{task}.h5"
+    """The consolidated file of ``task``: ``ROOT/<task>/<task>.h5``."""
+    return family_dir(root, task) / f"{task}.h5"
 
 
 def consolidated_videos(root: Path, task: str) -> list[str] | None:
@@ -173,8 +167,7 @@ def consolidate(root: Path, task: str, video_ids: Iterable[str], recorded: Mappi
         chunks.append((len(videos), labels))
         videos.append(video_id)
     target = consolidated_path(root, task)
-    tmp = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex}")
-    try:
+    with atomic_path(target) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs.update(format=FORMAT, version=VERSION, task=task, settings=json.dumps(recorded, sort_keys=True))
             f.create_dataset("videos", data=np.array(videos, dtype=object), dtype=h5py.string_dtype())
@@ -184,14 +177,10 @@ def consolidate(root: Path, task: str, video_ids: Iterable[str], recorded: Mappi
             for name, dtype in columns.items():
                 parts = [getattr(labels, name) for _, labels in chunks]
                 f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
-            for name, (shape, dtype) in TASK_FIELDS[task].items():
+            for name, (shape, dtype) in family(task).fields.items():
                 parts = [labels.values[name] for _, labels in chunks]
                 empty = np.zeros((0, *shape), dtype)
                 f.create_dataset(name, data=np.concatenate(parts).astype(dtype) if parts else empty)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
@@ -231,9 +220,9 @@ def _read_consolidated(root: Path, task: str, recorded: Mapping[str, Any]) -> di
             if f.attrs.get("format") != FORMAT or f.attrs.get("task") != task:
                 raise LabelError(f"{path}: not a {FORMAT} {task} file")
             if json.loads(f.attrs["settings"]) != recorded:
-                raise LabelError(f"{path}: made with other settings than {root / SETTINGS_FILE}")
+                raise LabelError(f"{path}: made with other settings than {family_dir(root, task) / SETTINGS_FILE}")
             videos = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in f["videos"][()]], dtype=str)
-            data = {name: f[name][()] for name in ("video_index", "start", "variant", *TASK_FIELDS[task])}
+            data = {name: f[name][()] for name in ("video_index", "start", "variant", *family(task).fields)}
     except OSError as exc:
         raise LabelError(f"{path}: unreadable labels: {exc}") from exc
     data["video_id"] = videos[data.pop("video_index")] if len(videos) else np.zeros(0, dtype=str)
@@ -249,12 +238,16 @@ def load_clip_labels(dataset_dir: str | Path, labels_dir: str | Path | None = No
     """All stored labels of a dataset (``stats`` required, ``curriculum`` scores where computed) as a
     :class:`ClipLabels`; raises LabelError naming the file when they are missing or inconsistent."""
     root = labels_root(dataset_dir, labels_dir)
-    recorded = read_settings(root)
+    recorded = read_settings(root, "stats")
     if not consolidated_path(root, "stats").exists():
         raise LabelError(f"{consolidated_path(root, 'stats')}: no statistics labels (run make-labels --task stats)")
     rows = _read_consolidated(root, "stats", recorded)
     score = np.full(len(rows["start"]), np.nan, np.float32)
     if consolidated_path(root, "curriculum").exists():
+        differences = setting_differences(read_settings(root, "curriculum"), recorded, "in the curriculum labels")
+        if differences:
+            raise LabelError(f"{family_dir(root, 'curriculum')}: curriculum scores made for other clips than the "
+                             f"statistics labels ({'; '.join(differences)}); make both with one setting")
         scored = _read_consolidated(root, "curriculum", recorded)
         ids = np.unique(np.concatenate([rows["video_id"], scored["video_id"]]))
         keys = _row_keys(rows["video_id"], rows["start"], rows["variant"], ids)

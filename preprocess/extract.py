@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from distributed import Client, Future
 
 from preprocess import shards
-from preprocess.config import Pipeline, load_cluster, load_pipeline, setting_differences
+from common.settings import setting_differences
 from preprocess.index import (
     SHARD_DIR,
     DatasetError,
@@ -32,8 +32,9 @@ from preprocess.index import (
     load_index,
     save_index,
 )
+from preprocess.flow import make_flow
 from preprocess.inputs import VideoSource, find_videos
-from preprocess.runner import (
+from common.runner import (
     TMP_MARK,
     Task,
     check_cluster,
@@ -43,7 +44,8 @@ from preprocess.runner import (
     run_tasks,
     still_running,
 )
-from preprocess.settings import ClusterSettings, ExtractSettings
+from common.runner import ClusterSettings
+from preprocess.settings import ExtractSettings
 from preprocess.video_task import VideoJob, extract_video, stream_settings
 
 PART_DIR = "parts"
@@ -200,10 +202,9 @@ def _plan(sources: list[VideoSource], index: Index, root: Path, settings: Extrac
 def extract(
     input_path: str | Path,
     output: str | Path,
-    pipeline: Pipeline | str = "stats",
+    settings: ExtractSettings,
     *,
     flow: bool = True,
-    overrides: Mapping[str, Any] | None = None,  # nested, as from config.parse_overrides
     workers: int | None = None,
     scheduler: str | None = None,
     cluster: ClusterSettings | None = None,
@@ -214,18 +215,13 @@ def extract(
     client: Client | None = None,
 ) -> ExtractSummary:
     """Extract frames (and flow when ``flow``; differences when ``preprocess.diff``) of the videos in
-    ``input_path`` (directory or list file) into dataset ``output`` with the settings of ``pipeline``
-    (a name in pipelines.yaml, or a loaded Pipeline) and ``overrides`` (nested dict). Runs on a Dask
-    cluster from ``cluster`` (default: pipelines.yaml), ``workers`` or ``scheduler``, or on an open
-    ``client``. Resumes earlier runs; raises SettingsMismatch if the dataset holds a stream made with
+    ``input_path`` (directory or list file) into dataset ``output`` with ``settings``. Runs on a Dask
+    cluster from ``cluster`` (default: a local cluster), ``workers`` or ``scheduler``, or on an open
+    ``client``. Flow settings that OpenCV refuses raise ValueError before any work. Resumes earlier runs; raises SettingsMismatch if the dataset holds a stream made with
     other settings, DatasetError if another extraction holds the dataset."""
     started = time.monotonic()
-    if isinstance(pipeline, str):
-        pipeline = load_pipeline(pipeline, overrides=overrides)
-    elif overrides:
-        raise ValueError("overrides apply to a pipeline given by name; apply them when loading a Pipeline")
-    settings = pipeline.preprocess
-    cluster = cluster or load_cluster()
+    make_flow(settings.flow)  # builds (and drops) the OpenCV object: bad backend parameters fail here
+    cluster = cluster or ClusterSettings()
     if client is None:
         check_cluster(cluster, scheduler)
     sources = find_videos(input_path, splits, split_number)

@@ -15,11 +15,6 @@ class FlowSettings:
     dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
     farneback: dict[str, Any] = field(default_factory=dict)  # calcOpticalFlowFarneback keyword arguments
 
-    def __post_init__(self) -> None:
-        from preprocess.flow import make_flow  # builds the OpenCV object: unknown or ill-typed parameters fail here
-
-        make_flow(self)
-
 
 @dataclass
 class ExtractSettings:
@@ -47,13 +42,3 @@ class ExtractSettings:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.shard_mb <= 0 or self.video_timeout_s <= 0:
             raise ValueError(f"shard_mb and video_timeout_s must be > 0, got {self.shard_mb}, {self.video_timeout_s}")
-
-
-@dataclass
-class ClusterSettings:
-    """Where the Dask work runs: a local cluster, a running scheduler, or SLURM via dask-jobqueue."""
-
-    kind: Literal["local", "address", "slurm"] = "local"
-    workers: int = 2
-    address: str | None = None  # for kind: address
-    slurm: dict[str, Any] = field(default_factory=dict)  # keyword arguments of dask_jobqueue.SLURMCluster

@@ -1,6 +1,6 @@
 """One video -> one part file: decode (or reuse stored frames), JPEG frames, quantized flow, differences.
 
-Runs inside a sandbox process (``preprocess.sandbox``) so a hung decode or OpenCV call can be killed.
+Runs inside a sandbox process (``common.sandbox``) so a hung decode or OpenCV call can be killed.
 Flow and differences are each computed from the gray of the ``decoded`` frames (before JPEG), or of the
 ``stored`` ones (JPEG decoded back) when the dataset's frames were extracted before that stream
 (``VideoJob.flow_from``/``diff_from``, recorded in the stream settings; docs/EXTRACTION.md).

@@ -9,20 +9,13 @@ import pytest
 import torch
 from scipy import ndimage
 
-from labels.crops import crop_flow
-from preprocess.config import ConfigError, build
 from train.augment import (
-    AugmentSettings,
-    ClipAugment,
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
     color_jitter,
-    denormalize,
     gaussian_blur,
     horizontal_flip,
-    horizontal_flip_flow,
-    normalize,
     random_grayscale,
     random_resized_crop,
     resized_crop,
@@ -143,18 +136,6 @@ def test_flip_is_exact(real_clips: torch.Tensor) -> None:
     assert (flipped | kept).all() and flipped.any() and kept.any()
 
 
-def test_flow_flip_matches_label_stage_crop_flow() -> None:
-    flow = torch.randn(3, 2, 4, 6, 6, generator=gen(6))  # [B, (u, v), T, H, W]
-    flipped = horizontal_flip_flow(flow, p=1.0)
-    for b in range(3):
-        stored_layout = flow[b].permute(1, 2, 3, 0).numpy()  # [T, H, W, 2], the label stage's layout
-        np.testing.assert_array_equal(flipped[b].permute(1, 2, 3, 0).numpy(),
-                                      crop_flow(stored_layout, 0, 0, 6, flip=True))
-    assert torch.equal(horizontal_flip_flow(flow, p=0.0), flow)
-    with pytest.raises(ValueError, match="needs flow clips"):
-        horizontal_flip_flow(torch.rand(1, 3, 2, 4, 4))
-
-
 def test_resized_crop_of_known_pattern() -> None:
     rows = torch.arange(40, dtype=torch.float32)[:, None]
     cols = torch.arange(50, dtype=torch.float32)[None, :]
@@ -200,35 +181,9 @@ def test_blur_preserves_constant_image_and_matches_scipy(real_clips: torch.Tenso
     assert torch.equal(gaussian_blur(real_clips, p=0.0, generator=gen(0)), real_clips)
 
 
-# ---- normalization, composition, reproducibility -------------------------------------------------------------
+# ---- bad input ---------------------------------------------------------------------------------------------
 
-def test_normalize_round_trip_and_values(real_clips: torch.Tensor) -> None:
-    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-    out = normalize(real_clips, mean, std)
-    np.testing.assert_allclose(out[:, 1].numpy(), (real_clips[:, 1].numpy() - 0.5) / 0.25, atol=1e-6)
-    torch.testing.assert_close(denormalize(out, mean, std), real_clips)
-    flow_like = torch.rand(1, 2, 3, 4, 4)
-    torch.testing.assert_close(normalize(flow_like, (0.5, 0.5), (0.5, 0.5)), flow_like * 2 - 1)
-    with pytest.raises(ValueError, match="one mean and one positive std per channel"):
-        normalize(flow_like)
-
-
-def test_clip_augment_shapes_range_and_reproducibility(real_clips: torch.Tensor) -> None:
-    settings = AugmentSettings(crop_size=32, jitter_p=1.0, grayscale_p=0.5, blur_p=1.0, per_frame_color=True,
-                               mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    augment = ClipAugment(settings)
-    out = augment(real_clips, generator=gen(7))
-    assert out.shape == (2, 3, 8, 32, 32)
-    assert out.min() >= 0 and out.max() <= 1
-    assert torch.equal(augment(real_clips, generator=gen(7)), out)
-    assert not torch.equal(augment(real_clips, generator=gen(8)), out)
-
-
-def test_settings_from_config_and_bad_input() -> None:
-    settings = build(AugmentSettings, {"crop_scale": [0.2, 1.0], "blur_p": 0}, "train.augment")
-    assert settings.crop_scale == (0.2, 1.0) and settings.blur_p == 0.0
-    with pytest.raises(ConfigError, match="flip_p must be a probability"):
-        build(AugmentSettings, {"flip_p": 1.5}, "train.augment")
+def test_bad_input() -> None:
     with pytest.raises(ValueError, match=r"color_jitter: needs RGB clips \(C = 3\), got C = 2"):
         color_jitter(torch.rand(1, 2, 2, 4, 4))
     with pytest.raises(ValueError, match="expected a float clip batch"):

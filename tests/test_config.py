@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocess.config import ConfigError, load_cluster, load_pipeline, parse_overrides, pipeline_names
+from commands.pipeline import load_cluster, load_pipeline, pipeline_names
+from common.errors import ConfigError
+from common.settings import parse_overrides
 from preprocess.flow_codec import dequantize, quantize
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labels.curriculum import available_fraction, motion_score, pacing
-from labels.settings import PacingSettings
+from labels.curriculum import motion_score
+from train.curriculum import available_fraction, pacing
+from train.settings import PacingSettings
 
 S, T = 112, 15
 

@@ -1,13 +1,11 @@
-"""Clip arithmetic, crops and conversion of each stream to backbone input (pure functions)."""
+"""Evaluation clip arithmetic and crops (pure functions); stream conversion is tested in test_streams.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from eval.clips import center_crop, clip_indices, clip_starts, to_backbone_input
+from eval.clips import center_crop, clip_indices, clip_starts
 from eval.video_clips import random_clip, uniform_clips
-from train.augment import normalize
 
 
 def test_clip_starts_span_the_video_uniformly() -> None:
@@ -29,25 +27,6 @@ def test_center_crop_takes_the_middle_window() -> None:
     np.testing.assert_array_equal(crop, frames[:, 1:5, 2:6])
     with pytest.raises(ValueError, match="v1: frames are 6x9, smaller than the 7x7 crop"):
         center_crop(frames, 7, where="v1")
-
-
-def test_backbone_input_per_stream() -> None:
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 3, 4, 5, 3), dtype=np.uint8)
-    x = to_backbone_input(frames, "frames")
-    assert x.shape == (2, 3, 3, 4, 5) and x.dtype == torch.float32
-    expected = normalize(torch.from_numpy(frames.astype(np.float32) / 255).permute(0, 4, 1, 2, 3))
-    torch.testing.assert_close(x, expected)
-    flow = rng.uniform(-10, 10, (1, 3, 4, 5, 2)).astype(np.float32)
-    f = to_backbone_input(flow, "flow", flow_bound=10.0)
-    assert f.shape == (1, 2, 3, 4, 5)
-    np.testing.assert_allclose(f[0, 1, 2].numpy(), flow[0, 2, :, :, 1] / 10, rtol=1e-6)
-    diff = rng.uniform(-255, 255, (1, 3, 4, 5)).astype(np.float32)
-    d = to_backbone_input(diff, "diff")
-    assert d.shape == (1, 1, 3, 4, 5)
-    np.testing.assert_allclose(d[0, 0].numpy(), diff[0] / 255, rtol=1e-6)
-    with pytest.raises(ValueError, match="unknown stream 'depth'"):
-        to_backbone_input(diff, "depth")
 
 
 class _FlowOnly:

@@ -20,10 +20,12 @@ from eval.features import cached_features, extract_features
 from eval.finetune import finetune
 from eval.retrieval import retrieval_recall
 from eval.settings import ClipSettings, EvalSettings, FinetuneSettings
-from preprocess.config import ConfigError, load_pipeline, parse_overrides
+from commands.pipeline import load_pipeline
+from common.errors import ConfigError
+from common.settings import parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
-from train.augment import normalize
+from preprocess.streams import normalize
 from train.backbones import build_backbone, save_backbone
 
 CLASSES = ["Jump", "Run", "Sit", "Stand", "Turn", "Walk"]
@@ -45,7 +47,8 @@ def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     (inputs / "testlist01.txt").write_text("\n".join(test) + "\n")
     root = tmp_path_factory.mktemp("arid_eval") / "dataset"
     overrides = parse_overrides([f"preprocess.size=[{HEIGHT},{WIDTH}]", "preprocess.fps=15", "preprocess.diff=false"])
-    summary = extract(inputs / "videos.txt", root, "stats", flow=False, overrides=overrides, workers=1, progress=False)
+    settings = load_pipeline("stats", overrides=overrides).preprocess
+    summary = extract(inputs / "videos.txt", root, settings, flow=False, workers=1, progress=False)
     assert summary.failed == {} and summary.extracted == 18
     return root
 

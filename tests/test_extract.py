@@ -20,20 +20,20 @@ import pytest
 
 from preprocess import decode, shards
 from preprocess import flow as flow_module
-from preprocess.config import load_pipeline
+from commands.pipeline import load_pipeline
 from preprocess.dataset import Dataset
 from preprocess.demo_data import CLASSES, make_demo_videos
 from preprocess.extract import SettingsMismatch, extract, format_summary
 from preprocess.flow_codec import quantize
-from preprocess.runner import open_client
-from preprocess.settings import ClusterSettings
+from common.runner import open_client
+from common.runner import ClusterSettings
 
 SMALL = {"preprocess": {"size": [48, 64], "flow": {"algo": "dis", "dis_preset": "fast", "bound": 20}}}
 
 
 def _pipeline(**preprocess: object):
     section = {**SMALL["preprocess"], **preprocess}
-    return load_pipeline("demo", overrides={"preprocess": section})
+    return load_pipeline("demo", overrides={"preprocess": section}).preprocess
 
 
 def _count_frames(path: Path) -> int:
@@ -298,7 +298,7 @@ def test_a_dataset_in_use_or_a_foreign_folder_is_refused(shared_data: Path, tmp_
 
 def test_a_shard_of_an_ended_run_is_not_published(shared_data: Path, tmp_path: Path) -> None:
     from preprocess.extract import pack_shard
-    from preprocess.runner import exclusive
+    from common.runner import exclusive
     from preprocess.video_task import VideoJob, extract_video
 
     root = tmp_path / "ds"
@@ -319,7 +319,7 @@ def test_a_shard_of_an_ended_run_is_not_published(shared_data: Path, tmp_path: P
 
 
 def test_runner_keeps_few_tasks_in_flight_and_returns_every_outcome(client: object) -> None:
-    from preprocess.runner import Task, run_tasks
+    from common.runner import Task, run_tasks
 
     tasks = [Task(f"item{i}", f"/src/{i}", None, {None: i * i}) for i in range(12)]
     tasks.append(Task("bad", "/src/bad", None, "not a dict"))  # dict.get("not a dict", None): TypeError

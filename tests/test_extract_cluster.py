@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from preprocess.config import load_cluster
-from preprocess.runner import make_slurm_cluster
+from commands.pipeline import load_cluster
+from common.runner import make_slurm_cluster
 
 
 def test_slurm_cluster_gets_the_configured_options_and_a_pinned_job_script() -> None:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocess.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout
+from common.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout
 
 
 def _slow_flow_args(shared_data: Path) -> tuple:

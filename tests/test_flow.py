@@ -147,17 +147,18 @@ def test_tvl1_parameters_reach_the_opencv_object():
 def test_farneback_and_dis_settings_are_checked():
     assert flow.farneback_parameters({"winsize": 9})["winsize"] == 9
     with pytest.raises(ValueError, match="window"):
-        FlowSettings(algo="farneback", farneback={"window": 9})
+        flow.make_flow(FlowSettings(algo="farneback", farneback={"window": 9}))
     with pytest.raises(ValueError, match="dis_preset"):
-        FlowSettings(algo="dis", dis_preset="slow")
+        flow.make_flow(FlowSettings(algo="dis", dis_preset="slow"))
     with pytest.raises(ValueError, match="levels: expected int"):
         flow.farneback_parameters({"levels": 2.5})
     with pytest.raises(ValueError, match="unknown backend"):
-        FlowSettings(algo="raft")
+        flow.make_flow(FlowSettings(algo="raft"))
 
 
 def test_pipeline_overrides_with_bad_flow_parameters_fail_at_load():
-    from preprocess.config import ConfigError, load_pipeline
+    from commands.pipeline import load_pipeline
+    from common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown parameter 'tau2'"):
         load_pipeline("stats", overrides={"preprocess": {"flow": {"tvl1": {"tau2": 0.1}}}})

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cli
-from labels.crops import crop_flow, crop_frames
+from preprocess.streams import crop
 from labels.curriculum import motion_score
 from labels.job import label_video_clips
 from labels.make import LabelSummary, make_labels
@@ -24,7 +24,7 @@ from preprocess import shards
 from preprocess.dataset import Dataset
 from preprocess.flow_codec import quantize
 from preprocess.index import Index, add_shard, save_index
-from preprocess.settings import ClusterSettings
+from common.runner import ClusterSettings
 
 BOUND = 20.0
 CLIPS = {  # video id -> (source under ../shared/data, frames kept, frame size)
@@ -89,8 +89,9 @@ def test_failure_is_recorded_by_path_and_reason(first_run: LabelSummary, shared_
         failure = task.failed["Jump/small"]
         assert failure["path"] == str(shared_data / CLIPS["Jump/small"][0])
         assert "does not fit in 96x128 frames" in failure["reason"]
-    recorded = json.loads((Path(first_run.labels_dir) / "failures.json").read_text())
-    assert set(recorded["stats"]) == {"Jump/small"}
+    for task in ("stats", "curriculum"):
+        recorded = json.loads((Path(first_run.labels_dir) / task / "failures.json").read_text())
+        assert set(recorded) == {"Jump/small"}
 
 
 def test_stored_labels_equal_direct_computation(first_run: LabelSummary, dataset_dir: Path) -> None:
@@ -104,8 +105,8 @@ def test_stored_labels_equal_direct_computation(first_run: LabelSummary, dataset
     for row in range(len(labels)):
         video_id, start = str(labels.video_id[row]), int(labels.start[row])
         (y, x), flip = labels.crop[row], bool(labels.flip[row])
-        flow = crop_flow(dataset.read_flow(video_id, start, start + 15), y, x, 112, flip)
-        frames = np.ascontiguousarray(crop_frames(dataset.read_frames(video_id, start, start + 16), y, x, 112, flip))
+        flow = crop(dataset.read_flow(video_id, start, start + 15), y, x, 112, flip, "flow")
+        frames = np.ascontiguousarray(crop(dataset.read_frames(video_id, start, start + 16), y, x, 112, flip))
         np.testing.assert_array_equal(labels.motion[row], motion_statistics(flow[..., 0], flow[..., 1]))
         np.testing.assert_array_equal(labels.appearance[row], appearance_statistics(frames))
         assert labels.score[row] == np.float32(motion_score(flow[..., 0], flow[..., 1]))
@@ -114,7 +115,7 @@ def test_stored_labels_equal_direct_computation(first_run: LabelSummary, dataset
 
 
 def test_second_run_does_nothing_new(first_run: LabelSummary, dataset_dir: Path) -> None:
-    stats_file = Path(first_run.labels_dir) / "stats.h5"
+    stats_file = Path(first_run.labels_dir) / "stats" / "stats.h5"
     before = stats_file.stat().st_mtime_ns
     again = make_labels(dataset_dir, SETTINGS, ["stats", "curriculum"], cluster=ClusterSettings(workers=2),
                         progress=False)
@@ -139,7 +140,7 @@ def test_both_tasks_in_one_pass_and_a_missing_task_alone(dataset_dir: Path, tmp_
         np.testing.assert_array_equal(both[task].start, labels.start)
         for name, values in labels.values.items():
             np.testing.assert_array_equal(both[task].values[name], values)
-    with pytest.raises(ValueError, match=r"unknown label task\(s\) \['motion'\]"):
+    with pytest.raises(ValueError, match=r"unknown label task 'motion' \(known: curriculum, stats\)"):
         label_video_clips(Dataset(dataset_dir), "Turn/Turn_1_42", ("motion",), SETTINGS)
 
     labels_dir = tmp_path / "labels"
@@ -176,7 +177,7 @@ def test_cli_reports_failures_and_refuses_other_settings(first_run: LabelSummary
 
 
 def test_missing_labels_are_reported(tmp_path: Path) -> None:
-    with pytest.raises(LabelError, match="no labels here"):
+    with pytest.raises(LabelError, match="no stats labels here"):
         load_clip_labels(tmp_path)
 
 
@@ -198,12 +199,12 @@ def test_show_labels_draws_the_stored_labels(first_run: LabelSummary, dataset_di
 def test_show_labels_refuses_unreadable_stored_labels(first_run: LabelSummary, dataset_dir: Path,
                                                        tmp_path: Path) -> None:
     labels_dir = tmp_path / "labels"
-    labels_dir.mkdir()
-    (labels_dir / "settings.json").write_bytes((dataset_dir / "labels" / "settings.json").read_bytes())
-    (labels_dir / "stats.h5").write_bytes(b"not an HDF5 file")
+    (labels_dir / "stats").mkdir(parents=True)
+    (labels_dir / "stats/settings.json").write_bytes((dataset_dir / "labels/stats/settings.json").read_bytes())
+    (labels_dir / "stats/stats.h5").write_bytes(b"not an HDF5 file")
     out = tmp_path / "clip.png"
     result = CliRunner().invoke(cli, ["show-labels", "--data", str(dataset_dir), "--labels-dir", str(labels_dir),
                                       "--video", "Turn/Turn_1_42", "--out", str(out)])
     assert result.exit_code == 2, result.output
-    assert f"{labels_dir / 'stats.h5'}: unreadable labels" in result.output
+    assert f"{labels_dir / 'stats/stats.h5'}: unreadable labels" in result.output
     assert not out.exists()

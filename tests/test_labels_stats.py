@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from labels import stats
-from labels.crops import crop_flow, crop_frames
+from preprocess.streams import crop
 from labels.regions import region_layout
 from preprocess.flow_codec import dequantize
 
@@ -153,7 +153,7 @@ def test_flip_mirrors_the_labels(reference: dict[str, np.ndarray], case: int) ->
     flow = dequantize(reference["flow_q"][case], 20.0)
     rgb = reference["rgb"][case]
     plain = stats.motion_statistics(flow[..., 0], flow[..., 1])
-    flipped_flow = crop_flow(flow, 0, 0, S, True)
+    flipped_flow = crop(flow, 0, 0, S, True, "flow")
     flipped = stats.motion_statistics(flipped_flow[..., 0], flipped_flow[..., 1])
     expected = plain.copy()
     for pattern in range(3):
@@ -165,7 +165,7 @@ def test_flip_mirrors_the_labels(reference: dict[str, np.ndarray], case: int) ->
     assert flipped.tolist() == expected.tolist()
 
     plain_app = stats.appearance_statistics(rgb)
-    flipped_app = stats.appearance_statistics(np.ascontiguousarray(crop_frames(rgb, 0, 0, S, True)))
+    flipped_app = stats.appearance_statistics(np.ascontiguousarray(crop(rgb, 0, 0, S, True)))
     expected_app = plain_app.copy()
     for pattern in range(3):
         for which in range(2):
@@ -177,12 +177,12 @@ def test_flip_mirrors_the_labels(reference: dict[str, np.ndarray], case: int) ->
 def test_crop_flow_negates_u_of_floats_and_codes() -> None:
     codes = np.random.default_rng(1).integers(0, 256, (2, 10, 12, 2), dtype=np.uint8)
     flow = dequantize(codes, 20.0, np.float64)
-    flipped = crop_flow(flow, 1, 2, 8, True)
+    flipped = crop(flow, 1, 2, 8, True, "flow")
     np.testing.assert_array_equal(flipped[..., 0], -flow[:, 1:9, 2:10, 0][:, :, ::-1])
     np.testing.assert_array_equal(flipped[..., 1], flow[:, 1:9, 2:10, 1][:, :, ::-1])
-    np.testing.assert_allclose(dequantize(crop_flow(codes, 1, 2, 8, True), 20.0, np.float64), flipped, atol=1e-12)
+    np.testing.assert_allclose(dequantize(crop(codes, 1, 2, 8, True, "flow"), 20.0, np.float64), flipped, atol=1e-12)
     with pytest.raises(ValueError, match="does not fit"):
-        crop_flow(flow, 4, 0, 8, False)
+        crop(flow, 4, 0, 8, False, "flow")
 
 
 def test_bad_shapes_are_rejected() -> None:

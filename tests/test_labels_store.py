@@ -34,7 +34,8 @@ def _write(root: Path, task: str, video_id: str, starts: list[int], seed: int) -
 
 def test_scores_merge_by_video_start_and_variant(tmp_path: Path) -> None:
     root = tmp_path / "labels"
-    claim_settings(root, RECORDED)
+    claim_settings(root, "stats", RECORDED)
+    claim_settings(root, "curriculum", RECORDED)
     stats_a = _write(root, "stats", "A/a", [0, 16, 32], 0)
     stats_b = _write(root, "stats", "B/b", [0], 1)
     scores_b = _write(root, "curriculum", "B/b", [0], 2)  # curriculum only for B/b
@@ -52,18 +53,30 @@ def test_scores_merge_by_video_start_and_variant(tmp_path: Path) -> None:
 
 
 def test_other_settings_are_refused(tmp_path: Path) -> None:
-    claim_settings(tmp_path, RECORDED)
-    claim_settings(tmp_path, dict(RECORDED))  # the same settings again: fine
+    claim_settings(tmp_path, "stats", RECORDED)
+    claim_settings(tmp_path, "stats", dict(RECORDED))  # the same settings again: fine
     with pytest.raises(LabelError, match=r"clip_len: 16 there, 8 now"):
-        claim_settings(tmp_path, {**RECORDED, "clip_len": 8})
+        claim_settings(tmp_path, "stats", {**RECORDED, "clip_len": 8})
     with pytest.raises(LabelError, match="source.flow.bound: 20.0 there, 10.0 now"):
-        claim_settings(tmp_path, {**RECORDED, "source": {"frames": {}, "flow": {"bound": 10.0}}})
+        claim_settings(tmp_path, "stats", {**RECORDED, "source": {"frames": {}, "flow": {"bound": 10.0}}})
+    claim_settings(tmp_path, "curriculum", {**RECORDED, "stride": 8})  # another family, other settings: side by side
     _write(tmp_path, "stats", "A/a", [0], 0)
     with pytest.raises(LabelError, match="other label settings"):
         consolidate(tmp_path, "stats", ["A/a"], {**RECORDED, "stride": 8})
 
 
+def test_curriculum_scores_of_other_clips_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "labels"
+    claim_settings(root, "stats", RECORDED)
+    claim_settings(root, "curriculum", {**RECORDED, "stride": 8})
+    _write(root, "stats", "A/a", [0], 0)
+    consolidate(root, "stats", ["A/a"], RECORDED)
+    consolidate(root, "curriculum", [], {**RECORDED, "stride": 8})
+    with pytest.raises(LabelError, match=r"curriculum scores made for other clips.*stride: 8"):
+        load_clip_labels(tmp_path)
+
+
 def test_stats_labels_are_required(tmp_path: Path) -> None:
-    claim_settings(tmp_path / "labels", RECORDED)
+    claim_settings(tmp_path / "labels", "stats", RECORDED)
     with pytest.raises(LabelError, match="make-labels --task stats"):
         load_clip_labels(tmp_path)

@@ -25,16 +25,19 @@ from cli import cli
 from labels.make import make_labels
 from labels.stats import appearance_statistics
 from labels.store import load_clip_labels
-from preprocess.config import Pipeline, load_cluster, load_pipeline, parse_overrides
+from commands.pipeline import Pipeline, load_cluster, load_pipeline
+from common.settings import parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from train.backbones import build_backbone, load_backbone
 from train.checkpoint import list_checkpoints, load_checkpoint
-from train.data import ClipDataset, PaceClipDataset, StatsClipDataset
+from train.clips import snap_slow_pace
+from train.data import ClipSpec, StatsClipDataset, UniformSampler, VideoClipDataset
 from train.distributed import setup_distributed
 from train.loop import TrainingDiverged, build_data, build_sampler, train
 from train.metrics import drop_records_after
-from train.methods import PacePrediction, StatsRegression
+from train.methods.pace import PacePrediction, PaceSampler
+from train.methods.stats import StatsRegression
 from train.sampling import EpochBatchSampler, SampleKey
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,12 +47,11 @@ BASE = [
     "preprocess.size=[48, 64]",
     "preprocess.flow.algo=dis",
     "preprocess.flow.dis_preset=fast",
-    "labels.crop_size=32",
+    "crop_size=32",
     "labels.crop_variants=[[8, 16, false], [8, 16, true]]",
-    "labels.pacing={kind: single_step, start_fraction: 0.5, step_length: 2}",
+    "train.stats.pacing={kind: single_step, start_fraction: 0.5, step_length: 2}",
     "train.backbone=c3d",
     f"train.backbone_args={TINY}",
-    "train.crop_size=32",
     "train.batch_size=4",
     "train.num_workers=0",
     "train.log_every=1",
@@ -68,10 +70,17 @@ def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     listing.write_text("".join(f"{shared_data / 'arid/train' / clip}\n" for clip in CLIPS))
     out = root / "dataset"
     settings = pipeline()
-    summary = extract(listing, out, settings, workers=1, progress=False)
+    summary = extract(listing, out, settings.preprocess, workers=1, progress=False)
     assert not summary.failed, summary.failed
     make_labels(out, settings.labels, ["stats", "curriculum"], cluster=load_cluster(), workers=1, progress=False)
     return out
+
+
+def pace_clips(dataset_dir: Path, paces: list[float], clip_len: int, crop_size: int, views: int,
+               seed: int) -> VideoClipDataset:
+    """The pace method's clips: ``views`` clips of one video at distinct paces, one random crop each."""
+    sampler = PaceSampler(tuple(snap_slow_pace(p) for p in paces), clip_len, views)
+    return VideoClipDataset(dataset_dir, ClipSpec(sampler, crop_size=crop_size), seed=seed)
 
 
 def tiny_backbone(name: str = "c3d", seed: int = 0) -> torch.nn.Module:
@@ -105,7 +114,7 @@ def test_stats_clips_are_cut_with_their_stored_crop_variant(dataset_dir: Path) -
 
 
 def test_pace_clips_follow_their_pace_loop_and_crop_consistently(dataset_dir: Path) -> None:
-    data = PaceClipDataset(dataset_dir, [0.5, 1.0, 4.0], clip_len=16, crop_size=32, views=3, seed=7)
+    data = pace_clips(dataset_dir, [0.5, 1.0, 4.0], clip_len=16, crop_size=32, views=3, seed=7)
     reader = Dataset(dataset_dir)
     item = data[SampleKey(0, 5, 1)]
     video = reader.videos[int(item["video"])]
@@ -130,10 +139,10 @@ def test_pace_clips_follow_their_pace_loop_and_crop_consistently(dataset_dir: Pa
 
 def test_clip_dataset_reads_aligned_frames_flow_and_differences(dataset_dir: Path) -> None:
     reader = Dataset(dataset_dir)
-    fixed = ClipDataset(dataset_dir, clip_len=6, stride=3, crop_size=32, streams=("frames", "flow", "diff"),
-                        random_start=False)
+    fixed = VideoClipDataset(dataset_dir, ClipSpec(UniformSampler(6, 3), streams=("frames", "flow", "diff"),
+                                                   crop_size=32, random=False))
     for i, video in enumerate(reader.videos):
-        item = fixed[i]
+        item = {k: v[0] if k != "video" else v for k, v in fixed[i].items()}  # the one view
         pairs = video.n_frames - 1  # flow and differences exist for frames 0 .. n-2
         start = (pairs - 16) // 2  # 6 items 3 frames apart span 16 frames; centred
         idx = list(range(start, start + 16, 3))
@@ -142,8 +151,9 @@ def test_clip_dataset_reads_aligned_frames_flow_and_differences(dataset_dir: Pat
         np.testing.assert_array_equal(item["flow"], reader.read_flow(video.id)[idx, y : y + 32, x : x + 32])
         np.testing.assert_array_equal(item["diff"], reader.read_diff(video.id)[idx, y : y + 32, x : x + 32])
         assert item["flow"].dtype == np.float32 and item["diff"].shape == (6, 32, 32) and int(item["video"]) == i
-    rand = ClipDataset(dataset_dir, clip_len=4, stride=2, crop_size=32, streams=("frames", "flow"), seed=1)
-    item = rand[SampleKey(1, 9, 0)]
+    rand = VideoClipDataset(dataset_dir, ClipSpec(UniformSampler(4, 2), streams=("frames", "flow"), crop_size=32),
+                            seed=1)
+    item = {k: v[0] for k, v in rand[SampleKey(1, 9, 0)].items() if k != "video"}
     video = reader.videos[1]
     frames, flow = reader.read_frames(video.id), reader.read_flow(video.id)
     found = [(s, y, x) for s in range(video.n_frames - 7) for y in range(17) for x in range(33)
@@ -151,11 +161,11 @@ def test_clip_dataset_reads_aligned_frames_flow_and_differences(dataset_dir: Pat
     assert found, "random clip is not a strided, consistently cropped run of frames"
     s, y, x = found[0]
     np.testing.assert_array_equal(item["flow"], flow[s : s + 7 : 2, y : y + 32, x : x + 32])
-    assert any(not np.array_equal(rand[SampleKey(1, step, 0)]["frames"], item["frames"]) for step in range(3))
+    assert any(not np.array_equal(rand[SampleKey(1, step, 0)]["frames"][0], item["frames"]) for step in range(3))
 
 
 def test_loader_with_workers_returns_the_same_clips_as_without(dataset_dir: Path) -> None:
-    data = PaceClipDataset(dataset_dir, [1.0, 2.0, 3.0, 4.0], clip_len=8, crop_size=32, views=2, seed=3)
+    data = pace_clips(dataset_dir, [1.0, 2.0, 3.0, 4.0], clip_len=8, crop_size=32, views=2, seed=3)
 
     def batches(workers: int) -> list[dict[str, torch.Tensor]]:
         sampler = EpochBatchSampler(len(data), 2, total_steps=4, seed=3)
@@ -170,16 +180,16 @@ def test_loader_with_workers_returns_the_same_clips_as_without(dataset_dir: Path
 
 
 def test_stats_batches_follow_the_curriculum_easiest_first(dataset_dir: Path) -> None:
-    settings = pipeline("train.batch_size=2")  # pacing: the easier half for 2 steps, then all
+    settings = pipeline("train.batch_size=2").train  # pacing: the easier half for 2 steps, then all
     data = build_data(settings, dataset_dir)
-    scores = data.dataset.scores()
-    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores[data.curriculum_order]) <= 0)
-    easy_half = set(data.curriculum_order[: int(np.ceil(len(scores) / 2))].tolist())
+    scores, order = data.dataset.scores(), data.training.order
+    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores[order]) <= 0)
+    easy_half = set(order[: int(np.ceil(len(scores) / 2))].tolist())
     batches = [[k.index for k in batch] for batch in build_sampler(settings, data, setup_distributed("cpu"), 0)]
     assert set(batches[0] + batches[1]) <= easy_half
     assert not set(sum(batches[2:], [])) <= easy_half
-    plain = build_data(pipeline("train.stats.curriculum=false"), dataset_dir)
-    assert plain.curriculum_order is None
+    plain = build_data(pipeline("train.stats.curriculum=false").train, dataset_dir)
+    assert plain.training.order is None
 
 
 # -------------------------------------------------------------------------------------------- methods
@@ -204,7 +214,7 @@ def test_stats_regression_overfits_a_fixed_batch(dataset_dir: Path) -> None:
     data = StatsClipDataset(dataset_dir, load_clip_labels(dataset_dir), label_scale=8.0)  # targets ~1
     batch = default_collate([data[i] for i in range(4)])
     assert torch.equal(batch["motion"] * 8, torch.from_numpy(data.labels.motion[data.rows[:4]]).float())
-    method = StatsRegression(tiny_backbone("c3d_bn"), settings.stats)
+    method = StatsRegression(tiny_backbone("c3d_bn"), settings.method_settings)
     result = overfit(method, method.prepare(batch, None))
     for name in ("loss", "loss_motion", "loss_appearance"):
         first, last = result[name]
@@ -212,10 +222,10 @@ def test_stats_regression_overfits_a_fixed_batch(dataset_dir: Path) -> None:
 
 
 def test_pace_prediction_with_context_contrast_overfits_a_fixed_batch(dataset_dir: Path) -> None:
-    settings = pipeline("train.task=pace", "train.pace.contrastive=context").train
-    data = PaceClipDataset(dataset_dir, settings.pace.paces, 8, 32, views=2, seed=0)
+    settings = pipeline("train.method=pace", "train.pace.contrastive=context").train
+    data = pace_clips(dataset_dir, settings.method_settings.paces, 8, 32, views=2, seed=0)
     batch = default_collate([data[SampleKey(i, 0, i)] for i in range(3)])
-    method = PacePrediction(tiny_backbone("c3d_bn"), settings.pace)  # BN: the dark ARID clips train slowly without
+    method = PacePrediction(tiny_backbone("c3d_bn"), settings.method_settings)  # BN: the dark ARID clips train slowly without
     inputs = method.prepare(batch, torch.Generator().manual_seed(0))
     assert inputs["clip"].shape == (6, 3, 8, 32, 32) and inputs["pace"].shape == (6,)
     assert torch.equal(inputs["video"][0::2], inputs["video"][1::2])
@@ -239,13 +249,13 @@ def logged(run: Path) -> list[dict[str, float]]:
 @pytest.mark.parametrize(
     "task",
     [
-        ["train.task=stats"],  # curriculum sampler position
-        ["train.task=pace", "train.clip_len=8", "train.pace.contrastive=context", "train.epochs=4"],  # augmentation
+        ["train.method=stats"],  # curriculum sampler position
+        ["train.method=pace", "clip_len=8", "train.pace.contrastive=context", "train.epochs=4"],  # augmentation
     ],
     ids=["stats", "pace_ctr_context"],
 )
 def test_resume_continues_exactly_where_the_run_stopped(dataset_dir: Path, tmp_path: Path, task: list[str]) -> None:
-    settings = pipeline(*task, "train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5")
+    settings = pipeline(*task, "train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5").train
     whole = tmp_path / "whole"
     train(settings, dataset_dir, whole, progress=False)
     assert [step for step, _ in list_checkpoints(whole / "checkpoints")] == [2, 4]
@@ -275,7 +285,8 @@ def test_resume_continues_exactly_where_the_run_stopped(dataset_dir: Path, tmp_p
 
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint_kept(dataset_dir: Path, tmp_path: Path) -> None:
-    settings = pipeline("train.lr=1000000.0", "train.max_steps=12", "train.checkpoint_every=1", "train.keep_checkpoints=20")
+    settings = pipeline("train.lr=1000000.0", "train.max_steps=12", "train.checkpoint_every=1",
+                        "train.keep_checkpoints=20").train
     with pytest.raises(TrainingDiverged, match=r"not finite.*Last good checkpoint: .*step_\d{8}\.pt") as caught:
         train(settings, dataset_dir, tmp_path, progress=False)
     saved = list_checkpoints(tmp_path / "checkpoints")
@@ -294,31 +305,32 @@ sys.path.insert(0, {repo!r})
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
-from preprocess.config import load_pipeline, parse_overrides
+from commands.pipeline import load_pipeline
+from common.settings import parse_overrides
 from train.backbones import build_backbone
 from train.distributed import setup_distributed
 from train.loop import build_data, build_sampler, train
 from train.methods import build_method
 
 overrides, data_dir, out = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-pipeline = load_pipeline("demo", overrides=parse_overrides(overrides))
+settings = load_pipeline("demo", overrides=parse_overrides(overrides)).train
 ctx = setup_distributed("cpu")
-data = build_data(pipeline, data_dir)
+data = build_data(settings, data_dir)
 torch.manual_seed(0)
-method = build_method(pipeline.train, build_backbone("c3d", channels=(4, 8, 8, 16, 16)))
+method = build_method(settings, build_backbone("c3d", channels=(4, 8, 8, 16, 16)))
 model = DistributedDataParallel(method)
-keys = next(iter(build_sampler(pipeline, data, ctx, 0)))
+keys = next(iter(build_sampler(settings, data, ctx, 0)))
 inputs = method.prepare(default_collate([data.dataset[k] for k in keys]), None)
 model(inputs).loss.backward()
 if ctx.rank == 0:
     torch.save({{n: p.grad for n, p in method.named_parameters()}}, out / "ddp_grads.pt")
-train(pipeline, data_dir, out / "run", progress=False)
+train(settings, data_dir, out / "run", progress=False)
 """
 
 
 def test_ddp_on_two_cpu_processes_matches_one_process(dataset_dir: Path, tmp_path: Path) -> None:
     overrides = [
-        *BASE, "train.task=pace", "train.clip_len=8", "train.pace.contrastive=context", "train.pace.flip_p=0",
+        *BASE, "train.method=pace", "clip_len=8", "train.pace.contrastive=context", "train.pace.flip_p=0",
         "train.pace.color_jitter={p: 0}", "train.max_steps=2", "train.checkpoint_every=1",
     ]
     script = tmp_path / "ddp_train.py"
@@ -332,12 +344,12 @@ def test_ddp_on_two_cpu_processes_matches_one_process(dataset_dir: Path, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
 
     # the same global batch (4 videos x 2 paced clips) in one process
-    settings = load_pipeline("demo", overrides=parse_overrides(overrides))
+    settings = load_pipeline("demo", overrides=parse_overrides(overrides)).train
     data = build_data(settings, dataset_dir)
     keys = next(iter(build_sampler(settings, data, setup_distributed("cpu"), 0)))
     assert len(keys) == 4
     torch.manual_seed(0)
-    method = PacePrediction(build_backbone("c3d", channels=(4, 8, 8, 16, 16)), settings.train.pace)
+    method = PacePrediction(build_backbone("c3d", channels=(4, 8, 8, 16, 16)), settings.method_settings)
     method(method.prepare(default_collate([data.dataset[k] for k in keys]), None)).loss.backward()
     ddp = torch.load(tmp_path / "ddp_grads.pt")
     for name, param in method.named_parameters():
@@ -377,3 +389,75 @@ def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path: Path) -> None
     path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not a JSON record"):
         drop_records_after(path, 2)
+
+
+# ------------------------------------------------------------------------------------------ method hooks
+
+
+def test_method_hooks_run_and_their_state_resumes_exactly(dataset_dir: Path, tmp_path: Path) -> None:
+    """A plug-in method with every hook: a buffer written after each step, a Python list grown at each epoch
+    end and carried as extra state, two parameter groups. The loop calls the hooks, checkpoints carry their
+    state, and a resumed run ends identical to the uninterrupted one."""
+    from train.data import ClipSpec, UniformSampler
+    from train.methods import METHODS, register_method
+    from train.methods.base import NoSettings, PretextMethod, StepOutput, no_decay_groups, to_float_clip
+
+    class Counting(PretextMethod):
+        Settings = NoSettings
+
+        @classmethod
+        def clip_spec(cls, settings):
+            return ClipSpec(UniformSampler(settings.clip_len), crop_size=settings.crop_size, flip=True)
+
+        def __init__(self, backbone, settings):
+            super().__init__(backbone, settings)
+            self.head = torch.nn.Linear(backbone.num_features, 1)
+            self.register_buffer("seen", torch.zeros(len(CLIPS)))
+            self.epochs: list[int] = []
+
+        def prepare(self, batch, generator):
+            return {"clip": self.normalize(to_float_clip(batch["frames"][:, 0])), "video": batch["video"]}
+
+        def forward(self, inputs):
+            loss = self.head(self.backbone(inputs["clip"])).pow(2).mean()
+            return StepOutput(loss, {"loss": loss.detach()})
+
+        def parameter_groups(self, settings):
+            return no_decay_groups(self, 0.5)
+
+        def after_step(self, inputs, output, step):
+            self.seen.index_add_(0, inputs["video"], torch.ones(len(inputs["video"])))
+
+        def on_epoch_end(self, epoch):
+            self.epochs.append(epoch)
+
+        def get_extra_state(self):
+            return {"epochs": list(self.epochs)}
+
+        def set_extra_state(self, state):
+            self.epochs = list(state["epochs"])
+
+    register_method("_counting_test")(Counting)
+    try:
+        settings = pipeline("train.method=_counting_test", "train.batch_size=2", "train.max_steps=4",
+                            "train.checkpoint_every=2", "train.keep_checkpoints=5").train
+        whole = tmp_path / "whole"
+        train(settings, dataset_dir, whole, progress=False)
+        final = load_checkpoint(whole / "checkpoints/step_00000004.pt")
+        assert final["model"]["seen"].sum() == 8 and final["model"]["seen"].tolist() == [2.0] * 4  # 2 epochs
+        assert final["model"]["_extra_state"] == {"epochs": [1, 2]}
+        groups = final["optimizer"]["param_groups"]
+        assert [g["weight_decay"] for g in groups] == [0.5, 0.0] and len(groups[1]["params"]) > 0
+        stopped = tmp_path / "stopped"
+        (stopped / "checkpoints").mkdir(parents=True)
+        step2 = whole / "checkpoints/step_00000002.pt"
+        assert load_checkpoint(step2)["model"]["_extra_state"] == {"epochs": [1]}
+        (stopped / "checkpoints" / step2.name).write_bytes(step2.read_bytes())
+        train(settings, dataset_dir, stopped, resume=True, progress=False)
+        resumed = load_checkpoint(stopped / "checkpoints/step_00000004.pt")
+        assert resumed["model"]["_extra_state"] == {"epochs": [1, 2]}
+        for name, value in final["model"].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, resumed["model"][name]), name
+    finally:
+        del METHODS["_counting_test"]

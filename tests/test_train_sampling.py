@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.clips import arithmetic_runs, pace_frame_indices, pace_span, snap_slow_pace
+from preprocess.streams import arithmetic_runs
+from train.clips import pace_frame_indices, pace_span, snap_slow_pace
 from train.sampling import CurriculumBatchSampler, EpochBatchSampler
 
 
@@ -71,7 +72,7 @@ def test_pace_span_and_arithmetic_runs() -> None:
 
 
 def test_step_schedule_divides_the_lr_by_ten_every_six_epochs() -> None:
-    from preprocess.config import load_pipeline
+    from commands.pipeline import load_pipeline
     from train.optim import lr_factor
 
     settings = load_pipeline("stats").train

@@ -9,18 +9,12 @@ result on any device). Colour ops compute in float32 and return ``x``'s dtype (a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights of (R, G, B)."""
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def _check_clip(x: torch.Tensor, op: str, colour: bool = False) -> None:
@@ -106,22 +100,11 @@ def random_resized_crop(x: torch.Tensor, size: int | tuple[int, int], scale: tup
 
 def horizontal_flip(x: torch.Tensor, p: float = 0.5, per_frame: bool = False,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror left-right with probability ``p`` (exact). For flow use ``horizontal_flip_flow``."""
+    """Mirror left-right with probability ``p`` (exact). Flow clips are mirrored by ``preprocess.streams.crop``
+    when read (which also negates u), not here."""
     _check_clip(x, "horizontal_flip")
     flip = _as_5d(_bernoulli(x, per_frame, p, generator))
     return torch.where(flip, x.flip(-1), x)
-
-
-def horizontal_flip_flow(x: torch.Tensor, p: float = 0.5, per_frame: bool = False,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror a flow clip [B, 2, T, H, W] (u, v; px or scaled) with probability ``p``, negating u where
-    mirrored (as ``labels.crops.crop_flow`` does for one clip)."""
-    _check_clip(x, "horizontal_flip_flow")
-    if x.shape[1] != 2:
-        raise ValueError(f"horizontal_flip_flow: needs flow clips (C = 2: u, v), got C = {x.shape[1]}")
-    flip = _as_5d(_bernoulli(x, per_frame, p, generator))
-    sign = torch.tensor([-1.0, 1.0], device=x.device, dtype=x.dtype).view(1, 2, 1, 1, 1)
-    return torch.where(flip, x.flip(-1) * sign, x)
 
 
 # ---- colour -----------------------------------------------------------------------------------------------
@@ -262,93 +245,3 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: f
     planes = F.conv2d(F.pad(planes, (pad, pad, 0, 0), mode="reflect"), kernels.view(groups, 1, 1, size),
                       groups=groups)
     return planes.view(batch, channels, n_frames, height, width)
-
-
-# ---- normalization ----------------------------------------------------------------------------------------
-
-def _channel_stats(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    if len(mean) != x.shape[1] or len(std) != x.shape[1] or min(std) <= 0:
-        raise ValueError(f"normalize: need one mean and one positive std per channel (C = {x.shape[1]}), "
-                         f"got mean {tuple(mean)}, std {tuple(std)}")
-    shape = (1, x.shape[1], 1, 1, 1)
-    return (torch.tensor(mean, device=x.device, dtype=x.dtype).view(shape),
-            torch.tensor(std, device=x.device, dtype=x.dtype).view(shape))
-
-
-def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """(x - mean) / std per channel: [B, C, T, H, W] -> same."""
-    _check_clip(x, "normalize")
-    m, s = _channel_stats(x, mean, std)
-    return (x - m) / s
-
-
-def denormalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Inverse of ``normalize``: x * std + mean per channel."""
-    _check_clip(x, "denormalize")
-    m, s = _channel_stats(x, mean, std)
-    return x * s + m
-
-
-# ---- composition ------------------------------------------------------------------------------------------
-
-@dataclass
-class AugmentSettings:
-    """Clip augmentation pipeline of ``ClipAugment``. Defaults: CVRL crop (area 0.3-1, aspect 0.5-2) and
-    SimCLR/MoCo-v2 colour (jitter 0.4/0.4/0.4/0.1 with p 0.8, grayscale 0.2, blur sigma 0.1-2 with p 0.5),
-    all consistent over the clip. A probability of 0 switches an op off."""
-
-    crop_size: int = 112
-    crop_scale: tuple[float, float] = (0.3, 1.0)
-    crop_ratio: tuple[float, float] = (0.5, 2.0)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_size: int | None = None
-    per_frame_crop: bool = False
-    per_frame_color: bool = False
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
-        if self.crop_size < 1:
-            raise ValueError(f"crop_size must be positive, got {self.crop_size}")
-        if len(self.mean) != len(self.std):
-            raise ValueError(f"mean and std need the same length, got {self.mean} and {self.std}")
-
-
-class ClipAugment(nn.Module):
-    """crop -> flip -> colour jitter -> grayscale -> blur -> normalize, each batched.
-
-    forward(x float [B, C, T, H, W] in [0, 1], generator=None) -> normalized [B, C, T, s, s], s = crop_size.
-    Colour ops need C = 3 (set their probabilities to 0 for flow or difference clips). Always random, in
-    train and eval mode alike: the caller decides when to augment.
-    """
-
-    def __init__(self, settings: AugmentSettings | None = None) -> None:
-        super().__init__()
-        self.settings = settings if settings is not None else AugmentSettings()
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        s = self.settings
-        x = random_resized_crop(x, s.crop_size, s.crop_scale, s.crop_ratio, s.per_frame_crop, generator)
-        if s.flip_p > 0:
-            x = horizontal_flip(x, s.flip_p, s.per_frame_crop, generator)
-        if s.jitter_p > 0:
-            x = color_jitter(x, s.brightness, s.contrast, s.saturation, s.hue, s.jitter_p, s.per_frame_color,
-                             generator)
-        if s.grayscale_p > 0:
-            x = random_grayscale(x, s.grayscale_p, s.per_frame_color, generator)
-        if s.blur_p > 0:
-            x = gaussian_blur(x, s.blur_sigma, s.blur_p, s.blur_kernel_size, s.per_frame_color, generator)
-        return normalize(x, s.mean, s.std)

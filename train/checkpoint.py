@@ -2,19 +2,19 @@
 
 A checkpoint is one ``torch.save`` file ``RUN_DIR/checkpoints/step_NNNNNNNN.pt`` holding a plain dict
 (model, optimizer, scheduler, grad-scaler state, step, RNG states). It is written to a temporary file in the
-same folder and renamed with ``os.replace``, so a file under its final name is always complete.
+same folder and renamed into place (``common.atomic``), so a file under its final name is always complete.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from common.atomic import atomic_path
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -25,19 +25,9 @@ def checkpoint_path(folder: str | Path, step: int) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through ``common.atomic.atomic_path``: the file appears only once completely written."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:

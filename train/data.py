@@ -6,7 +6,9 @@ number of DataLoader workers, the DDP world size, or whether the run was resumed
 files lazily in each process, so one dataset object is safely pickled into every worker.
 
 Frames stay uint8 ``[T, H, W, 3]`` (4x less to move than float); the method converts, augments and normalizes
-them on the training device.
+them on the training device. A method declares what it needs as a :class:`ClipSpec` (streams, crop, flip, and a
+frame sampler that says which frames each of its views shows) and gets a :class:`VideoClipDataset`; a method
+trained on stored labels builds its own dataset over the label rows (e.g. :class:`StatsClipDataset`).
 """
 from __future__ import annotations
 
@@ -14,27 +16,70 @@ from pathlib import Path
 
 import numpy as np
 
-from labels.crops import crop_frames
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
 from labels.store import ClipLabels
 from preprocess.dataset import Dataset
-from train.clips import arithmetic_runs, crop_offsets, pace_frame_indices, pace_span, random_crop, snap_slow_pace
+from preprocess.streams import CHANNELS, crop, read_items
+from train.clips import crop_offsets, pace_frame_indices, pace_span
 from train.sampling import SampleKey
 
-STREAM_READERS = {"frames": Dataset.read_frames, "flow": Dataset.read_flow, "diff": Dataset.read_diff}
+
+class FrameSampler(Protocol):
+    """Which frames each view of an item shows: ``draw(n_items, rng)`` -> (indices int64 [V, T] into the
+    video's stream items, per-view targets ``{name: array [V]}``); ``rng`` None asks for the central clip."""
+
+    views: int
+
+    def draw(self, n_items: int, rng: np.random.Generator | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        ...
 
 
-def read_stream_at(dataset: Dataset, stream: str, video_id: str, indices: np.ndarray) -> np.ndarray:
-    """Items of ``stream`` at arbitrary ``indices`` (repeats allowed), each read (and decoded) once.
+@dataclass(frozen=True)
+class UniformSampler:
+    """``views`` clips of ``clip_len`` items ``stride`` apart, each starting uniformly where it fits (0 when the
+    video is too short: the clip then loops); the central clip when ``rng`` is None."""
 
-    ``frames``: uint8 [T, H, W, 3]; ``flow``: float32 [T, H, W, 2] (flow t: frame t -> t+1); ``diff``: float32
-    [T, H, W]. The distinct indices are read as few ``(start, stop, step)`` slices as possible.
-    """
-    read = STREAM_READERS[stream]
-    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
-    parts = [read(dataset, video_id, start, stop, step) for start, stop, step in arithmetic_runs(unique)]
-    if len(parts) == 1 and np.array_equal(unique, indices):  # one increasing run: no copy needed
-        return parts[0]
-    return np.concatenate(parts, axis=0)[inverse]
+    clip_len: int
+    stride: int = 1
+    views: int = 1
+
+    def draw(self, n_items: int, rng: np.random.Generator | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        room = max(0, n_items - pace_span(self.clip_len, self.stride))
+        starts = [int(rng.integers(0, room + 1)) if rng is not None else room // 2 for _ in range(self.views)]
+        return np.stack([pace_frame_indices(s, self.clip_len, self.stride, n_items) for s in starts]), {}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What a method's batches hold: the ``streams`` read for every view (items aligned: item t of flow and
+    differences belongs to frame t), the square ``crop_size`` (None: full frames; one window per view, random
+    or central with the sampler), ``flip`` (each view mirrored with probability 1/2, flow through
+    ``preprocess.streams.crop``) and the ``sampler`` of frame indices and per-view targets."""
+
+    sampler: FrameSampler
+    streams: tuple[str, ...] = ("frames",)
+    crop_size: int | None = 112
+    flip: bool = False
+    random: bool = True  # False: central clip and crop, no flip (deterministic items)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.streams) - set(CHANNELS))
+        if unknown or not self.streams:
+            raise ValueError(f"streams must be some of {', '.join(CHANNELS)}, got {self.streams}")
+        if self.flip and self.crop_size is None:
+            raise ValueError("flip needs a crop_size (clips are mirrored when cropped)")
+
+
+@dataclass
+class TrainingData:
+    """A method's training dataset; for a curriculum, the item indices easiest first (``order``) and
+    ``pool_size(step, n)``: how many of the easiest ``n`` items step ``step`` may draw from."""
+
+    dataset: object
+    order: np.ndarray | None = None
+    pool_size: Callable[[int, int], int] | None = field(default=None)
 
 
 def training_videos(dataset: Dataset) -> list[int]:
@@ -60,7 +105,7 @@ class StatsClipDataset:
     """Clips with their stored motion/appearance statistics, cropped exactly as the labels were computed.
 
     Item ``i`` is row ``rows[i]`` of the :class:`labels.store.ClipLabels`: frames
-    ``start .. start+clip_len-1`` of its video, cut with ``labels.crops.crop_frames`` at the row's
+    ``start .. start+clip_len-1`` of its video, cut with ``preprocess.streams.crop`` at the row's
     ``(y, x, flip)``. Returns ``frames`` uint8 [T, S, S, 3], ``motion`` float32 [14], ``appearance`` float32 [13]
     (labels divided by ``label_scale``).
     """
@@ -90,7 +135,7 @@ class StatsClipDataset:
                 f"{video_id}: labelled clip at frame {start} needs {self.clip_len} frames, got {len(frames)}"
             )
         y, x = (int(v) for v in self.labels.crop[row])
-        clip = crop_frames(frames, y, x, self.crop_size, bool(self.labels.flip[row]))
+        clip = crop(frames, y, x, self.crop_size, bool(self.labels.flip[row]))
         return {
             "frames": np.ascontiguousarray(clip),
             "motion": self.labels.motion[row].astype(np.float32) / self.label_scale,
@@ -102,100 +147,42 @@ class StatsClipDataset:
         return self.labels.score[self.rows].astype(np.float32)
 
 
-class PaceClipDataset(_TrainingVideoClips):
-    """Clips of training videos played at a random pace from ``paces``; the label is the pace's index.
+class VideoClipDataset(_TrainingVideoClips):
+    """Items of training videos as a :class:`ClipSpec` declares them.
 
-    Each item holds ``views`` clips of one video with distinct paces when possible (views=2 gives the pair of
-    the same-context contrastive task). The start is uniform over the positions where the clip fits (0 when the
-    video is too short; the clip then loops to the start) and the crop is one random window for the whole clip.
-    Returns ``frames`` uint8 [V, T, S, S, 3], ``pace`` int64 [V], ``video`` int64 (index into the videos).
+    Every random choice of item ``SampleKey(index, step, slot)`` comes from a generator seeded with
+    ``(seed, step, slot)``: first the sampler's draws, then per view the crop window and the flip. When flow or
+    differences are read, clips use frames ``0 .. n_frames-2`` (those streams hold one item per frame pair).
+    Returns each stream as [V, T, S, S, C] (``diff``: [V, T, S, S]), the sampler's targets [V] and ``video``
+    int64 (index into the dataset's videos).
     """
 
-    def __init__(
-        self,
-        dataset_dir: str | Path,
-        paces: list[float],
-        clip_len: int,
-        crop_size: int,
-        views: int = 1,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, dataset_dir: str | Path, spec: ClipSpec, seed: int = 0) -> None:
         super().__init__(dataset_dir)
-        self.paces = [snap_slow_pace(float(p)) for p in paces]
-        self.clip_len = clip_len
-        self.crop_size = crop_size
-        self.views = views
-        self.seed = seed
-
-    def draw(self, key: SampleKey) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
-        """The random choices of an item: pace indices int64 [V], starts int64 [V], generator for the crop."""
-        rng = np.random.default_rng([self.seed, key.step, key.slot])
-        n_frames = self.videos[self.video_indices[key.index]].n_frames
-        distinct = self.views <= len(self.paces)
-        pace_ids = rng.choice(len(self.paces), size=self.views, replace=not distinct)
-        starts = np.array(
-            [rng.integers(0, max(0, n_frames - pace_span(self.clip_len, self.paces[p])) + 1) for p in pace_ids]
-        )
-        return pace_ids.astype(np.int64), starts.astype(np.int64), rng
-
-    def __getitem__(self, key: SampleKey | int) -> dict[str, np.ndarray]:
-        key = key if isinstance(key, SampleKey) else SampleKey(key, 0, key)
-        video = self.videos[self.video_indices[key.index]]
-        pace_ids, starts, rng = self.draw(key)
-        clips = []
-        for pace_id, start in zip(pace_ids, starts):
-            indices = pace_frame_indices(int(start), self.clip_len, self.paces[pace_id], video.n_frames)
-            frames = read_stream_at(self.dataset, "frames", video.id, indices)
-            clips.append(random_crop(frames, self.crop_size, rng, where=video.id))
-        return {"frames": np.stack(clips), "pace": pace_ids, "video": np.int64(self.video_indices[key.index])}
-
-
-class ClipDataset(_TrainingVideoClips):
-    """One clip per training video: ``clip_len`` items ``stride`` frames apart, of each stream in ``streams``.
-
-    With ``random_start`` the start is uniform over the positions where the clip fits and the crop window is
-    random; otherwise the clip is the centred one and so is the crop. Flow and differences exist for frame
-    pairs, so when either is asked for, clips use frames ``0 .. n_frames-2`` and item t of every stream belongs
-    to frame t (flow t: frame t -> t+1). A clip longer than the video loops to its start. Returns ``frames``
-    uint8 [T, S, S, 3], ``flow`` float32 [T, S, S, 2], ``diff`` float32 [T, S, S] (those asked for) and
-    ``video`` int64 (index into the videos); without ``crop_size`` the frames keep their stored size.
-    """
-
-    def __init__(
-        self,
-        dataset_dir: str | Path,
-        clip_len: int,
-        stride: int = 1,
-        crop_size: int | None = None,
-        streams: tuple[str, ...] = ("frames",),
-        random_start: bool = True,
-        seed: int = 0,
-    ) -> None:
-        unknown = sorted(set(streams) - set(STREAM_READERS))
-        if unknown or not streams:
-            raise ValueError(f"streams must be some of {', '.join(STREAM_READERS)}, got {streams}")
-        super().__init__(dataset_dir)
-        for stream in streams:
+        for stream in spec.streams:
             if not self.dataset.has_stream(stream):
                 raise ValueError(f"{dataset_dir}: not every video has a {stream} stream")
-        self.clip_len, self.stride, self.crop_size = clip_len, stride, crop_size
-        self.streams, self.random_start, self.seed = tuple(streams), random_start, seed
+        self.spec, self.seed = spec, seed
 
     def __getitem__(self, key: SampleKey | int) -> dict[str, np.ndarray]:
         key = key if isinstance(key, SampleKey) else SampleKey(key, 0, key)
+        spec = self.spec
         video = self.videos[self.video_indices[key.index]]
-        rng = np.random.default_rng([self.seed, key.step, key.slot]) if self.random_start else None
-        usable = video.n_frames - (1 if {"flow", "diff"} & set(self.streams) else 0)
-        room = max(0, usable - pace_span(self.clip_len, self.stride))
-        start = int(rng.integers(0, room + 1)) if rng is not None else room // 2
-        indices = pace_frame_indices(start, self.clip_len, self.stride, usable)
-        item: dict[str, np.ndarray] = {"video": np.int64(self.video_indices[key.index])}
-        if self.crop_size is not None:
-            y, x = crop_offsets(video.height, video.width, self.crop_size, rng, where=video.id)
-        for stream in self.streams:
-            values = read_stream_at(self.dataset, stream, video.id, indices)
-            if self.crop_size is not None:
-                values = values[:, y : y + self.crop_size, x : x + self.crop_size]
-            item[stream] = np.ascontiguousarray(values)
+        rng = np.random.default_rng([self.seed, key.step, key.slot]) if spec.random else None
+        n_items = video.n_frames - (1 if {"flow", "diff"} & set(spec.streams) else 0)
+        indices, targets = spec.sampler.draw(n_items, rng)
+        views: dict[str, list[np.ndarray]] = {stream: [] for stream in spec.streams}
+        for row in indices:
+            size = spec.crop_size
+            if size is not None:
+                y, x = crop_offsets(video.height, video.width, size, rng, where=video.id)
+            flip = spec.flip and rng is not None and bool(rng.random() < 0.5)
+            for stream in spec.streams:
+                values = read_items(self.dataset, stream, video.id, row)
+                if size is not None:
+                    values = crop(values, y, x, size, flip, stream)
+                views[stream].append(np.ascontiguousarray(values))
+        item: dict[str, np.ndarray] = {stream: np.stack(clips) for stream, clips in views.items()}
+        item.update(targets)
+        item["video"] = np.int64(self.video_indices[key.index])
         return item
-

@@ -1,6 +1,6 @@
 """The training run: data, model, optimizer and schedule from a pipeline; checkpoints, resume, metrics, export.
 
-``train(pipeline, data_dir, out_dir)`` writes into ``out_dir``: ``config.yaml`` (the resolved pipeline),
+``train(settings, data_dir, out_dir)`` writes into ``out_dir``: ``config.yaml`` (the resolved pipeline),
 ``metrics.jsonl`` + ``tensorboard/``, ``checkpoints/step_NNNNNNNN.pt`` (every ``checkpoint_every`` steps and at
 the end) and ``backbone.pt`` (``train.backbones.save_backbone``, what evaluation loads). Under ``torchrun`` every
 process runs this function; only rank 0 writes files.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -19,9 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from labels.curriculum import pacing
-from labels.store import load_clip_labels
-from preprocess.config import Pipeline, load_pipeline
+from preprocess.dataset import Dataset
 from train.backbones import build_backbone, save_backbone
 from train.checkpoint import (
     atomic_torch_save,
@@ -32,9 +30,9 @@ from train.checkpoint import (
     prune_checkpoints,
     restore_rng_state,
 )
-from train.data import PaceClipDataset, StatsClipDataset
+from train.data import TrainingData
 from train.distributed import DistributedContext, all_reduce_mean, barrier, setup_distributed, teardown_distributed
-from train.methods import PretextMethod, build_method
+from train.methods import PretextMethod, build_method, method_class
 from train.metrics import MetricsLogger
 from train.optim import build_optimizer, lr_factor
 from train.sampling import CurriculumBatchSampler, EpochBatchSampler, StepBatchSampler
@@ -47,65 +45,40 @@ class TrainingDiverged(RuntimeError):
 
 @dataclasses.dataclass
 class TrainData:
-    """A training dataset, its batch sampler factory inputs, and the run length in steps."""
+    """A method's training data and the run length in steps."""
 
-    dataset: StatsClipDataset | PaceClipDataset
+    training: TrainingData
     steps_per_epoch: int
     total_steps: int
-    curriculum_order: np.ndarray | None  # dataset indices easiest first, or None for plain epochs
+
+    @property
+    def dataset(self) -> Any:
+        return self.training.dataset
 
 
-def build_data(pipeline: Pipeline, data_dir: str | Path) -> TrainData:
-    """The dataset of ``pipeline.train.task`` over ``data_dir`` and the number of steps to run."""
-    settings = pipeline.train
-    order = None
-    if settings.task == "stats":
-        labels = load_clip_labels(data_dir)
-        if (int(labels.clip_len), int(labels.crop_size)) != (settings.clip_len, settings.crop_size):
-            raise ValueError(
-                f"{data_dir}: labels were computed for {labels.clip_len}-frame clips cropped to {labels.crop_size}, "
-                f"but train.clip_len={settings.clip_len} and train.crop_size={settings.crop_size}"
-            )
-        dataset: StatsClipDataset | PaceClipDataset = StatsClipDataset(data_dir, labels, settings.stats.label_scale)
-        if settings.stats.curriculum:
-            scores = dataset.scores()
-            if np.isnan(scores).any():
-                raise ValueError(
-                    f"{data_dir}: curriculum scores are missing (compute labels with task 'curriculum' "
-                    "or set train.stats.curriculum=false)"
-                )
-            order = np.argsort(-scores, kind="stable")
-    else:
-        views = 2 if settings.pace.contrastive == "context" else 1
-        dataset = PaceClipDataset(
-            data_dir, settings.pace.paces, settings.clip_len, settings.crop_size, views=views, seed=settings.seed
-        )
-    steps_per_epoch = len(dataset) // settings.batch_size
+def build_data(settings: TrainSettings, data_dir: str | Path) -> TrainData:
+    """The training data that method ``settings.method`` declares over ``data_dir``, and the steps to run."""
+    training = method_class(settings.method).training_data(data_dir, settings)
+    steps_per_epoch = len(training.dataset) // settings.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
-            f"{data_dir}: {len(dataset)} training items, fewer than one batch of {settings.batch_size}"
+            f"{data_dir}: {len(training.dataset)} training items, fewer than one batch of {settings.batch_size}"
         )
     total = settings.epochs * steps_per_epoch
     if settings.max_steps is not None:
         total = min(total, settings.max_steps)
-    return TrainData(dataset, steps_per_epoch, total, order)
+    return TrainData(training, steps_per_epoch, total)
 
 
-def build_sampler(
-    pipeline: Pipeline, data: TrainData, ctx: DistributedContext, start_step: int
-) -> StepBatchSampler:
-    """This process's batch sampler, starting at ``start_step``."""
-    settings = pipeline.train
+def build_sampler(settings: TrainSettings, data: TrainData, ctx: DistributedContext, start_step: int) -> StepBatchSampler:
+    """This process's batch sampler, starting at ``start_step``: curriculum-paced when the method gives an
+    easiest-first order, plain shuffled epochs otherwise."""
     common = dict(seed=settings.seed, rank=ctx.rank, world_size=ctx.world_size, start_step=start_step)
-    if data.curriculum_order is not None:
-        n_total = len(data.curriculum_order)
-        return CurriculumBatchSampler(
-            data.curriculum_order,
-            lambda step: pacing(pipeline.labels.pacing, step, n_total),
-            settings.batch_size,
-            data.total_steps,
-            **common,
-        )
+    order, pool_size = data.training.order, data.training.pool_size
+    if order is not None and pool_size is not None:
+        n_total = len(order)
+        return CurriculumBatchSampler(order, lambda step: pool_size(step, n_total), settings.batch_size,
+                                      data.total_steps, **common)
     return EpochBatchSampler(len(data.dataset), settings.batch_size, data.total_steps, **common)
 
 
@@ -116,13 +89,16 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def write_config(pipeline: Pipeline, path: Path) -> None:
-    """The resolved pipeline as YAML (tuples as lists, keys sorted)."""
-    path.write_text(yaml.safe_dump(_plain(dataclasses.asdict(pipeline))))
+def write_config(record: Mapping[str, Any], path: Path) -> None:
+    """The resolved settings of a run as YAML (tuples as lists, keys sorted)."""
+    path.write_text(yaml.safe_dump(_plain(dict(record))))
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with every tuple turned into a list (what ``yaml.safe_dump`` can write), recursively."""
+    """``value`` with every dataclass turned into a dict and every tuple into a list (what ``yaml.safe_dump``
+    can write), recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -142,25 +118,24 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 def train(
-    pipeline: Pipeline | str,
+    settings: TrainSettings,
     data_dir: str | Path,
     out_dir: str | Path,
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
+    record: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Train ``pipeline.train`` (a loaded pipeline, or a name in pipelines.yaml) on the extracted dataset
-    ``data_dir``; returns ``out_dir/backbone.pt``.
+    """Train ``settings`` (a pipeline's ``train`` section) on the extracted dataset ``data_dir``; returns
+    ``out_dir/backbone.pt``. ``record`` (default: ``settings``) is written to ``out_dir/config.yaml``.
 
     ``resume=True`` continues from the latest checkpoint in ``out_dir/checkpoints`` (from scratch if there is
     none) and reproduces the uninterrupted run; without it an ``out_dir`` that already holds checkpoints is an
     error. Raises :class:`TrainingDiverged` on a NaN/inf loss, keeping the last good checkpoint.
     """
-    if isinstance(pipeline, str):
-        pipeline = load_pipeline(pipeline)
     ctx = setup_distributed(device)
     try:
-        return _run(pipeline, Path(data_dir), Path(out_dir), ctx, resume, progress)
+        return _run(settings, Path(data_dir), Path(out_dir), ctx, resume, progress, record)
     finally:
         teardown_distributed(ctx)
 
@@ -195,12 +170,13 @@ class TrainingState:
         return int(checkpoint["step"])
 
 
-def build_state(pipeline: Pipeline, data: TrainData, device: torch.device) -> TrainingState:
-    """A fresh method on ``device`` with its optimizer, per-step LR schedule and grad scaler."""
-    settings = pipeline.train
-    backbone = build_backbone(settings.backbone, in_channels=3, **settings.backbone_args)
+def build_state(settings: TrainSettings, data: TrainData, device: torch.device) -> TrainingState:
+    """A fresh method on ``device`` with its optimizer (the method's parameter groups), per-step LR schedule
+    and grad scaler."""
+    channels = method_class(settings.method).input_channels(settings)
+    backbone = build_backbone(settings.backbone, in_channels=channels, **settings.backbone_args)
     method = build_method(settings, backbone).to(device)
-    optimizer = build_optimizer(settings, method.parameters())
+    optimizer = build_optimizer(settings, method.parameter_groups(settings))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(settings, step, data.steps_per_epoch, data.total_steps)
     )
@@ -227,27 +203,37 @@ def not_finite_message(what: str, step: int, last_saved: Path | None) -> str:
     )
 
 
-def _run(
-    pipeline: Pipeline, data_dir: Path, out_dir: Path, ctx: DistributedContext, resume: bool, progress: bool
-) -> Path:
-    settings = pipeline.train
+def input_contract(settings: TrainSettings, data_dir: Path) -> dict[str, Any]:
+    """What the backbone's input was in training (recorded in ``backbone.pt``; evaluation reads it): the stream,
+    clip length, crop size, normalisation and, for flow, the dataset's flow bound."""
+    stream = method_class(settings.method).input_stream(settings)
+    contract: dict[str, Any] = {"stream": stream, "clip_len": settings.clip_len, "crop_size": settings.crop_size,
+                                "normalization": {"frames": "imagenet", "flow": "bound", "diff": "255"}[stream]}
+    if stream == "flow":
+        with Dataset(data_dir) as dataset:
+            contract["flow_bound"] = dataset.flow_bound
+    return contract
+
+
+def _run(settings: TrainSettings, data_dir: Path, out_dir: Path, ctx: DistributedContext, resume: bool,
+         progress: bool, record: Mapping[str, Any] | None) -> Path:
     ckpt_dir = out_dir / "checkpoints"
     existing = latest_checkpoint(ckpt_dir)
     if existing is not None and not resume:
         raise FileExistsError(f"{out_dir}: already holds checkpoints; pass --resume or choose another --out")
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
-    data = build_data(pipeline, data_dir)
-    state = build_state(pipeline, data, ctx.device)
+    data = build_data(settings, data_dir)
+    state = build_state(settings, data, ctx.device)
     start_step = state.load(load_checkpoint(existing)) if existing is not None else 0
     model = wrap_model(state.method, settings, ctx)
     amp_dtype = autocast_dtype(ctx.device, settings.amp)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_config(pipeline, out_dir / "config.yaml")
+        write_config(record if record is not None else {"train": settings}, out_dir / "config.yaml")
     loader = DataLoader(
         data.dataset,
-        batch_sampler=build_sampler(pipeline, data, ctx, start_step),
+        batch_sampler=build_sampler(settings, data, ctx, start_step),
         num_workers=settings.num_workers,
         pin_memory=ctx.device.type == "cuda",
     )
@@ -267,6 +253,9 @@ def _run(
                 raise TrainingDiverged(not_finite_message(f"loss is {output.loss.item()},", step, last_saved))
             apply_gradients(state, output.loss, settings.grad_clip)
             step += 1
+            state.method.after_step(inputs, output, step)
+            if step % data.steps_per_epoch == 0:
+                state.method.on_epoch_end(step // data.steps_per_epoch)
             window.add(output.metrics, settings.batch_size * state.method.clips_per_item())
             bar.update(1)
             if step % settings.log_every == 0 or step == data.total_steps:
@@ -283,7 +272,7 @@ def _run(
         logger.close()
     export = out_dir / "backbone.pt"
     if ctx.is_main:
-        save_backbone(state.method.backbone, export)
+        save_backbone(state.method.backbone, export, contract=input_contract(settings, data_dir))
     barrier(ctx)
     return export
 

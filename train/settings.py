@@ -1,56 +1,14 @@
-"""Settings of the training stage (one section of a pipeline in pipelines.yaml).
+"""Settings of the training stage (the ``train:`` section of a pipeline in pipelines.yaml) that every pretext
+method shares; each method's own settings are its sub-section ``train.<method>`` (a dataclass in the method's
+module, see ``train.methods``).
 
-Defaults follow the papers: statistics regression (Wang et al. 2019: C3D, SGD momentum 0.9, lr 5e-4 divided by
-10 every 6 epochs, 18 epochs, batch 30, 16x112x112 clips) and pace prediction (Wang et al. 2020: paces
-{1, 2, 3, 4}, lr 1e-3, batch 30, per-frame colour jitter).
+Defaults follow the statistics paper (Wang et al. 2019: C3D, SGD momentum 0.9, lr 5e-4 divided by 10 every 6
+epochs, 18 epochs, batch 30, 16x112x112 clips).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-
-@dataclass
-class StatsTaskSettings:
-    """Motion/appearance statistics regression (two linear heads on pooled features)."""
-
-    motion_weight: float = 1.0  # lambda_m
-    appearance_weight: float = 0.1  # lambda_a
-    label_scale: float = 1.0  # labels are divided by this before regression (1: the integers as stored)
-    curriculum: bool = True  # sample clips through labels.curriculum.pacing (needs stored scores)
-
-
-@dataclass
-class ColorJitterSettings:
-    """Colour jitter of the pace task, drawn independently per frame."""
-
-    brightness: float = 0.8
-    contrast: float = 0.8
-    saturation: float = 0.8
-    hue: float = 0.2
-    p: float = 0.8
-
-
-@dataclass
-class PaceTaskSettings:
-    """Pace prediction (classification of the playback pace) with optional contrastive term."""
-
-    paces: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])  # p < 1: slow motion, 0.33 = 1/3
-    contrastive: Literal["none", "context", "pace"] = "none"
-    cls_weight: float = 1.0  # lambda_cls
-    ctr_weight: float = 1.0  # lambda_ctr (used when contrastive != none)
-    temperature: float = 0.5
-    projection_dim: int = 128
-    color_jitter: ColorJitterSettings = field(default_factory=ColorJitterSettings)
-    flip_p: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not self.paces or any(p <= 0 for p in self.paces):
-            raise ValueError(f"paces must be positive numbers, got {self.paces}")
-        if len(set(self.paces)) != len(self.paces):
-            raise ValueError(f"paces must be distinct, got {self.paces}")
-        if self.contrastive == "context" and len(self.paces) < 2:
-            raise ValueError("contrastive 'context' needs at least two paces")
 
 
 @dataclass
@@ -64,10 +22,37 @@ class ScheduleSettings:
 
 
 @dataclass
+class PacingSettings:
+    """Curriculum pacing function (Hacohen & Weinshall 2019): how many of the easiest clips the sampler may
+    draw from at each step.
+
+    ``single_step``: the easiest ``start_fraction`` for ``step_length`` steps, then all clips.
+    ``fixed_exp``: the fraction is multiplied by ``increase`` every ``step_length`` steps (capped at 1).
+    ``varied_exp``: as ``fixed_exp`` but stage k lasts ``step_length * step_decay**k`` steps.
+    """
+
+    kind: Literal["single_step", "fixed_exp", "varied_exp"] = "single_step"
+    start_fraction: float = 0.5  # easiest fraction of clips used first (the thesis: first half)
+    step_length: int = 1000  # steps before the (first) increase
+    increase: float = 2.0  # exponential factor for the exponential pacings
+    step_decay: float = 0.9  # varied_exp: each stage lasts this factor times the previous one
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.start_fraction <= 1.0:
+            raise ValueError(f"start_fraction must be in (0, 1], got {self.start_fraction}")
+        if self.step_length < 1:
+            raise ValueError(f"step_length must be >= 1, got {self.step_length}")
+        if self.increase <= 1.0:
+            raise ValueError(f"increase must be > 1, got {self.increase}")
+        if self.step_decay <= 0.0:
+            raise ValueError(f"step_decay must be > 0, got {self.step_decay}")
+
+
+@dataclass
 class TrainSettings:
     """Pretext task, backbone, data loading and optimisation."""
 
-    task: Literal["stats", "pace"] = "stats"
+    method: str = "stats"  # a registered pretext method (train.methods.METHODS)
     backbone: str = "c3d"
     backbone_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of build_backbone
     clip_len: int = 16
@@ -89,8 +74,7 @@ class TrainSettings:
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2
     log_every: int = 10  # steps between metric records
-    stats: StatsTaskSettings = field(default_factory=StatsTaskSettings)
-    pace: PaceTaskSettings = field(default_factory=PaceTaskSettings)
+    method_settings: Any = None  # the method's own settings (its Settings dataclass), from section train.<method>
 
     def __post_init__(self) -> None:
         for name in ("clip_len", "crop_size", "epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):

@@ -22,6 +22,7 @@ def build_backbone(name: str, in_channels: int = 3, **kwargs: Any) -> Backbone:
     except TypeError as exc:  # an argument the constructor does not take
         raise ValueError(f"backbone {name!r}: {exc}") from exc
     model.build_args = {"name": name, "in_channels": in_channels, "kwargs": dict(kwargs)}
+    model.input_contract = {}  # what training fed it (stream, clip length, ...): set by load_backbone
     return model
 
 
@@ -34,8 +35,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
         model = inner
 
 
-def save_backbone(model: Backbone, path: str | Path) -> None:
-    """Write ``{'name', 'in_channels', 'kwargs', 'state_dict'}`` to ``path`` (torch.save, CPU tensors).
+def save_backbone(model: Backbone, path: str | Path, contract: dict[str, Any] | None = None) -> None:
+    """Write ``{'name', 'in_channels', 'kwargs', 'state_dict', 'input'}`` to ``path`` (torch.save, CPU tensors);
+    ``input`` is the input contract of training (``contract``: stream, clip length, crop size, normalisation,
+    flow bound), which evaluation reads instead of being told again.
 
     The model must come from ``build_backbone`` (or ``load_backbone``); DistributedDataParallel and
     ``torch.compile`` wrappers are looked through. The file appears under its final name only once
@@ -46,7 +49,7 @@ def save_backbone(model: Backbone, path: str | Path) -> None:
     if build_args is None:
         raise ValueError(f"cannot save {type(model).__name__} to {path}: it was not made by build_backbone")
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    atomic_torch_save({**build_args, "state_dict": state}, path)
+    atomic_torch_save({**build_args, "state_dict": state, "input": dict(contract or {})}, path)
 
 
 def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> Backbone:
@@ -63,4 +66,5 @@ def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") ->
         raise ValueError(f"{path}: not a backbone file (needs a dict with keys {sorted(required)})")
     model = build_backbone(saved["name"], saved["in_channels"], **saved["kwargs"])
     model.load_state_dict(saved["state_dict"])
+    model.input_contract = dict(saved.get("input") or {})
     return model.to(map_location).eval()

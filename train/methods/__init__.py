@@ -1,20 +1,21 @@
-"""Pretext methods: one base class (``base.PretextMethod``); each task adds its heads and loss."""
+"""Pretext methods as plug-ins: one module each, registered by name (``train.method`` in a pipeline).
+
+Each method subclasses ``base.PretextMethod`` and adds its settings, data declaration, heads, loss and hooks;
+``registry`` maps names to methods and builds a pipeline's ``train:`` section. See docs/ARCHITECTURE.md.
+"""
 from __future__ import annotations
 
 from train.backbones.base import Backbone
+from train.methods import pace, stats  # noqa: F401  (each registers its method)
 from train.methods.base import PretextMethod, StepOutput
-from train.methods.pace import PacePrediction
-from train.methods.stats import StatsRegression
+from train.methods.registry import METHODS, build_train_settings, method_class, register_method
 from train.settings import TrainSettings
 
 
 def build_method(settings: TrainSettings, backbone: Backbone) -> PretextMethod:
-    """The pretext method ``settings.task`` around ``backbone``."""
-    if settings.task == "stats":
-        return StatsRegression(backbone, settings.stats)
-    if settings.task == "pace":
-        return PacePrediction(backbone, settings.pace)
-    raise ValueError(f"unknown task {settings.task!r} (known: stats, pace)")
+    """The pretext method ``settings.method`` around ``backbone``, with its own settings."""
+    return method_class(settings.method)(backbone, settings.method_settings)
 
 
-__all__ = ["PretextMethod", "StepOutput", "StatsRegression", "PacePrediction", "build_method"]
+__all__ = ["METHODS", "PretextMethod", "StepOutput", "build_method", "build_train_settings", "method_class",
+           "register_method"]

@@ -10,6 +10,10 @@ On-device augmentation: horizontal flip consistent over the clip, colour jitter 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -18,10 +22,67 @@ from torch import nn
 from train import augment
 from train.backbones import ProjectionHead
 from train.backbones.base import Backbone
+from train.clips import pace_frame_indices, pace_span, snap_slow_pace
+from train.data import ClipSpec
 from train.distributed import gather, gather_with_grad
 from train.losses import info_nce, positives_from_labels
 from train.methods.base import PretextMethod, StepOutput, to_float_clip
-from train.settings import PaceTaskSettings
+from train.methods.registry import register_method
+from train.settings import TrainSettings
+
+
+@dataclass
+class ColorJitterSettings:
+    """Colour jitter of the pace task, drawn independently per frame (``p = 0`` switches it off)."""
+
+    brightness: float = 0.8
+    contrast: float = 0.8
+    saturation: float = 0.8
+    hue: float = 0.2
+    p: float = 0.8
+
+
+@dataclass
+class PaceSettings:
+    """Pace prediction (classification of the playback pace) with an optional contrastive term
+    (section ``train.pace``)."""
+
+    paces: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])  # p < 1: slow motion, 0.33 = 1/3
+    contrastive: Literal["none", "context", "pace"] = "none"
+    cls_weight: float = 1.0  # lambda_cls
+    ctr_weight: float = 1.0  # lambda_ctr (used when contrastive != none)
+    temperature: float = 0.5
+    projection_dim: int = 128
+    color_jitter: ColorJitterSettings = field(default_factory=ColorJitterSettings)
+    flip_p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.paces or any(p <= 0 for p in self.paces):
+            raise ValueError(f"paces must be positive numbers, got {self.paces}")
+        if len(set(self.paces)) != len(self.paces):
+            raise ValueError(f"paces must be distinct, got {self.paces}")
+        if self.contrastive == "context" and len(self.paces) < 2:
+            raise ValueError("contrastive 'context' needs at least two paces")
+
+
+@dataclass(frozen=True)
+class PaceSampler:
+    """``views`` clips of one video at paces drawn from ``paces`` (distinct when there are enough): each starts
+    uniformly where it fits (0 when the video is too short; the clip then loops). Target ``pace``: the index
+    into ``paces`` of each view."""
+
+    paces: tuple[float, ...]
+    clip_len: int
+    views: int = 1
+
+    def draw(self, n_items: int, rng: np.random.Generator | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if rng is None:
+            raise ValueError("pace clips are random by definition")
+        distinct = self.views <= len(self.paces)
+        pace_ids = rng.choice(len(self.paces), size=self.views, replace=not distinct)
+        starts = [rng.integers(0, max(0, n_items - pace_span(self.clip_len, self.paces[p])) + 1) for p in pace_ids]
+        indices = [pace_frame_indices(int(s), self.clip_len, self.paces[p], n_items) for p, s in zip(pace_ids, starts)]
+        return np.stack(indices), {"pace": pace_ids.astype(np.int64)}
 
 
 def contrastive_masks(
@@ -49,12 +110,22 @@ def contrastive_masks(
     return positives & ~itself, itself
 
 
+@register_method("pace")
 class PacePrediction(PretextMethod):
     """Backbone + ``classifier`` (D -> n_paces) [+ ``projection`` MLP for the contrastive variants]."""
 
-    def __init__(self, backbone: Backbone, settings: PaceTaskSettings) -> None:
-        super().__init__(backbone)
-        self.settings = settings
+    Settings = PaceSettings
+
+    @classmethod
+    def clip_spec(cls, settings: TrainSettings) -> ClipSpec:
+        """Frames only, one random crop per view; two views (distinct paces) for the 'context' contrast."""
+        options: PaceSettings = settings.method_settings
+        views = 2 if options.contrastive == "context" else 1
+        sampler = PaceSampler(tuple(snap_slow_pace(float(p)) for p in options.paces), settings.clip_len, views)
+        return ClipSpec(sampler, streams=("frames",), crop_size=settings.crop_size)
+
+    def __init__(self, backbone: Backbone, settings: PaceSettings) -> None:
+        super().__init__(backbone, settings)
         dim = backbone.num_features
         self.classifier = nn.Linear(dim, len(settings.paces))
         self.projection = (

@@ -1,6 +1,6 @@
 """Run per-item jobs on dask.distributed: local cluster, running scheduler or SLURM (dask-jobqueue).
 
-Each item runs in a sandbox process on a Dask worker (``preprocess.sandbox``) under a time limit, writes
+Each item runs in a sandbox process on a Dask worker (``common.sandbox``) under a time limit, writes
 its output under a temporary name that is renamed to the final name only on success, and only small
 metadata travels back through the scheduler. Items whose output already exists are skipped (resume).
 
@@ -22,18 +22,28 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 from distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
-from preprocess.config import ConfigError
-from preprocess.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout, THREAD_ENV
-from preprocess.settings import ClusterSettings
+from common.atomic import TMP_MARK, publish, temporary_name
+from common.errors import ConfigError
+from common.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout, THREAD_ENV
 
-TMP_MARK = ".tmp-"  # temporary outputs are named FINAL + TMP_MARK + random hex
 MAX_IN_FLIGHT = 1000  # tasks submitted to the scheduler at once (a few hundred bytes each)
 _SLURM_PROLOGUE = [f"export {k}={v}" for k, v in THREAD_ENV.items()]
+
+
+@dataclasses.dataclass
+class ClusterSettings:
+    """Where the Dask work runs: a local cluster, a running scheduler, or SLURM via dask-jobqueue
+    (the ``cluster:`` section of pipelines.yaml)."""
+
+    kind: Literal["local", "address", "slurm"] = "local"
+    workers: int = 2
+    address: str | None = None  # for kind: address
+    slurm: dict[str, Any] = dataclasses.field(default_factory=dict)  # keyword arguments of dask_jobqueue.SLURMCluster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,12 +128,12 @@ def run_task(function: Callable[[Any, str | None], Any], task: Task, time_limit_
     start = time.monotonic()
     if task.output is not None and os.path.exists(task.output):
         return Outcome(task.key, task.source, task.output, "skipped")
-    tmp = None if task.output is None else f"{task.output}{TMP_MARK}{uuid.uuid4().hex}"
+    tmp = None if task.output is None else str(temporary_name(task.output))
     reason, call = None, None
     try:
         call = _sandbox().call(function, (task.args, tmp), time_limit_s)
         if tmp is not None:
-            os.replace(tmp, task.output)
+            publish(tmp, task.output)
     except SandboxTimeout:
         reason = f"timed out after {time_limit_s:g} s (process killed)"
     except (CallError, SandboxCrash) as exc:

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import click
 
-from preprocess.config import ConfigError, load_pipeline, parse_overrides
+from commands.pipeline import load_pipeline, pipeline_record
+from common.errors import ConfigError
+from common.settings import parse_overrides
 
 
 @click.command("train")
@@ -35,10 +37,12 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
 
     try:
         pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(overrides)))
+        settings = pipeline.trainable()
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
-        export = train(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
+        export = train(settings, data_dir, out_dir, device=device, resume=resume, progress=not no_progress,
+                       record=pipeline_record(pipeline))
     except (TrainingDiverged, FileExistsError, ValueError, LabelError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"backbone written to {export}")

@@ -11,13 +11,9 @@ from typing import Any, Callable
 
 import click
 
-from preprocess.config import ConfigError, load_cluster, load_pipeline, merge, parse_overrides
-
-
-class Refused(click.ClickException):
-    """The command did nothing (bad settings, a dataset it must not touch): the message says why (exit status 2)."""
-
-    exit_code = 2
+from commands.pipeline import load_cluster, load_pipeline
+from common.errors import ConfigError, Refused
+from common.settings import merge, parse_overrides
 
 
 def _extract_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,7 +75,7 @@ def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any]) ->
         cluster_overrides = {"kind": opts["cluster_kind"]} if opts["cluster_kind"] else None
         cluster = load_cluster(opts["pipelines_file"], overrides=cluster_overrides)
         summary = extract(
-            opts["input_path"], opts["output"], pipeline, flow=flow, workers=opts["workers"],
+            opts["input_path"], opts["output"], pipeline.preprocess, flow=flow, workers=opts["workers"],
             scheduler=opts["scheduler"], cluster=cluster, splits=opts["splits"], split_number=opts["split_number"],
             retry_failed=opts["retry_failed"], progress=not opts["no_progress"],
         )

@@ -1,29 +1,15 @@
-"""Named pipelines from ``pipelines.yaml``: loading, validation and overrides.
-
-Each stage describes its settings as a dataclass (``preprocess.settings``, ``labels.settings``,
-``train.settings``, ``eval.settings``); this module only reads YAML, checks every key and value
-against those dataclasses and reports problems by name.
-"""
+"""Settings as plain dataclasses: checking a mapping (YAML) against one, ``--set`` overrides, deep merges
+and the describer of differences between recorded and wanted settings. Knows no stage."""
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
 
-from eval.settings import EvalSettings
-from labels.settings import LabelSettings
-from preprocess.settings import ClusterSettings, ExtractSettings
-from train.settings import TrainSettings
-
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "pipelines.yaml"
-
-
-class ConfigError(ValueError):
-    """A pipelines file or override that does not fit the settings it describes."""
+from common.errors import ConfigError
 
 
 def build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
@@ -132,62 +118,3 @@ def setting_differences(recorded: Any, wanted: Any, where: str, prefix: str = ""
         return [line for key in keys
                 for line in setting_differences(recorded.get(key), wanted.get(key), where, f"{prefix}{key}.")]
     return [] if recorded == wanted else [f"{prefix.rstrip('.')}: {recorded!r} {where}, {wanted!r} now"]
-
-
-def read_file(path: str | Path | None = None) -> dict[str, Any]:
-    """Read a pipelines file; its top level holds ``cluster`` and ``pipelines``."""
-    path = Path(path) if path else DEFAULT_FILE
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read pipelines file: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - {"cluster", "pipelines"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)} (known: cluster, pipelines)")
-    if not isinstance(data.get("pipelines"), dict) or not data["pipelines"]:
-        raise ConfigError(f"{path}: 'pipelines' must map pipeline names to their settings")
-    return data
-
-
-def pipeline_names(path: str | Path | None = None) -> list[str]:
-    """Names of the pipelines in the file."""
-    return sorted(read_file(path)["pipelines"])
-
-
-@dataclasses.dataclass
-class Pipeline:
-    """One named pipeline: the settings of every stage, validated."""
-
-    name: str
-    preprocess: ExtractSettings
-    labels: LabelSettings
-    train: TrainSettings
-    eval: EvalSettings
-    description: str = ""
-
-
-def load_pipeline(
-    name: str, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
-) -> Pipeline:
-    """Load pipeline ``name`` from the pipelines file, apply ``overrides`` (nested dict) and validate."""
-    data = read_file(path)
-    pipelines = data["pipelines"]
-    if name not in pipelines:
-        raise ConfigError(f"unknown pipeline {name!r} (known: {', '.join(sorted(pipelines))})")
-    raw = merge(pipelines[name] or {}, overrides or {})
-    sections = {"preprocess": ExtractSettings, "labels": LabelSettings, "train": TrainSettings, "eval": EvalSettings}
-    unknown = sorted(set(raw) - set(sections) - {"description"})
-    if unknown:
-        raise ConfigError(
-            f"pipeline {name!r}: unknown section(s) {', '.join(unknown)} (known: description, {', '.join(sections)})"
-        )
-    built = {key: build(cls, raw.get(key), f"{name}.{key}") for key, cls in sections.items()}
-    return Pipeline(name=name, description=str(raw.get("description", "")), **built)
-
-
-def load_cluster(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ClusterSettings:
-    """The ``cluster`` section of the pipelines file (how the CPU stage runs), with overrides."""
-    raw = merge(read_file(path).get("cluster") or {}, overrides or {})
-    return build(ClusterSettings, raw, "cluster")

@@ -10,15 +10,18 @@ from pathlib import Path
 import click
 import numpy as np
 
-from preprocess.commands import Refused
-from preprocess.config import ConfigError, load_cluster, load_pipeline, parse_overrides
+from common.errors import Refused
+from commands.pipeline import load_cluster, load_pipeline
+from labels.families import FAMILIES
+from common.errors import ConfigError
+from common.settings import parse_overrides
 
 
 @click.command("make-labels", short_help="Compute statistics labels and curriculum scores for a dataset (Dask, resumable).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder (frames and flow shards).")
-@click.option("--task", "tasks", multiple=True, type=click.Choice(["stats", "curriculum"]),
-              help="Labels to compute (repeatable; default: the pipeline's labels.tasks).")
+@click.option("--task", "tasks", multiple=True, type=click.Choice(sorted(FAMILIES)),
+              help="Label family to compute (repeatable; default: the pipeline's labels.tasks).")
 @click.option("--pipeline", default="stats", show_default=True, help="Named pipeline in pipelines.yaml.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a pipeline setting, e.g. --set labels.stride=8 (repeatable).")
@@ -72,16 +75,17 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
                         sets: tuple[str, ...], labels_dir: Path | None) -> None:
     """Draw one clip's statistics labels into a PNG: frames, summed motion boundaries with the chosen
     regions and direction arrows, per-frame boundary energy, colour consistency, dominant colours."""
-    from labels.crops import crop_flow, crop_frames
     from labels.show import render_clip_labels
-    from labels.store import SETTINGS_FILE, LabelError, consolidated_path, labels_root, load_clip_labels, read_settings
+    from labels.store import (SETTINGS_FILE, LabelError, consolidated_path, family_dir, labels_root, load_clip_labels,
+                              read_settings)
     from preprocess.dataset import Dataset
+    from preprocess.streams import crop
     from preprocess.index import DatasetError
 
     try:
         root = labels_root(data_dir, labels_dir)
-        if (root / SETTINGS_FILE).exists():
-            recorded = read_settings(root)
+        if (family_dir(root, "stats") / SETTINGS_FILE).exists():
+            recorded = read_settings(root, "stats")
             clip_len, size, variants = recorded["clip_len"], recorded["crop_size"], recorded["crop_variants"]
         else:
             labels = load_pipeline(pipeline, overrides=parse_overrides(list(sets))).labels
@@ -95,8 +99,8 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
             raise LabelError(f"{video.path}: no {clip_len}-frame clip at frame {start} ({video.n_frames} frames)")
         frames = dataset.read_frames(video.id, start, start + clip_len)
         flow = dataset.read_flow(video.id, start, start + clip_len - 1)
-        frames = np.ascontiguousarray(crop_frames(frames, y, x, size, bool(flip)))
-        flow = crop_flow(flow, y, x, size, bool(flip))
+        frames = np.ascontiguousarray(crop(frames, y, x, size, bool(flip)))
+        flow = crop(flow, y, x, size, bool(flip), "flow")
         stored = load_clip_labels(data_dir, labels_dir) if consolidated_path(root, "stats").exists() else None
     except KeyError as exc:  # unknown video id
         raise Refused(exc.args[0]) from exc

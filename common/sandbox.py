@@ -79,7 +79,7 @@ class Sandbox:
     def _start(self) -> subprocess.Popen:
         env = {**os.environ, **THREAD_ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
-        return subprocess.Popen([sys.executable, "-c", "from preprocess.sandbox import serve; serve()"],
+        return subprocess.Popen([sys.executable, "-c", "from common.sandbox import serve; serve()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
     def call(self, function: Callable[..., Any], args: tuple, time_limit_s: float | None) -> CallResult:
@@ -130,9 +130,9 @@ def serve() -> None:
     import resource
 
     _die_with_parent()
-    from preprocess.flow import pin_opencv_threads
+    import cv2
 
-    pin_opencv_threads(1)  # OpenCV's own pool ignores OMP_NUM_THREADS
+    cv2.setNumThreads(1)  # OpenCV's own pool ignores OMP_NUM_THREADS
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     requests = sys.stdin.buffer

@@ -6,7 +6,9 @@ from pathlib import Path
 import click
 
 from eval.settings import ALL_TASKS
-from preprocess.config import ConfigError, build, load_pipeline, parse_overrides
+from commands.pipeline import load_pipeline
+from common.errors import ConfigError
+from common.settings import build, parse_overrides
 
 
 def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...], **options):
