@@ -2,14 +2,19 @@
 feature gating as a per-channel multiplication, TF 'SAME' max pooling, and pace-prediction training steps."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from train.backbones import build_backbone, load_backbone, save_backbone
-from train.backbones.s3dg import FeatureGate, InceptionBlock, MaxPool3dSame
+from preprocess.config import load_pipeline, parse_overrides
+from preprocess.extract import extract
+from train.backbones.s3dg import S3DG, FeatureGate, InceptionBlock, MaxPool3dSame
+from train.loop import train
 from train.methods import PacePrediction
 from train.settings import ColorJitterSettings, PaceTaskSettings
 
@@ -26,6 +31,9 @@ INCEPTION_V1 = [
     (832, 256, 160, 320, 32, 128, 128),
     (832, 384, 192, 384, 48, 128, 128),
 ]
+
+
+CLIPS = ("Turn_1_42.mp4", "Turn_1_47.mp4", "Turn_7_38.mp4", "Turn_1_1.mp4")  # ARID, 33-36 frames each
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -47,7 +55,8 @@ def s3dg_count(in_channels: int, gating: bool) -> int:
 
     total = conv(in_channels, 64, 3 * 7 * 7) + conv(64, 64, 1) + sep(64, 192) + gate(192)
     for cin, b0, b1r, b1, b2r, b2, b3 in INCEPTION_V1:
-        total += conv(cin, b0, 1) + conv(cin, b1r, 1) + sep(b1r, b1) + conv(cin, b2r, 1) + sep(b2r, b2) + conv(cin, b3, 1)
+        total += conv(cin, b0, 1) + conv(cin, b1r, 1) + sep(b1r, b1) + conv(cin, b2r, 1) + sep(b2r, b2)
+        total += conv(cin, b3, 1)
         total += gate(b0) + gate(b1) + gate(b2) + gate(b3)
     return total
 
@@ -217,3 +226,23 @@ def test_pace_training_steps_lower_the_loss() -> None:
         losses.append(float(output.loss.detach()))
     assert losses[0] == pytest.approx(math.log(4), abs=0.3)  # chance level at the start
     assert min(losses[-3:]) < 0.4 * losses[0], losses
+
+
+def test_pace_s3dg_pipeline_trains_end_to_end(shared_data: Path, tmp_path: Path) -> None:
+    """The ``pace`` pipeline with the proposed ``pace_s3dg`` train entries, shrunk (8x32x32 clips, batch 4, 3 steps):
+    real ARID clips extracted by the CPU stage, trained by ``train.loop.train``, exported as an S3D-G backbone."""
+    listing = tmp_path / "videos.txt"
+    listing.write_text("".join(f"{shared_data / 'arid/train/Turn' / name}\n" for name in CLIPS))
+    overrides = [
+        "preprocess.size=[40, 48]", "preprocess.flow.algo=dis", "preprocess.flow.dis_preset=fast",
+        "train.backbone=s3dg", "train.clip_len=8", "train.crop_size=32", "train.batch_size=4", "train.max_steps=3",
+        "train.lr=0.01", "train.weight_decay=0.005", "train.num_workers=0", "train.log_every=1",
+    ]
+    pipeline = load_pipeline("pace", overrides=parse_overrides(overrides))
+    summary = extract(listing, tmp_path / "data", pipeline, workers=1, progress=False)
+    assert not summary.failed, summary.failed
+    exported = train(pipeline, tmp_path / "data", tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and all(math.isfinite(r["loss_cls"]) for r in records)
+    backbone = load_backbone(exported)
+    assert isinstance(backbone, S3DG) and backbone.build_args["name"] == "s3dg"

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.backbones.base import Backbone, init_weights
+from train.backbones.base import POOLED_STAGES, Backbone, init_weights
 from train.backbones.registry import register_backbone
 
 Triple = tuple[int, int, int]
@@ -40,6 +40,13 @@ INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
     "mixed_5c": (384, 192, 384, 48, 128, 128),
 }
 """Inception-v1 widths (Szegedy et al. 2015, as in I3D/S3D-G): (b0, b1 reduce, b1, b2 reduce, b2, b3)."""
+
+STAGE_LAYOUT: dict[str, tuple[Triple, Triple, tuple[str, ...]]] = {
+    # stage: (max-pool kernel, max-pool stride, Inception blocks after the pool)
+    "conv3": ((1, 3, 3), (1, 2, 2), ("mixed_3b", "mixed_3c")),
+    "conv4": ((3, 3, 3), (2, 2, 2), ("mixed_4b", "mixed_4c", "mixed_4d", "mixed_4e", "mixed_4f")),
+    "conv5": ((2, 2, 2), (2, 2, 2), ("mixed_5b", "mixed_5c")),
+}
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: Triple, stride: Triple = (1, 1, 1),
@@ -135,15 +142,11 @@ class S3DG(Backbone):
         if gating:
             conv2.append(FeatureGate(192))
         self.stages["conv2"] = nn.Sequential(*conv2)
-        stage_plan = {
-            "conv3": (MaxPool3dSame((1, 3, 3), (1, 2, 2)), ("mixed_3b", "mixed_3c")),
-            "conv4": (MaxPool3dSame((3, 3, 3), (2, 2, 2)), ("mixed_4b", "mixed_4c", "mixed_4d", "mixed_4e", "mixed_4f")),
-            "conv5": (MaxPool3dSame((2, 2, 2), (2, 2, 2)), ("mixed_5b", "mixed_5c")),
-        }
         width = 192
         self.stage_channels = {}
-        for (stage, (pool, blocks)), pooled in zip(stage_plan.items(), ("pool3", "pool4", "pool5")):
-            layers = nn.Sequential(pool)
+        for pooled, stage in POOLED_STAGES.items():
+            kernel, stride, blocks = STAGE_LAYOUT[stage]
+            layers = nn.Sequential(MaxPool3dSame(kernel, stride))
             for block_name in blocks:
                 block = InceptionBlock(width, INCEPTION_WIDTHS[block_name], gating)
                 layers.add_module(block_name, block)
