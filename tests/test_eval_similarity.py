@@ -113,7 +113,10 @@ def _brute_force_fold_scores(x, same, folds, fold):
     test = [i for i in range(len(x)) if folds[i] == fold]
     mean = [sum(x[i][j] for i in train) / len(train) for j in range(x.shape[1])]
     std = [math.sqrt(sum((x[i][j] - mean[j]) ** 2 for i in train) / len(train)) for j in range(x.shape[1])]
-    scale = lambda rows: np.array([[(x[i][j] - mean[j]) / std[j] for j in range(x.shape[1])] for i in rows])  # noqa: E731
+
+    def scale(rows):
+        return np.array([[(x[i][j] - mean[j]) / std[j] for j in range(x.shape[1])] for i in rows])
+
     model = LinearSVC(C=1.0, max_iter=10000, random_state=0).fit(scale(train), same[train])
     return test, model.decision_function(scale(test))
 
