@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.svm import LinearSVC
 
 from eval.clips import clip_indices
@@ -41,22 +42,28 @@ class LeaveOneOut(NamedTuple):
     predictions: np.ndarray
 
 
-def leave_one_out_svm(descriptors: np.ndarray, labels: np.ndarray, c: float = 1.0,
-                      max_iter: int = 10000) -> LeaveOneOut:
+def _held_out_prediction(x: np.ndarray, y: np.ndarray, held_out: int, c: float, max_iter: int):
+    """Label of video ``held_out`` from a ``LinearSVC(C=c)`` trained on all the other videos."""
+    train = np.arange(len(x)) != held_out
+    if len(np.unique(y[train])) == 1:
+        return y[train][0]
+    model = LinearSVC(C=c, max_iter=max_iter, random_state=0).fit(x[train], y[train])
+    return model.predict(x[held_out: held_out + 1])[0]
+
+
+def leave_one_out_svm(descriptors: np.ndarray, labels: np.ndarray, c: float = 1.0, max_iter: int = 10000,
+                      n_jobs: int = 1) -> LeaveOneOut:
     """Label every video by a ``LinearSVC(C=c)`` (one-vs-rest) trained on all the other videos.
 
     descriptors: float [N, D] (``video_descriptor`` rows); labels [N] (ints or strings). When the other
-    videos hold a single class, that class is predicted.
+    videos hold a single class, that class is predicted. The N fits run in ``n_jobs`` threads (-1: one per
+    core); the result does not depend on it.
     """
     x, y = np.asarray(descriptors, dtype=np.float64), np.asarray(labels)
     if x.ndim != 2 or y.shape != (len(x),) or len(x) < 2:
         raise ValueError(f"expected descriptors [N, D] and labels [N] with N >= 2, got {x.shape} and {y.shape}")
-    predictions = np.empty_like(y)
-    for held_out in range(len(x)):
-        train = np.arange(len(x)) != held_out
-        if len(np.unique(y[train])) == 1:
-            predictions[held_out] = y[train][0]
-            continue
-        model = LinearSVC(C=c, max_iter=max_iter, random_state=0).fit(x[train], y[train])
-        predictions[held_out] = model.predict(x[held_out: held_out + 1])[0]
+    predicted = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_held_out_prediction)(x, y, held_out, c, max_iter) for held_out in range(len(x))
+    )
+    predictions = np.array(predicted, dtype=y.dtype)
     return LeaveOneOut(float((predictions == y).mean()), predictions)

@@ -48,6 +48,8 @@ def test_leave_one_out_matches_brute_force_loop() -> None:
     assert result.accuracy == pytest.approx(accuracy)
     assert result.predictions.tolist() == predicted
     assert 0.0 < result.accuracy < 1.0  # a case with both hits and misses
+    threaded = leave_one_out_svm(x, labels, n_jobs=2)
+    assert threaded.accuracy == result.accuracy and threaded.predictions.tolist() == predicted
 
 
 def test_leave_one_out_separable_and_outlier_cases() -> None:
