@@ -5,8 +5,8 @@ others, as in ASLAN's View-2).
 ASLAN's views (Kliper-Gross et al. 2012, the benchmark's ReadMe) are MATLAB files: View-1
 ``train_pairs.mat`` / ``test_pairs.mat`` hold an [N, 5] matrix, View-2 ``View2.mat`` the [600, 5, 10]
 matrix ``action_splits_pairs`` (pairs x columns x splits); the columns are the first and second sample
-ids, the pair label (1 same, 0 not-same), the first and second action ids. Sample ``n`` is the video
-file ``%04d`` (``0001.avi``).
+ids, the pair label (1 same, 0 not-same), the first and second action ids. Sample ids are the
+four-digit numbers (``0001`` .. ``3697``) that end ASLAN's video file names.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 TEXT_HEADER = "# first\tsecond\tsame\tfirst_class\tsecond_class\tfold"
 
 
-@dataclass
+@dataclass(eq=False)
 class PairList:
     """Pairs of videos with their same/not-same label, classes and fold, one entry per pair (arrays [P]):
     ``first``/``second`` video ids (str), ``same`` bool, ``first_class``/``second_class`` (str), ``fold`` int64."""
@@ -92,7 +92,7 @@ def _load_mat_matrix(path: Path) -> np.ndarray:
 def read_aslan_view(path: str | Path) -> PairList:
     """An ASLAN view as it is: [N, 5] (View-1, all pairs in fold 0) or [N, 5, S] (View-2, split s in fold s).
 
-    Video ids are the sample files' names (``"0001"``), classes the action ids (``"12"``).
+    Video ids are the four-digit sample ids (``"0001"``), classes the action ids (``"12"``).
     """
     matrix = _load_mat_matrix(Path(path))
     if matrix.ndim == 2:
@@ -109,7 +109,7 @@ def read_aslan_view(path: str | Path) -> PairList:
 def classes_shared_across_folds(pairs: PairList) -> dict[int, set[str]]:
     """Per fold, the classes of its pairs that also occur in another fold's pairs (all empty when every
     test fold's classes are unseen in its training folds)."""
-    by_fold = {int(f): set(pairs.first_class[pairs.fold == f]) | set(pairs.second_class[pairs.fold == f])
+    by_fold = {int(f): {str(c) for c in np.r_[pairs.first_class[pairs.fold == f], pairs.second_class[pairs.fold == f]]}
                for f in np.unique(pairs.fold)}
     return {f: classes & set().union(*(c for g, c in by_fold.items() if g != f)) for f, classes in by_fold.items()}
 
