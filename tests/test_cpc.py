@@ -1,5 +1,5 @@
 """CPC on video segments: the 2D ResNet-18 encoder, causality of every autoregressive model, the loss against a
-brute-force loop, negatives, parameter counts, and a tiny model overfitting real clips."""
+brute-force loop, negatives, parameter counts, a tiny model overfitting real clips, and the evaluation pieces."""
 from __future__ import annotations
 
 import math
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from train.backbones import build_backbone
-from train.predictive.cpc import (CONTEXT_MODELS, CPC, CausalConv3d, build_context_model, candidate_keys, cpc_loss,
-                                  encode_segments, prediction_pairs)
+from train.predictive.cpc import (CONTEXT_MODELS, CPC, CausalConv3d, SegmentClassifier, build_context_model,
+                                  candidate_keys, cpc_loss, distance_to_pretrained, encode_segments, prediction_pairs)
 
 TORCHVISION_RESNET18 = 11_689_512  # torchvision.models.resnet18(): 1000-way fc included
 
@@ -189,3 +189,33 @@ def test_tiny_cpc_overfits_real_clips(shared_data: Path) -> None:
     assert losses[0] > 6 * math.log(12) * 0.5  # 6 predictions of 12 keys: chance is 6·log 12
     assert losses[-1] < 0.05 * losses[0], losses
     assert result.accuracy.item() == 1.0
+
+
+def test_segment_classifier_takes_any_number_of_segments() -> None:
+    torch.manual_seed(6)
+    head = SegmentClassifier(build_backbone("resnet18_2d", in_channels=5), num_classes=6).eval()
+    for segments in (8, 15):
+        clips = torch.randn(2, segments, 5, 32, 32)
+        with torch.no_grad():
+            logits = head(clips)
+            per_segment = torch.stack([head.encoder(clips[:, t, :, None]) for t in range(segments)], dim=1)
+            expected = head.classifier(head.norm(per_segment.mean(dim=1)))
+        assert logits.shape == (2, 6)
+        torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+    assert head.classifier[0].p == 0.5
+
+
+def test_distance_to_pretrained() -> None:
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    pretrained = {name: value.clone() for name, value in model.state_dict().items() if name.startswith("0.")}
+    assert distance_to_pretrained(model, pretrained).item() == 0.0
+    with torch.no_grad():
+        model[0].weight += 0.5
+    penalty = distance_to_pretrained(model, pretrained)
+    assert penalty.item() == pytest.approx(12 * 0.25)  # 12 weights moved by 0.5; the new head is not penalised
+    penalty.backward()
+    torch.testing.assert_close(model[0].weight.grad, torch.full((4, 3), 1.0))  # d/dθ ||θ - θ0||² = 2 (θ - θ0)
+    assert model[1].weight.grad is None
+    with pytest.raises(ValueError, match="no parameter"):
+        distance_to_pretrained(model, {"other.weight": torch.zeros(1)})

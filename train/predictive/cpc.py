@@ -241,3 +241,32 @@ def cpc_loss(predictions: torch.Tensor, targets: torch.Tensor, exclude_same_vide
     per_step = torch.zeros(steps, device=predictions.device).index_add_(0, step - 1, correct.sum(dim=0))
     per_step = per_step / torch.bincount(step - 1, minlength=steps).mul(batch)
     return PredictionLoss(loss, correct.mean(), per_step)
+
+
+class SegmentClassifier(nn.Module):
+    """CPC's evaluation head for any segment encoder: the video representation is the mean of z_t over its
+    segments (any number: 8 in training, 15 at test in the paper), then BatchNorm1d, dropout and a linear layer.
+
+    segments float [B, T, C·F, H, W] -> logits [B, num_classes].
+    """
+
+    def __init__(self, encoder: Backbone, num_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.norm = nn.BatchNorm1d(encoder.num_features)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.num_features, num_classes))
+
+    def forward(self, segments: torch.Tensor) -> torch.Tensor:
+        video = encode_segments(self.encoder, segments).mean(dim=(1, 3, 4))
+        return self.classifier(self.norm(video))
+
+
+def distance_to_pretrained(model: nn.Module, pretrained: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of squared distances ||θ - θ_0||² of the parameters of ``model`` named in ``pretrained`` (a
+    ``state_dict``) to those weights: CPC's fine-tuning penalty, "weight decay with origin the pretrained
+    weights" (L2-SP). A float32 scalar with graph; the caller multiplies it by the decay coefficient."""
+    terms = [(parameter.float() - pretrained[name].to(parameter.device).float()).square().sum()
+             for name, parameter in model.named_parameters() if name in pretrained]
+    if not terms:
+        raise ValueError("distance_to_pretrained: no parameter of the model is named in the pretrained weights")
+    return torch.stack(terms).sum()
