@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from train.backbones import build_backbone
+from train.backbones.r2d3d import BatchStatisticsNorm3d
 from train.predictive.dpc import (DPC, ConvGRUCell, DPCClassifier, TargetKind, block_maps, dense_predictive_loss,
                                   target_kind_counts, target_kinds)
 
@@ -70,14 +71,21 @@ def test_r2d3d_layout() -> None:
 def test_r2d3d_last_block_has_no_relu_and_batch_statistics() -> None:
     torch.manual_seed(0)
     model = build_backbone("r2d3d_18", batch_statistics=True)
-    assert not any(m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d))
-    clip = torch.randn(2, 3, 5, 32, 32)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert len(norms) == 20 and all(isinstance(m, BatchStatisticsNorm3d) for m in norms)
+    clip = torch.randn(2, 3, 5, 32, 32) * 3 + 1
     with torch.no_grad():
         before_last = model.stages["conv4"](model.stages["conv3"](model.stages["conv2"](model.stages["conv1"](clip))))
         features = model.forward_features(clip)
+        running_mean = norms[0].running_mean.clone()
         evaluated = model.eval().forward_features(clip)
     assert float(before_last.min()) == 0.0 and float(features.min()) < 0  # ReLU everywhere but the end
     torch.testing.assert_close(evaluated, features)  # batch statistics also in eval mode
+    assert torch.equal(norms[0].running_mean, running_mean) and float(running_mean.abs().max()) > 0
+    plain = build_backbone("r2d3d_18").eval()
+    plain.load_state_dict(model.state_dict())  # the same state dict: loads for evaluation
+    with torch.no_grad():
+        assert not torch.allclose(plain.forward_features(clip), features)  # running statistics there
 
 
 def test_conv_gru_cell_equations() -> None:

@@ -8,12 +8,14 @@ Shortcuts where the shape changes: 1x1x1 conv (same stride) + BN. No ReLU after 
 in (-inf, inf); DPC applies its own ReLU before aggregation). No biases.
 A 5x128x128 block gives a [256, 2, 4, 4] map. Parameters for RGB: R2D3D-18 14,057,536, R2D3D-34 32,422,208.
 
-``batch_statistics=True`` makes every BN use batch statistics also in eval mode (``track_running_stats=
-False``), as in DPC's pretraining.
+``batch_statistics=True`` makes every BN normalise with the batch statistics also in eval mode, as in DPC's
+pretraining (the authors build it with ``track_running_stats=False``); running statistics are still kept
+(updated in train mode), so the state dict is that of the plain network and loads into it for evaluation.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from train.backbones.base import Backbone, init_weights
@@ -26,25 +28,42 @@ R2D3D_IS_3D: tuple[bool, ...] = (False, False, True, True)
 STEM_WIDTH = 64
 
 
+class BatchStatisticsNorm3d(nn.BatchNorm3d):
+    """BatchNorm3d normalising with the statistics of the batch in train and eval mode; running statistics
+    are updated in train mode only (and unused here). [B, C, T, H, W] -> same shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        running_mean, running_var = (self.running_mean, self.running_var) if self.training else (None, None)
+        return F.batch_norm(x, running_mean, running_var, self.weight, self.bias, True, self.momentum, self.eps)
+
+
+def batch_norm(channels: int, batch_statistics: bool) -> nn.BatchNorm3d:
+    """Plain BatchNorm3d, or ``BatchStatisticsNorm3d`` when ``batch_statistics``."""
+    return BatchStatisticsNorm3d(channels) if batch_statistics else nn.BatchNorm3d(channels)
+
+
 class R2D3DBlock(nn.Module):
     """Residual block of two convs of ``kernel`` (1x3x3 for 2D, 3x3x3 for 3D) with BN; ReLU after the sum
     unless ``final_relu`` is False. [B, in, T, H, W] -> [B, out, T/s_t, H/s, W/s] with ``stride`` (s_t, s, s)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: Triple, stride: Triple,
-                 track_running_stats: bool, final_relu: bool = True) -> None:
+                 batch_statistics: bool, final_relu: bool = True) -> None:
         super().__init__()
         padding = tuple(k // 2 for k in kernel)
         self.conv1 = nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False)
-        self.bn1 = nn.BatchNorm3d(out_channels, track_running_stats=track_running_stats)
+        self.bn1 = batch_norm(out_channels, batch_statistics)
         self.conv2 = nn.Conv3d(out_channels, out_channels, kernel, padding=padding, bias=False)
-        self.bn2 = nn.BatchNorm3d(out_channels, track_running_stats=track_running_stats)
+        self.bn2 = batch_norm(out_channels, batch_statistics)
         self.relu = nn.ReLU(inplace=True)
         self.final_relu = final_relu
         self.shortcut: nn.Module = nn.Identity()
         if stride != (1, 1, 1) or in_channels != out_channels:
             self.shortcut = nn.Sequential(
                 nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm3d(out_channels, track_running_stats=track_running_stats),
+                batch_norm(out_channels, batch_statistics),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,10 +82,9 @@ class R2D3D(Backbone):
         super().__init__(in_channels)
         if len(blocks) != 4 or min(blocks) < 1:
             raise ValueError(f"blocks must be four positive counts, got {blocks}")
-        track = not batch_statistics
         self.stages["conv1"] = nn.Sequential(
             nn.Conv3d(in_channels, STEM_WIDTH, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
-            nn.BatchNorm3d(STEM_WIDTH, track_running_stats=track),
+            batch_norm(STEM_WIDTH, batch_statistics),
             nn.ReLU(inplace=True),
         )
         width_in = STEM_WIDTH
@@ -79,7 +97,7 @@ class R2D3D(Backbone):
             for b in range(n_blocks):
                 final_relu = not (last_stage and b == n_blocks - 1)
                 layer.append(R2D3DBlock(width_in if b == 0 else width, width, kernel, stride if b == 0 else (1, 1, 1),
-                                        track, final_relu))
+                                        batch_statistics, final_relu))
             self.stages[f"conv{i + 2}"] = nn.Sequential(*layer)
             width_in = width
         self.num_features = R2D3D_WIDTHS[-1]
