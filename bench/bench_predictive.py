@@ -104,13 +104,15 @@ def main() -> None:
     if not args.skip_cpu:
         print(f"CPU, float32, {torch.get_num_threads()} threads")
         for setting in SMALL_CPU:
-            print(f"  {setting.name:40s} {clips_per_second(setting, torch.device('cpu'), args.repeats, False):8.2f} clips/s")
+            rate = clips_per_second(setting, torch.device("cpu"), args.repeats, False)
+            print(f"  {setting.name:40s} {rate:8.2f} clips/s")
     if not torch.cuda.is_available():
         print("CUDA: no GPU present, paper settings not measured")
         return
     print(f"CUDA {torch.cuda.get_device_name()}, bf16 autocast + channels-last")
     for setting in PAPER_CUDA:
-        print(f"  {setting.name:40s} {clips_per_second(setting, torch.device('cuda'), args.repeats, True):8.2f} clips/s")
+        rate = clips_per_second(setting, torch.device("cuda"), args.repeats, True)
+        print(f"  {setting.name:40s} {rate:8.2f} clips/s")
 
 
 if __name__ == "__main__":

@@ -200,7 +200,8 @@ class PredictionLoss(NamedTuple):
     accuracy_per_step: torch.Tensor
 
 
-def prediction_pairs(segments: int, steps: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def prediction_pairs(segments: int, steps: int,
+                     device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The V scored predictions (origin t, step k) with t + k < T: int64 [V], [V] (0-based t, k from 1)."""
     origin, step = torch.meshgrid(torch.arange(segments, device=device), torch.arange(1, steps + 1, device=device),
                                   indexing="ij")

@@ -166,8 +166,8 @@ def dense_predictive_loss(predictions: torch.Tensor, targets: torch.Tensor) -> t
 
 
 class DPCClassifier(nn.Module):
-    """DPC's evaluation network: backbone -> ReLU -> time average (in this order, unlike ``DPC``) -> ConvGRU over the blocks -> last state ->
-    spatial average -> BatchNorm1d -> dropout -> linear.
+    """DPC's evaluation network: backbone -> ReLU -> time average (in this order, unlike ``DPC``) -> ConvGRU
+    over the blocks -> last state -> spatial average -> BatchNorm1d -> dropout -> linear.
 
     blocks float [B, N, C, L, H, W] -> logits [B, num_classes].
     """
