@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from train.backbones import build_backbone, load_backbone, save_backbone
-from preprocess.config import load_pipeline, parse_overrides
+from commands.pipeline import load_pipeline
+from common.settings import parse_overrides
 from preprocess.extract import extract
 from train.backbones.s3dg import S3DG, FeatureGate, InceptionBlock, MaxPool3dSame
 from train.loop import train
-from train.methods import PacePrediction
-from train.settings import ColorJitterSettings, PaceTaskSettings
+from train.methods.pace import ColorJitterSettings, PacePrediction, PaceSettings
 
 # Inception-v1 widths (Szegedy et al. 2015, Fig. 3 / Table 1), restated here independently of the module:
 # (input width, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj) for Mixed_3b .. Mixed_5c.
@@ -207,7 +207,7 @@ def test_pace_training_steps_lower_the_loss() -> None:
     """Eight Adam steps (lr 1e-3) of pace prediction on a fixed batch of random uint8 frames [B, V=1, T, S, S, 3]
     at 8x64x64 (no jitter, no flip): gradients reach the whole network and it fits the pace labels."""
     torch.manual_seed(0)
-    settings = PaceTaskSettings(color_jitter=ColorJitterSettings(p=0.0), flip_p=0.0)
+    settings = PaceSettings(color_jitter=ColorJitterSettings(p=0.0), flip_p=0.0)
     method = PacePrediction(build_backbone("s3dg"), settings).train()
     batch = {
         "frames": torch.randint(0, 256, (8, 1, 8, 64, 64, 3), dtype=torch.uint8),
@@ -229,19 +229,20 @@ def test_pace_training_steps_lower_the_loss() -> None:
 
 
 def test_pace_s3dg_pipeline_trains_end_to_end(shared_data: Path, tmp_path: Path) -> None:
-    """The ``pace`` pipeline with the proposed ``pace_s3dg`` train entries, shrunk (8x32x32 clips, batch 4, 3 steps):
+    """The ``pace_s3dg`` pipeline, shrunk (8x32x32 clips, batch 4, 3 steps):
     real ARID clips extracted by the CPU stage, trained by ``train.loop.train``, exported as an S3D-G backbone."""
     listing = tmp_path / "videos.txt"
     listing.write_text("".join(f"{shared_data / 'arid/train/Turn' / name}\n" for name in CLIPS))
     overrides = [
         "preprocess.size=[40, 48]", "preprocess.flow.algo=dis", "preprocess.flow.dis_preset=fast",
-        "train.backbone=s3dg", "train.clip_len=8", "train.crop_size=32", "train.batch_size=4", "train.max_steps=3",
-        "train.lr=0.01", "train.weight_decay=0.005", "train.num_workers=0", "train.log_every=1",
+        "clip_len=8", "crop_size=32", "train.batch_size=4", "train.max_steps=3", "train.num_workers=0",
+        "train.log_every=1",
     ]
-    pipeline = load_pipeline("pace", overrides=parse_overrides(overrides))
-    summary = extract(listing, tmp_path / "data", pipeline, workers=1, progress=False)
+    pipeline = load_pipeline("pace_s3dg", overrides=parse_overrides(overrides))
+    assert (pipeline.train.backbone, pipeline.train.lr, pipeline.train.weight_decay) == ("s3dg", 0.01, 0.005)
+    summary = extract(listing, tmp_path / "data", pipeline.preprocess, workers=1, progress=False)
     assert not summary.failed, summary.failed
-    exported = train(pipeline, tmp_path / "data", tmp_path / "run", progress=False)
+    exported = train(pipeline.train, tmp_path / "data", tmp_path / "run", progress=False)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and all(math.isfinite(r["loss_cls"]) for r in records)
     backbone = load_backbone(exported)
