@@ -74,7 +74,7 @@ def apply_jitter(x: torch.Tensor, params: JitterParams) -> torch.Tensor:
 class CVRLAugmentSettings:
     """The paper's defaults; ``blur_p`` and ``solarize_p`` are (first clip, second clip)."""
 
-    crop_size: int = 224
+    crop_size: int | tuple[int, int] = 224
     crop_scale: tuple[float, float] = (0.3, 1.0)
     crop_ratio: tuple[float, float] = (0.5, 2.0)
     flip_p: float = 0.5
