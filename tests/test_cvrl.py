@@ -143,7 +143,7 @@ def test_projection_head_layout() -> None:
     linears = [m for m in head if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(2048, 2048)] * 3 + [(2048, 128)]
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in head) == 3
-    assert sum(p.numel() for p in head.parameters()) == 3 * 2048 * 2048 + 3 * 2 * 2048 + 2048 * 128 + 128
+    assert sum(p.numel() for p in head.parameters()) == 3 * 2048 * 2048 + 3 * 2 * 2048 + 2048 * 128 + 128 == 12_857_472
     assert head(torch.randn(4, 2048)).shape == (4, 128)
 
 

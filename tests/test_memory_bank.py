@@ -42,6 +42,14 @@ def test_update_matches_float64_loop_and_leaves_other_rows() -> None:
         bank.update(torch.tensor([20]), torch.ones(1, 8))
 
 
+def test_repeated_index_takes_its_last_occurrence() -> None:
+    bank, reference = MemoryBank(10, 4, seed=0), MemoryBank(10, 4, seed=0)
+    features = torch.eye(4)
+    bank.update(torch.tensor([2, 7, 2, 2]), features)
+    reference.update(torch.tensor([7, 2]), features[[1, 3]])
+    assert torch.equal(bank.vectors, reference.vectors)
+
+
 def test_state_dict_round_trip_resumes_exactly() -> None:
     bank = MemoryBank(30, 16, seed=0)
     generator = torch.Generator().manual_seed(2)

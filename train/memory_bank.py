@@ -32,6 +32,15 @@ def mix_and_normalize(old: torch.Tensor, new: torch.Tensor, momentum: float) -> 
     return F.normalize(momentum * old.float() + (1 - momentum) * new.float(), dim=1)
 
 
+def last_occurrences(indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct values of ``indices`` int [K] and the position of each one's last occurrence: int64 [U] x 2
+    (makes a scatter with repeated indices deterministic)."""
+    rows, inverse = torch.unique(indices, return_inverse=True)
+    positions = torch.arange(indices.shape[0], device=indices.device)
+    last = torch.zeros_like(rows).scatter_reduce(0, inverse, positions, reduce="amax", include_self=False)
+    return rows, last
+
+
 class MemoryBank(nn.Module):
     """``vectors`` float32 [size, dim], unit rows; ``update`` after each step, ``similarities`` for the losses.
 
@@ -67,7 +76,8 @@ class MemoryBank(nn.Module):
 
         ``indices`` int [b] (dataset positions of the local batch), ``features`` [b, dim] (the embeddings of
         the step, detached here). Under DDP both are gathered first, so every process writes the same rows.
-        A video that appears twice in the global batch gets one of its two updates.
+        A video that appears more than once in the global batch (e.g. a DistributedSampler's padding) gets
+        the update of its last occurrence in rank order, the same on every process and device.
         """
         if indices.ndim != 1 or features.shape != (indices.shape[0], self.dim):
             raise ValueError(f"expected indices [b] and features [b, {self.dim}], got {tuple(indices.shape)} "
@@ -76,4 +86,5 @@ class MemoryBank(nn.Module):
         features = gather(features.detach().to(self.vectors.device, torch.float32).contiguous())
         if bool(((indices < 0) | (indices >= self.size)).any()):
             raise IndexError(f"memory bank of {self.size} entries got indices outside [0, {self.size})")
-        self.vectors[indices] = mix_and_normalize(self.vectors[indices], features, self.momentum)
+        rows, last = last_occurrences(indices)
+        self.vectors[rows] = mix_and_normalize(self.vectors[rows], features[last], self.momentum)
