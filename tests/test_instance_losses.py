@@ -72,13 +72,13 @@ def test_noise_indices_are_uniform_over_the_bank() -> None:
 
 
 def brute_force_la(v: np.ndarray, bank: np.ndarray, indices: list[int], labels: np.ndarray, k: int,
-                   tau: float) -> list[float]:
+                   tau: float, empty_numerator: float | None = None) -> list[float]:
     losses = []
     for b, i in enumerate(indices):
         sims = {j: float(v[b] @ bank[j]) / tau for j in range(bank.shape[0])}
         background = sorted(sims, key=sims.get, reverse=True)[:k]
         close = {j for j in range(bank.shape[0]) if any(run[j] == run[i] for run in labels)}
-        numerator = sum(math.exp(sims[j]) for j in background if j in close)
+        numerator = sum(math.exp(sims[j]) for j in background if j in close) or empty_numerator
         losses.append(-math.log(numerator / sum(math.exp(sims[j]) for j in background)))
     return losses
 
@@ -104,8 +104,18 @@ def test_la_with_one_cluster_per_video_is_instance_discrimination() -> None:
     loss = local_aggregation_loss(features, bank, indices, singletons, num_background=30, temperature=0.07)
     softmax_id = F.cross_entropy(features @ bank.T / 0.07, indices)  # Wu et al.'s non-parametric softmax
     assert loss.item() == pytest.approx(softmax_id.item(), rel=1e-5)
-    with pytest.raises(ValueError, match="no close neighbour"):
-        local_aggregation_loss(-bank[indices], bank, indices, singletons, num_background=1)
+
+
+def test_la_row_without_close_neighbours_gets_the_constant_numerator() -> None:
+    bank = unit_rows(30, 8, 3)
+    indices = torch.tensor([0, 3, 9])
+    features = (-bank[indices]).clone().requires_grad_()  # its own entry is the farthest one
+    rows = local_aggregation_loss_per_row(features, bank, indices, torch.arange(30)[None], num_background=5)
+    expected = brute_force_la(features.detach().double().numpy(), bank.double().numpy(), indices.tolist(),
+                              np.arange(30)[None], 5, 0.07, empty_numerator=1e-7)
+    np.testing.assert_allclose(rows.detach().double().numpy(), expected, rtol=1e-5)
+    rows.sum().backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
 
 
 def real_clips(shared_data: Path, count: int, frames: int, size: int) -> torch.Tensor:
@@ -148,3 +158,33 @@ def test_tiny_model_overfits_real_clips_with_ir_loss(shared_data: Path) -> None:
         losses.append(loss.item())
     assert retrieved_own_entry() == 1.0  # every clip retrieves its own bank entry
     assert np.mean(losses[-10:]) < 0.5 * losses[0]
+
+
+def within_minus_between_cluster_similarity(embeddings: torch.Tensor, clusters: torch.Tensor) -> float:
+    """Mean cosine similarity of distinct same-cluster pairs minus that of different-cluster pairs."""
+    v = F.normalize(embeddings, dim=1)
+    sims, same = v @ v.T, clusters[:, None] == clusters[None, :]
+    return (sims[same & ~torch.eye(len(clusters), dtype=torch.bool)].mean() - sims[~same].mean()).item()
+
+
+def train_free_embeddings(cluster_labels: torch.Tensor, steps: int = 30) -> torch.Tensor:
+    """12 free 16-d embeddings trained with the LA loss (8 background neighbours) and a memory bank."""
+    embeddings = torch.nn.Parameter(unit_rows(12, 16, 5))
+    bank, indices = MemoryBank(12, 16, seed=0), torch.arange(12)
+    optimizer = torch.optim.SGD([embeddings], lr=2.0)
+    for _ in range(steps):
+        features = F.normalize(embeddings, dim=1)
+        loss = local_aggregation_loss(features, bank.vectors, indices, cluster_labels, num_background=8)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        bank.update(indices, features)
+    return embeddings.detach()
+
+
+def test_la_gathers_clusters_where_instance_discrimination_does_not() -> None:
+    clusters = torch.arange(12) // 4  # three clusters of four videos
+    start = within_minus_between_cluster_similarity(unit_rows(12, 16, 5), clusters)
+    aggregated = within_minus_between_cluster_similarity(train_free_embeddings(clusters[None]), clusters)
+    separated = within_minus_between_cluster_similarity(train_free_embeddings(torch.arange(12)[None]), clusters)
+    assert abs(start) < 0.05 and aggregated > 0.25 and separated < 0.05

@@ -23,6 +23,9 @@ from train.memory_bank import MemoryBank
 IR_TEMPERATURE = 0.07
 IR_NOISE_SAMPLES = 4096
 LA_BACKGROUND_NEIGHBOURS = 4096
+LA_EMPTY_LOG_MASS = math.log(1e-7)
+"""log of the numerator of a sample with no close neighbour among its background neighbours (as in the
+reference code): its loss then only pushes it away from its background neighbours."""
 
 
 def draw_noise_indices(batch: int, num_noise: int, bank_size: int, generator: torch.Generator | None = None,
@@ -98,7 +101,8 @@ def local_aggregation_loss_per_row(features: torch.Tensor, bank_vectors: torch.T
     ``features`` [B, D] (embeddings v), ``bank_vectors`` [N, D], ``indices`` int [B] (each sample's bank
     entry), ``cluster_labels`` int [m, N] (m clusterings of the N bank entries: k-means runs, or fixed
     clusters such as the IDT prior). Background neighbours: the min(num_background, N) entries of highest
-    v.m_j. Every row needs a close neighbour among its background neighbours.
+    v.m_j. A row with no close neighbour among them (early in training, or a tiny ``num_background``) gets
+    the numerator exp(``LA_EMPTY_LOG_MASS``) = 1e-7.
     """
     if cluster_labels.ndim != 2 or cluster_labels.shape[1] != bank_vectors.shape[0]:
         raise ValueError(f"cluster_labels must be [m, {bank_vectors.shape[0]}], got {tuple(cluster_labels.shape)}")
@@ -110,12 +114,12 @@ def local_aggregation_loss_per_row(features: torch.Tensor, bank_vectors: torch.T
     labels = cluster_labels.to(logits.device)
     own = labels[:, indices.to(logits.device, torch.long)]  # [m, B]
     close = (labels[:, background] == own[:, :, None]).any(dim=0)  # [B, k]
-    if not bool(close.any(dim=1).all()):
-        rows = torch.nonzero(~close.any(dim=1)).flatten().tolist()
-        raise ValueError(f"local aggregation: rows {rows[:10]} have no close neighbour among their background "
-                         f"neighbours (raise num_background)")
-    close_logits = background_logits.masked_fill(~close, float("-inf"))
-    return torch.logsumexp(background_logits, dim=1) - torch.logsumexp(close_logits, dim=1)
+    has_close = close.any(dim=1)
+    # a row without close neighbours gets the constant numerator; one finite entry keeps its gradient finite
+    close[:, 0] |= ~has_close
+    close_log_mass = torch.logsumexp(background_logits.masked_fill(~close, float("-inf")), dim=1)
+    close_log_mass = torch.where(has_close, close_log_mass, torch.full_like(close_log_mass, LA_EMPTY_LOG_MASS))
+    return torch.logsumexp(background_logits, dim=1) - close_log_mass
 
 
 def local_aggregation_loss(features: torch.Tensor, bank_vectors: torch.Tensor, indices: torch.Tensor,
