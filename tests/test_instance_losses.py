@@ -15,6 +15,7 @@ from torch import nn
 from train.instance_losses import (
     InstanceRecognitionNCE,
     draw_noise_indices,
+    scaled_num_noise,
     local_aggregation_loss,
     local_aggregation_loss_per_row,
 )
@@ -69,6 +70,11 @@ def test_noise_indices_are_uniform_over_the_bank() -> None:
     assert noise.shape == (64, 4096) and counts.size == 10
     expected = noise.numel() / 10
     assert ((counts - expected) ** 2 / expected).sum() < 27.9  # chi-square, 9 dof, p = 0.001
+
+
+def test_scaled_num_noise() -> None:
+    assert scaled_num_noise(1_281_167) == 4096 and scaled_num_noise(240_000) == 4096
+    assert scaled_num_noise(150) == 15 and scaled_num_noise(5) == 1
 
 
 def brute_force_la(v: np.ndarray, bank: np.ndarray, indices: list[int], labels: np.ndarray, k: int,

@@ -28,6 +28,12 @@ LA_EMPTY_LOG_MASS = math.log(1e-7)
 reference code): its loss then only pushes it away from its background neighbours."""
 
 
+def scaled_num_noise(num_videos: int, num_noise: int = IR_NOISE_SAMPLES) -> int:
+    """Noise samples for a bank of ``num_videos``: the paper's 4096, at most a tenth of the bank (at least 1)
+    so that a sample rarely draws its own entry as noise (K / N draws per sample on average)."""
+    return max(1, min(num_noise, num_videos // 10))
+
+
 def draw_noise_indices(batch: int, num_noise: int, bank_size: int, generator: torch.Generator | None = None,
                        device: torch.device | str = "cpu") -> torch.Tensor:
     """Bank entries drawn uniformly with replacement: int64 [batch, num_noise] on ``device`` (drawn on the
