@@ -24,8 +24,8 @@ IR_TEMPERATURE = 0.07
 IR_NOISE_SAMPLES = 4096
 LA_BACKGROUND_NEIGHBOURS = 4096
 LA_EMPTY_LOG_MASS = math.log(1e-7)
-"""log of the numerator of a sample with no close neighbour among its background neighbours (as in the
-reference code): its loss then only pushes it away from its background neighbours."""
+"""log of the numerator of a sample with no close neighbour among its background neighbours (as a public
+PyTorch port of the LA code): its loss then only pushes it away from its background neighbours."""
 
 
 def scaled_num_noise(num_videos: int, num_noise: int = IR_NOISE_SAMPLES) -> int:
@@ -108,7 +108,7 @@ def local_aggregation_loss_per_row(features: torch.Tensor, bank_vectors: torch.T
     entry), ``cluster_labels`` int [m, N] (m clusterings of the N bank entries: k-means runs, or fixed
     clusters such as the IDT prior). Background neighbours: the min(num_background, N) entries of highest
     v.m_j. A row with no close neighbour among them (early in training, or a tiny ``num_background``) gets
-    the numerator exp(``LA_EMPTY_LOG_MASS``) = 1e-7.
+    the numerator exp(``LA_EMPTY_LOG_MASS``) = 1e-7 (as a public PyTorch port of the LA code does).
     """
     if cluster_labels.ndim != 2 or cluster_labels.shape[1] != bank_vectors.shape[0]:
         raise ValueError(f"cluster_labels must be [m, {bank_vectors.shape[0]}], got {tuple(cluster_labels.shape)}")
