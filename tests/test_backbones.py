@@ -7,7 +7,8 @@ import torch
 from train.backbones import BACKBONES, Backbone, build_backbone, load_backbone, save_backbone
 from train.backbones.r2plus1d import mid_channels
 
-ALL_NAMES = ["c3d", "c3d_bn", "c3d_large_bn", "r3d_10", "r3d_18", "r21d_10", "r21d_18", "s3dg"]
+ALL_NAMES = ["c3d", "c3d_bn", "c3d_large_bn", "r3d_10", "r3d_18", "r21d_10", "r21d_18", "s3dg", "r3d_18_ir",
+             "r3d_50_slow"]
 PREDICTIVE_NAMES = ["resnet18_2d", "r2d3d_18", "r2d3d_34"]  # tested in test_cpc.py / test_dpc.py
 
 
