@@ -154,7 +154,7 @@ class FisherEncoder:
         video from :func:`sample_rows`); ``n_components`` is K, the number of Gaussians of each GMM."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        sample = np.asarray(sample, dtype=np.float64)
+        sample = np.asarray(sample)  # kept in its dtype: only one block at a time is converted to float64
         if sample.ndim != 2 or sample.shape[1] != IDT_COLUMNS or not np.isfinite(sample).all():
             raise ValueError(f"the fit sample must be finite [M, {IDT_COLUMNS}] IDT rows, got {sample.shape}")
         if variant == "video_cluster":
