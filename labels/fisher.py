@@ -68,14 +68,18 @@ def sample_rows(rows: np.ndarray, video_index: int, per_video: int = 500, seed: 
     return rows[np.sort(rng.choice(rows.shape[0], size=per_video, replace=False))]
 
 
-def soft_statistics(x: np.ndarray, gmm: DiagonalGmm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def soft_statistics(x: np.ndarray, gmm: DiagonalGmm,
+                    projection: Projection | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zeroth, first and second order statistics ``sum_i q_ik``, ``sum_i q_ik x_i``, ``sum_i q_ik x_i^2``:
-    x float [N, d] -> float64 [K], [K, d], [K, d]; computed in chunks of rows so memory stays bounded."""
+    x float [N, d] -> float64 [K], [K, d], [K, d]. With a ``projection``, x is [N, D] and each x_i is
+    projected first. Computed in chunks of rows, so memory stays bounded for any N."""
     s0 = np.zeros(gmm.n_components)
     s1 = np.zeros((gmm.n_components, gmm.dim))
     s2 = np.zeros((gmm.n_components, gmm.dim))
     for start in range(0, x.shape[0], STATISTICS_CHUNK_ROWS):
         chunk = np.asarray(x[start:start + STATISTICS_CHUNK_ROWS], dtype=np.float64)
+        if projection is not None:
+            chunk = projection.transform(chunk)
         q = gmm.posteriors(chunk)
         s0 += q.sum(axis=0)
         s1 += q.T @ chunk
@@ -88,21 +92,22 @@ def _centred_second_moment(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, means
     return s2 - 2.0 * means * s1 + s0[:, None] * means * means
 
 
-def video_cluster_fisher_vector(x: np.ndarray, gmm: DiagonalGmm) -> np.ndarray:
-    """Video LA code's Fisher vector (no normalisation): x float [N, d] -> float64 [2 K d],
-    ``[sum q (x - mu) / N, sum q (sigma^2 - (x - mu)^2) / N]``."""
+def video_cluster_fisher_vector(x: np.ndarray, gmm: DiagonalGmm, projection: Projection | None = None) -> np.ndarray:
+    """Video LA code's Fisher vector (no normalisation): x float [N, d] (or [N, D] and its ``projection``)
+    -> float64 [2 K d], ``[sum q (x - mu) / N, sum q (sigma^2 - (x - mu)^2) / N]``."""
     n = x.shape[0]
-    s0, s1, s2 = soft_statistics(x, gmm)
+    s0, s1, s2 = soft_statistics(x, gmm, projection)
     d_means = (s1 - s0[:, None] * gmm.means) / n
     d_variances = (s0[:, None] * gmm.variances - _centred_second_moment(s0, s1, s2, gmm.means)) / n
     return np.concatenate([d_means.ravel(), d_variances.ravel()])
 
 
-def improved_fisher_vector(x: np.ndarray, gmm: DiagonalGmm) -> np.ndarray:
-    """Perronnin et al. (2010) Fisher vector before normalisation: x float [N, d] -> float64 [2 K d],
+def improved_fisher_vector(x: np.ndarray, gmm: DiagonalGmm, projection: Projection | None = None) -> np.ndarray:
+    """Perronnin et al. (2010) Fisher vector before normalisation: x float [N, d] (or [N, D] and its
+    ``projection``) -> float64 [2 K d],
     ``[sum q (x - mu) / sigma / (N sqrt(w)), sum q ((x - mu)^2 / sigma^2 - 1) / (N sqrt(2 w))]``."""
     n = x.shape[0]
-    s0, s1, s2 = soft_statistics(x, gmm)
+    s0, s1, s2 = soft_statistics(x, gmm, projection)
     root_weights = np.sqrt(gmm.weights)[:, None]
     g_means = (s1 - s0[:, None] * gmm.means) / np.sqrt(gmm.variances) / (n * root_weights)
     g_variances = ((_centred_second_moment(s0, s1, s2, gmm.means) / gmm.variances - s0[:, None])
@@ -173,8 +178,8 @@ class FisherEncoder:
         Raises EncodingError (with ``reason``) for a video without trajectories or with non-finite values."""
         rows = check_rows(rows)
         fisher_vector = FISHER_VECTORS[self.variant]
-        parts = [power_l2_normalise(fisher_vector(block.projection.transform(rows[:, block.start:block.stop]),
-                                                  block.gmm), self.alpha)
+        parts = [power_l2_normalise(fisher_vector(rows[:, block.start:block.stop], block.gmm, block.projection),
+                                    self.alpha)
                  for block in self.blocks]
         return np.concatenate(parts) / np.sqrt(len(parts))
 

@@ -9,6 +9,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
+from labels import fisher
 from labels.fisher import (DESCRIPTOR_TYPES, EncodingError, FisherEncoder, choose_fit_videos, improved_fisher_vector,
                            power_l2_normalise, sample_rows, video_cluster_fisher_vector)
 from labels.gaussian_mixture import DiagonalGmm, fit_gmm, fit_projection
@@ -61,7 +62,9 @@ def brute_force_fisher_vector(x: np.ndarray, gmm: GaussianMixture, improved: boo
 
 
 @pytest.mark.parametrize("improved", [False, True])
-def test_fisher_vector_equals_per_descriptor_loop(improved):
+@pytest.mark.parametrize("chunk_rows", [4, 8192])
+def test_fisher_vector_equals_per_descriptor_loop(improved, chunk_rows, monkeypatch):
+    monkeypatch.setattr(fisher, "STATISTICS_CHUNK_ROWS", chunk_rows)  # 23 rows: 6 chunks, the last one short
     gmm, x = tiny_gmm_and_data()
     fisher_vector = improved_fisher_vector if improved else video_cluster_fisher_vector
     np.testing.assert_allclose(fisher_vector(x, as_diagonal_gmm(gmm)), brute_force_fisher_vector(x, gmm, improved),
