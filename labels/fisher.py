@@ -154,9 +154,10 @@ class FisherEncoder:
 
     @classmethod
     def fit(cls, sample: np.ndarray, variant: str, n_components: int = 256, n_init: int = 2,
-            max_iter: int = 200, seed: int = 0) -> FisherEncoder:
+            max_iter: int = 200, seed: int = 0, alpha: float = 0.5) -> FisherEncoder:
         """Fit PCA and GMM(s) of ``variant`` on sampled IDT rows (float [M, 436], e.g. up to 500 rows per
-        video from :func:`sample_rows`); ``n_components`` is K, the number of Gaussians of each GMM."""
+        video from :func:`sample_rows`); ``n_components`` is K, the number of Gaussians of each GMM, and
+        ``alpha`` the exponent of the power normalisation applied by :meth:`transform`."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         sample = np.asarray(sample)  # kept in its dtype: only one block at a time is converted to float64
@@ -171,7 +172,7 @@ class FisherEncoder:
             projection = fit_projection(sample[:, start:stop], kept, whiten)
             gmm = fit_gmm(projection.transform(sample[:, start:stop]), n_components, n_init, max_iter, seed)
             blocks.append(FisherBlock(start, stop, projection, gmm))
-        return cls(variant, tuple(blocks))
+        return cls(variant, tuple(blocks), alpha)
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
         """One video's normalised Fisher vector: IDT rows float [N, 436] -> float64 [dim] of unit norm.

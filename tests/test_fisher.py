@@ -174,3 +174,12 @@ def test_sampling_is_seeded_per_video_and_without_replacement(idt_rows):
     chosen = choose_fit_videos(1000, 30, seed=2)
     assert len(np.unique(chosen)) == 30 and np.all(np.diff(chosen) > 0) and chosen.max() < 1000
     np.testing.assert_array_equal(choose_fit_videos(10, 30), np.arange(10))
+
+
+def test_alpha_one_is_plain_l2_normalisation_and_is_saved(idt_rows, tmp_path):
+    encoder = FisherEncoder.fit(idt_rows[:400], "video_cluster", n_components=2, max_iter=200, alpha=1.0)
+    (block,) = encoder.blocks
+    raw = video_cluster_fisher_vector(block.projection.transform(idt_rows[::3, 10:]), block.gmm)
+    np.testing.assert_allclose(encoder.transform(idt_rows[::3]), raw / np.linalg.norm(raw), rtol=1e-9, atol=1e-12)
+    encoder.save(tmp_path / "alpha.npz")
+    assert FisherEncoder.load(tmp_path / "alpha.npz").alpha == 1.0
