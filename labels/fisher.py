@@ -16,6 +16,7 @@ docs/FISHER.md gives the formulas and the sampling used for the fit.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +200,7 @@ class FisherEncoder:
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays) -> FisherEncoder:
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> FisherEncoder:
         """Inverse of :meth:`to_arrays` (a dict or an opened npz)."""
         blocks = []
         for i in range(int(arrays["n_blocks"])):
