@@ -25,6 +25,7 @@ setup(
         "tensorboard",
         "hdf5plugin",
         "zstandard",
+        "faiss-cpu",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["vssl=cli:main"]},
