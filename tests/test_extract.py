@@ -151,7 +151,7 @@ def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: ob
     assert (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns) == before
     ds = Dataset(out)
     assert ds.has_stream("flow") and (ds.settings["flow"]["from"], ds.settings["diff"]["from"]) == ("stored", "decoded")
-    flow_fn = flow_module.make_flow(_pipeline().preprocess.flow)
+    flow_fn = flow_module.make_flow(_pipeline().flow)
     gray = _gray(ds.read_frames("yes/yes", 3, 5))
     np.testing.assert_array_equal(ds.read_flow_codes("yes/yes", 3, 4)[0], quantize(flow_fn(gray[0], gray[1]), 20.0))
     with pytest.raises(SettingsMismatch, match=r"frames stream was extracted with other settings \(every: 4 in the dataset, 2 now\)"):
@@ -180,7 +180,7 @@ def test_flow_from_decoded_frames_decodes_a_video_again_whose_frames_came_earlie
     ds = Dataset(out)
     assert ds.settings["flow"]["from"] == ds.settings["diff"]["from"] == "decoded"
     gray = _gray(np.stack(list(decode.iter_frames(src / "yes/yes.mkv", size=(48, 64), every=4))))
-    flow_fn = flow_module.make_flow(_pipeline().preprocess.flow)
+    flow_fn = flow_module.make_flow(_pipeline().flow)
     np.testing.assert_array_equal(ds.read_flow_codes("yes/yes", 3, 4)[0], quantize(flow_fn(gray[3], gray[4]), 20.0))
     assert ds.video("yes/yes").n_frames == len(gray)
 
@@ -212,7 +212,7 @@ def test_long_video_stays_under_a_memory_bound(client: object, shared_data: Path
 
 def test_demo_videos_have_splits_and_class_dependent_motion(client: object, tmp_path: Path) -> None:
     make_demo_videos(tmp_path / "demo", videos_per_class=2, n_frames=12, test_per_class=1, seed=3)
-    pipeline = load_pipeline("demo")
+    pipeline = load_pipeline("demo").preprocess
     summary = extract(tmp_path / "demo", tmp_path / "ds", pipeline, client=client, progress=False)
     assert summary.ok and summary.extracted == 8
     ds = Dataset(tmp_path / "ds")
@@ -304,7 +304,7 @@ def test_a_shard_of_an_ended_run_is_not_published(shared_data: Path, tmp_path: P
     root = tmp_path / "ds"
     (root / "shards").mkdir(parents=True)
     part = tmp_path / "part.h5"
-    settings = _pipeline().preprocess
+    settings = _pipeline()
     extract_video(VideoJob("eat/eat", str(shared_data / "asl_gestures/eat/eat.mkv"), "eat", None, ("frames",),
                            settings), str(part))
     with h5py.File(part) as f:
