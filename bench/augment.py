@@ -1,4 +1,4 @@
-"""Batched augmentation speed: one ClipAugment call per batch vs a per-sample loop (the baseline), same run.
+"""Batched augmentation speed: one call per batch vs a per-sample loop (the baseline), same run.
 
 Usage: .venv/bin/python bench/augment.py [--batch 8] [--frames 16] [--repeats 3]
 Prints seconds per batch for each op and the whole pipeline, and the loop/batched ratio.
@@ -15,8 +15,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 
 from timing import best_time  # noqa: E402  (bench/ is on sys.path when a script in it runs)
-from train.augment import (ClipAugment, color_jitter, gaussian_blur, horizontal_flip, random_grayscale,
-                           random_resized_crop)
+from train.augment import color_jitter, gaussian_blur, horizontal_flip, random_grayscale, random_resized_crop
+from train.cvrl_augment import CVRLAugmentSettings, augment_pair
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         "color_jitter": lambda x: color_jitter(x, p=1.0),
         "random_grayscale": lambda x: random_grayscale(x, p=1.0),
         "gaussian_blur": lambda x: gaussian_blur(x, p=1.0),
-        "ClipAugment": ClipAugment(),
+        "cvrl augment_pair": lambda x: torch.cat(augment_pair(x, x, CVRLAugmentSettings(crop_size=112))),
     }
     print(f"device {device}, batch {args.batch} x 3 x {args.frames} x 128 x 171, best of {args.repeats}")
     print(f"{'op':22s} {'batched s':>10s} {'loop s':>10s} {'loop/batched':>13s}")

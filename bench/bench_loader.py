@@ -29,8 +29,9 @@ from preprocess import shards  # noqa: E402
 from preprocess.index import Index, add_shard, save_index  # noqa: E402
 from preprocess.streams import normalize  # noqa: E402
 from train import augment  # noqa: E402
-from train.clips import pace_frame_indices, random_crop  # noqa: E402
-from train.data import PaceClipDataset  # noqa: E402
+from train.clips import crop_offsets  # noqa: E402
+from train.data import ClipSpec, VideoClipDataset  # noqa: E402
+from train.methods.pace import PaceSampler  # noqa: E402
 from train.methods.base import to_float_clip  # noqa: E402
 from train.sampling import EpochBatchSampler, SampleKey  # noqa: E402
 
@@ -78,9 +79,10 @@ def write_inputs(videos: dict[str, np.ndarray], root: Path) -> tuple[Path, Path]
 
 
 class JpegFolderClips:
-    """Baseline: the clips ``PaceClipDataset`` would draw, read as JPEG files from one folder per video."""
+    """Baseline: the clips the pace method's ``VideoClipDataset`` draws, read as JPEG files from one folder per
+    video."""
 
-    def __init__(self, folders: Path, reference: PaceClipDataset) -> None:
+    def __init__(self, folders: Path, reference: VideoClipDataset) -> None:
         self.reference = reference
         self.folders = folders
 
@@ -89,16 +91,17 @@ class JpegFolderClips:
 
     def __getitem__(self, key: SampleKey) -> dict[str, np.ndarray]:
         video = self.reference.videos[self.reference.video_indices[key.index]]
-        pace_ids, starts, rng = self.reference.draw(key)
+        rng = np.random.default_rng([self.reference.seed, key.step, key.slot])
+        indices, targets = self.reference.spec.sampler.draw(video.n_frames, rng)
         clips = []
-        for pace_id, start in zip(pace_ids, starts):
-            indices = pace_frame_indices(int(start), CLIP_LEN, PACES[pace_id], video.n_frames)
+        for row in indices:
             frames = np.stack([
                 cv2.cvtColor(cv2.imread(str(self.folders / video.id / f"{t + 1:06d}.jpg")), cv2.COLOR_BGR2RGB)
-                for t in indices
+                for t in row
             ])
-            clips.append(random_crop(frames, CROP, rng, where=video.id))
-        return {"frames": np.stack(clips), "pace": pace_ids, "video": np.int64(self.reference.video_indices[key.index])}
+            y, x = crop_offsets(frames.shape[1], frames.shape[2], CROP, rng, where=video.id)
+            clips.append(frames[:, y : y + CROP, x : x + CROP])
+        return {"frames": np.stack(clips), "pace": targets["pace"], "video": np.int64(self.reference.video_indices[key.index])}
 
 
 def augment_batch(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -140,7 +143,8 @@ def main() -> None:
     videos = {f"v{i:02d}": read_video(path, args.frames) for i, path in enumerate(sources)}
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
         dataset_dir, folders = write_inputs(videos, Path(tmp))
-        shard_clips = PaceClipDataset(dataset_dir, PACES, CLIP_LEN, CROP, views=1, seed=0)
+        spec = ClipSpec(PaceSampler(tuple(PACES), CLIP_LEN, views=1), crop_size=CROP)
+        shard_clips = VideoClipDataset(dataset_dir, spec, seed=0)
         folder_clips = JpegFolderClips(folders, shard_clips)
         n = len(shard_clips)
         print(f"{n} videos x {args.frames} frames {HEIGHT}x{WIDTH}, clips {CLIP_LEN}x{CROP}x{CROP}, paces {PACES}, "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from preprocess.streams import IMAGENET_MEAN, IMAGENET_STD, normalize
 from train import augment
 
 JITTER_OPS = (augment.adjust_brightness, augment.adjust_contrast, augment.adjust_saturation, augment.adjust_hue)
@@ -84,8 +85,8 @@ class CVRLAugmentSettings:
     blur_p: tuple[float, float] = (1.0, 0.1)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: tuple[float, float] = (0.0, 0.2)
-    mean: tuple[float, ...] = augment.IMAGENET_MEAN
-    std: tuple[float, ...] = augment.IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
 
 
 def augment_clip(x: torch.Tensor, settings: CVRLAugmentSettings, blur_p: float, solarize_p: float,
@@ -100,7 +101,7 @@ def augment_clip(x: torch.Tensor, settings: CVRLAugmentSettings, blur_p: float, 
         x = augment.gaussian_blur(x, s.blur_sigma, blur_p, generator=generator)
     if solarize_p > 0:
         x = solarize(x, solarize_p, generator=generator)
-    return augment.normalize(x, s.mean, s.std)
+    return normalize(x, s.mean, s.std)
 
 
 def augment_pair(first: torch.Tensor, second: torch.Tensor, settings: CVRLAugmentSettings | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from preprocess.streams import normalize
 from train import augment
 
 IR_CROP_SCALES: tuple[float, ...] = (1.0, 0.84089641525, 0.70710678118, 0.59460355750, 0.5)
@@ -38,4 +39,4 @@ def ir_augment(x: torch.Tensor, size: int = IR_CROP_SIZE, generator: torch.Gener
     x = augment.horizontal_flip(x, 0.5, generator=generator)
     x = augment.random_grayscale(x, IR_GRAYSCALE_P, generator=generator)
     x = augment.color_jitter(x, IR_JITTER, IR_JITTER, IR_JITTER, IR_JITTER, p=1.0, generator=generator)
-    return augment.normalize(x)
+    return normalize(x)
