@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from commands.pipeline import load_pipeline, pipeline_record
+from commands.pipeline import load_pipeline, train_pipeline
 from common.errors import ConfigError
 from common.settings import parse_overrides
 
@@ -31,18 +31,17 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
 
     from labels.store import LabelError
     from preprocess.index import DatasetError
-    from train.loop import TrainingDiverged, train
+    from train.loop import TrainingDiverged
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     try:
         pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(overrides)))
-        settings = pipeline.trainable()
+        pipeline.trainable()
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
-        export = train(settings, data_dir, out_dir, device=device, resume=resume, progress=not no_progress,
-                       record=pipeline_record(pipeline))
+        export = train_pipeline(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
     except (TrainingDiverged, FileExistsError, ValueError, LabelError, DatasetError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"backbone written to {export}")
