@@ -50,22 +50,22 @@ def polynomial_expansion(image: np.ndarray, n: int = POLY_N, sigma: float = POLY
     Args:
         image: float32 [H, W].
     Returns:
-        float32 [H, W, 5]: (r_y, r_x, r_yy, r_xx, r_xy) of ``f ~ r1 + r_x x + r_y y + r_xx x^2 + r_yy y^2 + r_xy xy``.
+        float32 [5, H, W]: (r_y, r_x, r_yy, r_xx, r_xy) of ``f ~ r1 + r_x x + r_y y + r_xx x^2 + r_yy y^2 + r_xy xy``.
     """
     g, xg, xxg, (ig11, ig03, ig33, ig55) = _expansion_kernels(n, float(sigma))
     border = cv2.BORDER_REPLICATE
-    rows = np.dstack([cv2.sepFilter2D(image, cv2.CV_32F, _ONE, kernel, borderType=border)
+    rows = cv2.merge([cv2.sepFilter2D(image, cv2.CV_32F, _ONE, kernel, borderType=border)
                       for kernel in (g, xg, xxg)])  # vertical sums: (1, y, y^2)
-    b1, b3, b5 = cv2.sepFilter2D(rows, cv2.CV_32F, g, _ONE, borderType=border).transpose(2, 0, 1)
-    b2, b6 = cv2.sepFilter2D(rows[..., :2], cv2.CV_32F, xg, _ONE, borderType=border).transpose(2, 0, 1)
+    b1, b3, b5 = cv2.split(cv2.sepFilter2D(rows, cv2.CV_32F, g, _ONE, borderType=border))
+    b2, b6 = cv2.split(cv2.sepFilter2D(rows[..., :2], cv2.CV_32F, xg, _ONE, borderType=border))
     b4 = cv2.sepFilter2D(rows[..., 0], cv2.CV_32F, xxg, _ONE, borderType=border)
-    out = np.empty(image.shape + (5,), np.float32)
-    out[..., 0] = b3 * np.float32(ig11)
-    out[..., 1] = b2 * np.float32(ig11)
+    out = np.empty((5,) + image.shape, np.float32)
+    np.multiply(b3, np.float32(ig11), out=out[0])
+    np.multiply(b2, np.float32(ig11), out=out[1])
     constant = b1 * np.float32(ig03)
-    out[..., 2] = constant + b5 * np.float32(ig33)
-    out[..., 3] = constant + b4 * np.float32(ig33)
-    out[..., 4] = b6 * np.float32(ig55)
+    np.add(constant, b5 * np.float32(ig33), out=out[2])
+    np.add(constant, b4 * np.float32(ig33), out=out[3])
+    np.multiply(b6, np.float32(ig55), out=out[4])
     return out
 
 
@@ -75,7 +75,7 @@ def expansion_pyramid(grey: np.ndarray, scales: list[float], sizes: list[tuple[i
     Args:
         grey: uint8 or float32 [H, W]; scales, sizes: from :func:`labels.idt.pyramid.pyramid_scales`.
     Returns:
-        one float32 [h_k, w_k, 5] per level.
+        one float32 [5, h_k, w_k] per level.
     """
     image = grey.astype(np.float32)
     levels = []
@@ -89,14 +89,14 @@ def expansion_pyramid(grey: np.ndarray, scales: list[float], sizes: list[tuple[i
 
 @lru_cache(maxsize=32)
 def _border_scale(height: int, width: int) -> np.ndarray:
-    """float32 [H, W, 1]: the release's damping of the 5 outer rows and columns."""
+    """float32 [H, W]: the release's damping of the 5 outer rows and columns."""
     def ramp(size: int) -> np.ndarray:
         weights = np.ones(size, np.float32)
         edge = min(5, size)
         weights[:edge] *= _BORDER_WEIGHTS[:edge]
         weights[size - edge:] *= _BORDER_WEIGHTS[:edge][::-1]
         return weights
-    return (ramp(height)[:, None] * ramp(width)[None, :])[..., None]
+    return ramp(height)[:, None] * ramp(width)[None, :]
 
 
 @lru_cache(maxsize=32)
@@ -105,44 +105,54 @@ def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return xs.astype(np.float32), ys.astype(np.float32)
 
 
-def update_matrices(r0: np.ndarray, r1: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def _interleaved(expansion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [5, H, W] -> ([H, W, 4], [H, W]) contiguous, the channel layouts ``cv2.remap`` takes."""
+    return cv2.merge(list(expansion[:4])), expansion[4]
+
+
+def update_matrices(r0: np.ndarray, r1: np.ndarray, flow: np.ndarray,
+                    r1_interleaved: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Per-pixel normal equations of the displacement given the current flow (``FarnebackUpdateMatrices``).
 
+    The second expansion is sampled bilinearly at ``p + flow`` by ``cv2.remap`` (weights in 1/32 px steps;
+    the release interpolates in float) and counts only where the 2x2 neighbourhood lies inside the level.
+
     Args:
-        r0, r1: float32 [H, W, 5] expansions of the first and second frame; flow: float32 [H, W, 2] (dx, dy).
+        r0, r1: float32 [5, H, W] expansions of the first and second frame; flow: float32 [2, H, W] (dx, dy).
+        r1_interleaved: ``_interleaved(r1)`` when the caller already has it.
     Returns:
-        float32 [H, W, 5]: (G11, G12, G22, h1, h2).
+        float32 [5, H, W]: (G11, G12, G22, h1, h2).
     """
-    height, width = flow.shape[:2]
+    height, width = flow.shape[1:]
     xs, ys = _pixel_grid(height, width)
-    dx, dy = flow[..., 0], flow[..., 1]
+    dx, dy = flow
     fx, fy = xs + dx, ys + dy
     x1, y1 = np.floor(fx), np.floor(fy)
-    fx -= x1
-    fy -= y1
     inside = (x1 >= 0) & (x1 < width - 1) & (y1 >= 0) & (y1 < height - 1)
-    base = (np.where(inside, y1, 0) * width + np.where(inside, x1, 0)).astype(np.intp).ravel()
-    flat = r1.reshape(-1, 5)
-    fx, fy = fx.ravel()[:, None], fy.ravel()[:, None]
-    sampled = (((1 - fx) * (1 - fy)) * flat[base] + (fx * (1 - fy)) * flat[base + 1]
-               + ((1 - fx) * fy) * flat[base + width] + (fx * fy) * flat[base + width + 1])
-    sampled = np.where(inside.ravel()[:, None], sampled, 0).reshape(height, width, 5)
+    four, last = r1_interleaved if r1_interleaved is not None else _interleaved(r1)
+    border = cv2.BORDER_REPLICATE
+    sampled = cv2.remap(four, fx, fy, cv2.INTER_LINEAR, borderMode=border)
+    sampled_xy = cv2.remap(last, fx, fy, cv2.INTER_LINEAR, borderMode=border)
+    zero = ~inside
+    sampled[zero] = 0
+    sampled_xy[zero] = 0
     half = np.where(inside, np.float32(0.5), np.float32(1.0))
-    r = np.empty_like(r0)
-    r[..., 2] = (r0[..., 2] + sampled[..., 2]) * half
-    r[..., 3] = (r0[..., 3] + sampled[..., 3]) * half
-    r[..., 4] = (r0[..., 4] + sampled[..., 4]) * (half * np.float32(0.5))
-    r2 = (r0[..., 0] - sampled[..., 0]) * np.float32(0.5) + r[..., 2] * dy + r[..., 4] * dx
-    r3 = (r0[..., 1] - sampled[..., 1]) * np.float32(0.5) + r[..., 4] * dy + r[..., 3] * dx
-    r[..., 0], r[..., 1] = r2, r3
-    r *= _border_scale(height, width)
-    r2, r3, r4, r5, r6 = r.transpose(2, 0, 1)
+    scale = _border_scale(height, width)
+    r4 = (r0[2] + sampled[..., 2]) * (half * scale)
+    r5 = (r0[3] + sampled[..., 3]) * (half * scale)
+    r6 = (r0[4] + sampled_xy) * (half * np.float32(0.5) * scale)
+    r2 = ((r0[0] - sampled[..., 0]) * np.float32(0.5) + r4 * dy + r6 * dx) * scale
+    r3 = ((r0[1] - sampled[..., 1]) * np.float32(0.5) + r6 * dy + r5 * dx) * scale
     out = np.empty_like(r0)
-    out[..., 0] = r4 * r4 + r6 * r6
-    out[..., 1] = (r4 + r5) * r6
-    out[..., 2] = r5 * r5 + r6 * r6
-    out[..., 3] = r4 * r2 + r6 * r3
-    out[..., 4] = r6 * r2 + r5 * r3
+    np.multiply(r4, r4, out=out[0])
+    out[0] += r6 * r6
+    np.multiply(r4 + r5, r6, out=out[1])
+    np.multiply(r5, r5, out=out[2])
+    out[2] += r6 * r6
+    np.multiply(r4, r2, out=out[3])
+    out[3] += r6 * r3
+    np.multiply(r6, r2, out=out[4])
+    out[4] += r5 * r3
     return out
 
 
@@ -157,26 +167,27 @@ def _window_kernel(window: int) -> np.ndarray:
 
 
 def solve_flow(matrices: np.ndarray, window: int = WINDOW) -> np.ndarray:
-    """Flow from Gaussian-window sums of the normal equations: float32 [H, W, 5] -> float32 [H, W, 2] (dx, dy)."""
+    """Flow from Gaussian-window sums of the normal equations: float32 [5, H, W] -> float32 [2, H, W] (dx, dy)."""
     kernel = _window_kernel(window)
-    summed = cv2.sepFilter2D(matrices, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE)
-    g11, g12, g22, h1, h2 = summed.astype(np.float64).transpose(2, 0, 1)
+    g11, g12, g22, h1, h2 = (cv2.sepFilter2D(channel, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE)
+                             .astype(np.float64) for channel in matrices)
     inverse_det = 1.0 / (g11 * g22 - g12 * g12 + 1e-3)
-    flow = np.empty(matrices.shape[:2] + (2,), np.float32)
-    flow[..., 0] = (g11 * h2 - g12 * h1) * inverse_det
-    flow[..., 1] = (g22 * h1 - g12 * h2) * inverse_det
+    flow = np.empty((2,) + matrices.shape[1:], np.float32)
+    flow[0] = (g11 * h2 - g12 * h1) * inverse_det
+    flow[1] = (g22 * h1 - g12 * h2) * inverse_det
     return flow
 
 
 def level_flow(r0: np.ndarray, r1: np.ndarray, flow: np.ndarray, window: int = WINDOW,
                iterations: int = ITERATIONS) -> np.ndarray:
-    """Refine an initial flow float32 [H, W, 2] on one level, then median-filter it (5x5 per component)."""
-    matrices = update_matrices(r0, r1, flow)
+    """Refine an initial flow float32 [2, H, W] on one level, then median-filter it (5x5 per component)."""
+    r1_interleaved = _interleaved(r1)
+    matrices = update_matrices(r0, r1, flow, r1_interleaved)
     for iteration in range(iterations):
         flow = solve_flow(matrices, window)
         if iteration < iterations - 1:
-            matrices = update_matrices(r0, r1, flow)
-    return cv2.medianBlur(flow, MEDIAN_SIZE)
+            matrices = update_matrices(r0, r1, flow, r1_interleaved)
+    return np.stack([cv2.medianBlur(component, MEDIAN_SIZE) for component in flow])
 
 
 def pyramid_flow(first: list[np.ndarray], second: list[np.ndarray], window: int = WINDOW,
@@ -189,11 +200,13 @@ def pyramid_flow(first: list[np.ndarray], second: list[np.ndarray], window: int 
     flows: list[np.ndarray] = [None] * len(first)  # type: ignore[list-item]
     previous = None
     for level in range(len(first) - 1, -1, -1):
-        height, width = first[level].shape[:2]
+        height, width = first[level].shape[1:]
         if previous is None:
-            initial = np.zeros((height, width, 2), np.float32)
+            initial = np.zeros((2, height, width), np.float32)
         else:
-            initial = cv2.resize(previous, (width, height), interpolation=cv2.INTER_LINEAR)
+            initial = np.stack([cv2.resize(component, (width, height), interpolation=cv2.INTER_LINEAR)
+                                for component in previous])
             initial *= np.float32(SCALE_STRIDE)
-        previous = flows[level] = level_flow(first[level], second[level], initial, window, iterations)
+        previous = level_flow(first[level], second[level], initial, window, iterations)
+        flows[level] = cv2.merge(list(previous))
     return flows
