@@ -1,47 +1,22 @@
 """HOG, HOF and MBH as in the release (``Descriptors.h``): per-pixel orientation histograms (8 bins over 360
 degrees, magnitude split linearly between the two nearest bins; HOF adds a zero-motion bin), integral
-histograms per frame and level, and per-point descriptors read from them for all points at once."""
+histograms per frame and level, and per-point descriptors read from them for all points at once.
+
+The four histograms of a frame live in one planar array of 33 channels: HOG 8, HOF 9, MBHx 8, MBHy 8."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from labels.idt.parameters import CELL_EPSILON, MIN_FLOW
+from labels.idt.parameters import CELL_EPSILON, MIN_FLOW, descriptor_bins
+
+ORIENTATIONS = 8
+HOF_CHANNEL = 1  # position of HOF among the four fields
 
 
-def orientation_histograms(x: np.ndarray, y: np.ndarray, bins: int = 8, zero_bin: bool = False) -> np.ndarray:
-    """Per-pixel histogram of the vector field (x, y), float32 [H, W] each -> float32 [H, W, bins (+1)].
-
-    The angle (``cv2.cartToPolar``, degrees) falls between bins ``floor(a bins / 360)`` and the next one
-    (cyclic); the magnitude is split between them linearly. With ``zero_bin`` vectors of magnitude <= 0.4
-    put weight 1 into the extra last bin instead.
-    """
-    magnitude, angle = cv2.cartToPolar(x, y, angleInDegrees=True)
-    angle = np.where(angle >= 360.0, angle - 360.0, angle)
-    position = angle * np.float32(bins / 360.0)
-    lower = np.floor(position)
-    upper_weight = (position - lower) * magnitude
-    lower_weight = magnitude - upper_weight
-    lower = lower.astype(np.intp)
-    upper = (lower + 1) % bins
-    depth = bins + 1 if zero_bin else bins
-    if zero_bin:
-        still = magnitude <= MIN_FLOW
-        lower = np.where(still, bins, lower)
-        lower_weight = np.where(still, np.float32(1.0), lower_weight)
-        upper_weight = np.where(still, np.float32(0.0), upper_weight)
-    histogram = np.zeros(x.shape + (depth,), np.float32)
-    flat = histogram.reshape(-1)
-    base = np.arange(x.size, dtype=np.intp) * depth
-    flat[base + lower.ravel()] = lower_weight.ravel()
-    flat[base + upper.ravel()] += upper_weight.ravel()
-    return histogram
-
-
-def integral_histogram(histogram: np.ndarray) -> np.ndarray:
-    """float32 [H, W, B] -> float32 [H+1, W+1, B] running sums (zero first row and column), as the release
-    accumulates them in float."""
-    return cv2.integral(histogram, sdepth=cv2.CV_32F).reshape(histogram.shape[0] + 1, histogram.shape[1] + 1, -1)
+def _channel_offsets() -> np.ndarray:
+    """First channel of each descriptor type in the 33-channel layout: int [4]."""
+    return np.concatenate([[0], np.cumsum(list(descriptor_bins().values()))[:-1]])
 
 
 def gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,14 +24,50 @@ def gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=1), cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=1)
 
 
-def frame_integrals(grey: np.ndarray, warped_flow: np.ndarray) -> dict[str, np.ndarray]:
-    """Integral histograms of one level and frame: HOG of the grey level uint8 [H, W], HOF of the warped flow
-    float32 [H, W, 2], MBHx / MBHy of the gradients of its u / v. Values float32 [H+1, W+1, B]."""
+def frame_histograms(grey: np.ndarray, warped_flow: np.ndarray) -> np.ndarray:
+    """Per-pixel orientation histograms of one level and frame: float32 [33, H, W].
+
+    Fields: HOG of the [-1, 0, 1] gradients of ``grey`` uint8 [H, W]; HOF of the warped flow float32
+    [H, W, 2]; MBHx, MBHy of the gradients of its u and v. Each vector's angle (``cv2.cartToPolar``,
+    degrees) lies between bins ``floor(8 a / 360)`` and the next (cyclic) and its magnitude is split between
+    them linearly; HOF vectors of magnitude <= 0.4 put weight 1 into its ninth bin instead.
+    """
     u, v = np.ascontiguousarray(warped_flow[..., 0]), np.ascontiguousarray(warped_flow[..., 1])
-    return {"hog": integral_histogram(orientation_histograms(*gradients(grey))),
-            "hof": integral_histogram(orientation_histograms(u, v, zero_bin=True)),
-            "mbhx": integral_histogram(orientation_histograms(*gradients(u))),
-            "mbhy": integral_histogram(orientation_histograms(*gradients(v)))}
+    fields = [gradients(grey), (u, v), gradients(u), gradients(v)]
+    height, width = grey.shape
+    x = np.stack([field[0] for field in fields]).reshape(4 * height, width)
+    y = np.stack([field[1] for field in fields]).reshape(4 * height, width)
+    magnitude, angle = cv2.cartToPolar(x, y, angleInDegrees=True)
+    magnitude, angle = magnitude.reshape(4, -1), angle.reshape(4, -1)
+    angle[angle >= 360.0] -= 360.0
+    position = angle * np.float32(ORIENTATIONS / 360.0)
+    lower = np.floor(position)
+    upper_weight = (position - lower) * magnitude
+    lower_weight = magnitude - upper_weight
+    lower = lower.astype(np.intp)
+    upper = (lower + 1) % ORIENTATIONS
+    still = magnitude[HOF_CHANNEL] <= MIN_FLOW
+    lower[HOF_CHANNEL][still] = ORIENTATIONS
+    lower_weight[HOF_CHANNEL][still] = 1.0
+    upper_weight[HOF_CHANNEL][still] = 0.0
+    offsets = _channel_offsets()[:, None]
+    pixels = np.arange(height * width)
+    depth = sum(descriptor_bins().values())
+    histogram = np.zeros((depth, height * width), np.float32)
+    flat = histogram.reshape(-1)
+    flat[(offsets + lower) * (height * width) + pixels] = lower_weight
+    flat[(offsets + upper) * (height * width) + pixels] = upper_weight
+    return histogram.reshape(depth, height, width)
+
+
+def integral_histograms(histograms: np.ndarray) -> np.ndarray:
+    """float32 [C, H, W] -> float32 [C, H+1, W+1] running sums (zero first row and column), accumulated in
+    float as the release does."""
+    channels, height, width = histograms.shape
+    integral = np.empty((channels, height + 1, width + 1), np.float32)
+    for channel, plane in zip(integral, histograms):
+        cv2.integral(plane, channel, sdepth=cv2.CV_32F)
+    return integral
 
 
 def patch_corners(points: np.ndarray, height: int, width: int, patch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -68,19 +79,23 @@ def patch_corners(points: np.ndarray, height: int, width: int, patch_size: int =
 
 def point_descriptors(integral: np.ndarray, x: np.ndarray, y: np.ndarray, patch_size: int = 32,
                       cells: int = 2) -> np.ndarray:
-    """One frame's descriptor of each patch: cell histograms (cells x cells, x-major as the release),
-    ``max(sum, 0) + 0.05``, L1-normalised, square-rooted.
+    """One frame's HOG, HOF, MBHx, MBHy of each patch, concatenated: per type the cell histograms
+    (cells x cells, x-major as the release) plus 0.05 after clipping at 0, L1-normalised, square-rooted.
 
     Args:
-        integral: float32 [H+1, W+1, B]; x, y: int [P] patch corners.
+        integral: float32 [33, H+1, W+1]; x, y: int [P] patch corners.
     Returns:
-        float32 [P, cells * cells * B].
+        float32 [P, cells^2 x 33] (132 with 2 x 2 cells).
     """
     offsets = np.arange(cells + 1) * (patch_size // cells)
-    corners = integral[(y[:, None] + offsets)[:, :, None], (x[:, None] + offsets)[:, None, :]]  # [P, c+1, c+1, B]
-    sums = (corners[:, 1:, 1:] + corners[:, :-1, :-1]) - corners[:, 1:, :-1] - corners[:, :-1, 1:]
-    cell_values = np.maximum(sums, 0).transpose(0, 2, 1, 3).reshape(len(x), -1) + np.float32(CELL_EPSILON)
-    return np.sqrt(cell_values / cell_values.sum(axis=1, keepdims=True))
+    corners = integral[:, (y[:, None] + offsets)[:, :, None], (x[:, None] + offsets)[:, None, :]]  # [C, P, c+1, c+1]
+    sums = (corners[..., 1:, 1:] + corners[..., :-1, :-1]) - corners[..., 1:, :-1] - corners[..., :-1, 1:]
+    cell_values = np.maximum(sums, 0).transpose(1, 3, 2, 0) + np.float32(CELL_EPSILON)  # [P, x, y, C]
+    parts = []
+    for start, bins in zip(_channel_offsets(), descriptor_bins().values()):
+        part = cell_values[..., start:start + bins].reshape(len(x), -1)
+        parts.append(np.sqrt(part / part.sum(axis=1, keepdims=True)))
+    return np.concatenate(parts, axis=1)
 
 
 def temporal_cells(per_frame: np.ndarray, cells: int = 3) -> np.ndarray:

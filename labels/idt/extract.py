@@ -16,7 +16,13 @@ from labels.idt.camera import (
     matches_from_flow,
     warp_back,
 )
-from labels.idt.descriptors import frame_integrals, patch_corners, point_descriptors, temporal_cells
+from labels.idt.descriptors import (
+    frame_histograms,
+    integral_histograms,
+    patch_corners,
+    point_descriptors,
+    temporal_cells,
+)
 from labels.idt.farneback import expansion_pyramid, pyramid_flow
 from labels.idt.parameters import IdtParameters, column_layout, descriptor_bins
 from labels.idt.pyramid import grey_pyramid, pyramid_scales
@@ -43,19 +49,18 @@ def _descriptor_sizes(parameters: IdtParameters) -> list[int]:
 def _level_descriptors(grey: np.ndarray, warped_flow: np.ndarray, positions: np.ndarray,
                        parameters: IdtParameters) -> np.ndarray:
     """float32 [P, D]: HOG, HOF, MBHx, MBHy of this frame around each position float32 [P, 2]."""
-    integrals = frame_integrals(grey, warped_flow)
+    integral = integral_histograms(frame_histograms(grey, warped_flow))
     x, y = patch_corners(positions, *grey.shape, parameters.patch_size)
-    return np.concatenate([point_descriptors(integral, x, y, parameters.patch_size, parameters.spatial_cells)
-                           for integral in integrals.values()], axis=1)
+    return point_descriptors(integral, x, y, parameters.patch_size, parameters.spatial_cells)
 
 
-def _finished_rows(tracks: LevelTracks, frame: int, scale: float, frame_size: tuple[int, int],
+def _finished_rows(tracks: LevelTracks, slots: np.ndarray, frame: int, scale: float, frame_size: tuple[int, int],
                    parameters: IdtParameters) -> tuple[np.ndarray, np.ndarray]:
     """Rows float32 [N, 436] (t_pos left 0) and positions float32 [N, L+1, 2] (frame pixels) of the valid
-    complete tracks."""
-    points = tracks.points * np.float32(scale)
+    tracks among the complete ones in ``slots`` int [F]."""
+    points = tracks.points[slots] * np.float32(scale)
     statistics = trajectory_statistics(points)
-    moving, shape = displacement_shape(tracks.displacements * np.float32(scale))
+    moving, shape = displacement_shape(tracks.displacements[slots] * np.float32(scale))
     keep = statistics["valid"] & moving
     layout = column_layout(parameters)
     rows = np.zeros((int(keep.sum()), layout["mbhy"].stop), np.float32)
@@ -71,7 +76,7 @@ def _finished_rows(tracks: LevelTracks, frame: int, scale: float, frame_size: tu
     rows[:, layout["trajectory"]] = shape[keep]
     start = 0
     for name, size in zip(descriptor_bins(), _descriptor_sizes(parameters)):
-        per_frame = tracks.descriptors[keep, :, start:start + size]
+        per_frame = tracks.descriptors[slots[keep], :, start:start + size]
         rows[:, layout[name]] = temporal_cells(per_frame, parameters.temporal_cells)
         start += size
     return rows, points[keep]
@@ -107,8 +112,9 @@ def dense_trajectories_from_frames(frames: Iterable[np.ndarray], parameters: Idt
         if previous is None:
             scales, sizes = pyramid_scales(*grey.shape, parameters.patch_size, parameters.max_scales)
             levels = grey_pyramid(grey, sizes)
-            tracks = [LevelTracks.empty(length, descriptor_size).append(
-                dense_sample(level, np.zeros((0, 2)), parameters.stride, parameters.quality)) for level in levels]
+            tracks = [LevelTracks(length, descriptor_size) for _ in levels]
+            for level_tracks, level in zip(tracks, levels):
+                level_tracks.start(dense_sample(level, np.zeros((0, 2)), parameters.stride, parameters.quality))
             previous = _Previous(grey, levels, expansion_pyramid(grey, scales, sizes), features)
             continue
         expansions = expansion_pyramid(grey, scales, sizes)
@@ -121,23 +127,21 @@ def dense_trajectories_from_frames(frames: Iterable[np.ndarray], parameters: Idt
                                     expansion_pyramid(warp_back(previous.grey, grey, homography), scales, sizes))
         levels = grey_pyramid(grey, sizes)
         resample = frame_number % parameters.init_gap == 0
-        for level, scale in enumerate(scales):
-            level_tracks = tracks[level]
+        for level, (scale, level_tracks) in enumerate(zip(scales, tracks)):
             if len(level_tracks):
                 descriptors = _level_descriptors(previous.levels[level], warped_flows[level],
                                                  level_tracks.current(), parameters)
-                level_tracks = step_tracks(level_tracks, flows[level], warped_flows[level], descriptors)
+                step_tracks(level_tracks, flows[level], warped_flows[level], descriptors)
                 finished = level_tracks.age >= length
                 if finished.any():
-                    new_rows, new_points = _finished_rows(level_tracks.select(finished), frame_number, scale,
-                                                          grey.shape, parameters)
+                    new_rows, new_points = _finished_rows(level_tracks, level_tracks.slots[finished], frame_number,
+                                                          scale, grey.shape, parameters)
                     rows.append(new_rows)
                     positions.append(new_points)
-                    level_tracks = level_tracks.select(~finished)
+                    level_tracks.keep(~finished)
             if resample:
-                level_tracks = level_tracks.append(dense_sample(levels[level], level_tracks.current(),
-                                                                parameters.stride, parameters.quality))
-            tracks[level] = level_tracks
+                level_tracks.start(dense_sample(levels[level], level_tracks.current(), parameters.stride,
+                                                parameters.quality))
         previous = _Previous(grey, levels, expansions, features)
     width = column_layout(parameters)["mbhy"].stop
     table = np.concatenate(rows) if rows else np.zeros((0, width), np.float32)

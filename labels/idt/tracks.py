@@ -2,8 +2,6 @@
 warped displacements and per-frame descriptors of at most L frames per live track."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from labels.idt.parameters import (
@@ -15,60 +13,59 @@ from labels.idt.parameters import (
 )
 
 
-@dataclass
 class LevelTracks:
-    """Live tracks of one level.
+    """Live tracks of one level, in the release's list order, stored in a pool of reusable slots.
 
-    Attributes:
-        points: float32 [P, L+1, 2] positions (x, y) on the level, valid up to ``age``.
-        displacements: float32 [P, L, 2] warped flow at each step.
-        descriptors: float32 [P, L, D] per-frame descriptors (HOG, HOF, MBHx, MBHy concatenated).
-        age: int [P] number of steps tracked so far (index of the current position).
+    Pool arrays (C slots): ``points`` float32 [C, L+1, 2] positions (x, y) on the level, ``displacements``
+    float32 [C, L, 2] warped flow at each step, ``descriptors`` float32 [C, L, D] per-frame descriptors.
+    Live tracks: ``slots`` int [P] and ``age`` int [P], the number of steps tracked (index of the current
+    position). The pool grows to the largest number of live tracks and is reused, so memory stays bounded.
     """
 
-    points: np.ndarray
-    displacements: np.ndarray
-    descriptors: np.ndarray
-    age: np.ndarray
-
-    @classmethod
-    def empty(cls, track_length: int, descriptor_size: int) -> "LevelTracks":
-        return cls(np.zeros((0, track_length + 1, 2), np.float32), np.zeros((0, track_length, 2), np.float32),
-                   np.zeros((0, track_length, descriptor_size), np.float32), np.zeros(0, np.intp))
+    def __init__(self, track_length: int, descriptor_size: int) -> None:
+        self.points = np.zeros((0, track_length + 1, 2), np.float32)
+        self.displacements = np.zeros((0, track_length, 2), np.float32)
+        self.descriptors = np.zeros((0, track_length, descriptor_size), np.float32)
+        self.slots = np.zeros(0, np.intp)
+        self.age = np.zeros(0, np.intp)
+        self._free = np.zeros(0, np.intp)
 
     def __len__(self) -> int:
-        return len(self.age)
+        return len(self.slots)
 
     def current(self) -> np.ndarray:
-        """float32 [P, 2] latest position of every track."""
-        return self.points[np.arange(len(self)), self.age]
+        """float32 [P, 2] latest position of every live track."""
+        return self.points[self.slots, self.age]
 
-    def select(self, keep: np.ndarray) -> "LevelTracks":
-        return LevelTracks(self.points[keep], self.displacements[keep], self.descriptors[keep], self.age[keep])
+    def keep(self, keep: np.ndarray) -> None:
+        """Keep the live tracks where bool [P] ``keep`` is set; the others' slots are freed."""
+        self._free = np.concatenate([self._free, self.slots[~keep]])
+        self.slots, self.age = self.slots[keep], self.age[keep]
 
-    def append(self, new_points: np.ndarray) -> "LevelTracks":
+    def start(self, new_points: np.ndarray) -> None:
         """Start a track at each of float32 [N, 2] new positions, after the existing ones."""
         count = len(new_points)
-        started = LevelTracks.empty(self.points.shape[1] - 1, self.descriptors.shape[2])
-        started.points = np.zeros((count,) + self.points.shape[1:], np.float32)
-        started.points[:, 0] = new_points
-        started.displacements = np.zeros((count,) + self.displacements.shape[1:], np.float32)
-        started.descriptors = np.zeros((count,) + self.descriptors.shape[1:], np.float32)
-        started.age = np.zeros(count, np.intp)
-        return LevelTracks(*(np.concatenate([a, b]) for a, b in
-                             zip((self.points, self.displacements, self.descriptors, self.age),
-                                 (started.points, started.displacements, started.descriptors, started.age))))
+        missing = count - len(self._free)
+        if missing > 0:
+            capacity = len(self.points)
+            grow = max(missing, capacity)
+            self.points, self.displacements, self.descriptors = (
+                np.concatenate([pool, np.zeros((grow,) + pool.shape[1:], np.float32)])
+                for pool in (self.points, self.displacements, self.descriptors))
+            self._free = np.concatenate([self._free, np.arange(capacity, capacity + grow)])
+        slots, self._free = self._free[:count], self._free[count:]
+        self.points[slots, 0] = new_points
+        self.slots = np.concatenate([self.slots, slots])
+        self.age = np.concatenate([self.age, np.zeros(count, np.intp)])
 
 
-def step_tracks(tracks: LevelTracks, flow: np.ndarray, warped_flow: np.ndarray, descriptors: np.ndarray
-                ) -> LevelTracks:
-    """Advance every track by the flow at its rounded position; tracks leaving the level end (dropped).
+def step_tracks(tracks: LevelTracks, flow: np.ndarray, warped_flow: np.ndarray, descriptors: np.ndarray) -> None:
+    """Advance every live track by the flow at its rounded position; tracks leaving the level end (freed).
 
     Args:
         flow, warped_flow: float32 [H, W, 2] flow of the level before / after camera-motion compensation.
         descriptors: float32 [P, D] descriptors of this frame at the current positions (before the step).
-    Returns:
-        the surviving tracks with the new position, the warped displacement and the descriptors recorded.
+    Records the new position, the warped displacement and the descriptors in the surviving tracks.
     """
     height, width = flow.shape[:2]
     position = tracks.current()
@@ -76,12 +73,12 @@ def step_tracks(tracks: LevelTracks, flow: np.ndarray, warped_flow: np.ndarray, 
     y = np.clip(np.rint(position[:, 1]), 0, height - 1).astype(np.intp)
     moved = position + flow[y, x]
     keep = (moved[:, 0] > 0) & (moved[:, 0] < width) & (moved[:, 1] > 0) & (moved[:, 1] < height)
-    rows, age = np.nonzero(keep)[0], tracks.age[keep]
-    tracks.displacements[rows, age] = warped_flow[y[keep], x[keep]]
-    tracks.descriptors[rows, age] = descriptors[keep]
-    tracks.points[rows, age + 1] = moved[keep]
-    tracks.age[rows] += 1
-    return tracks.select(keep)
+    slots, age = tracks.slots[keep], tracks.age[keep]
+    tracks.displacements[slots, age] = warped_flow[y[keep], x[keep]]
+    tracks.descriptors[slots, age] = descriptors[keep]
+    tracks.points[slots, age + 1] = moved[keep]
+    tracks.age[keep] += 1
+    tracks.keep(keep)
 
 
 def trajectory_statistics(points: np.ndarray) -> dict[str, np.ndarray]:
