@@ -138,11 +138,14 @@ def update_matrices(r0: np.ndarray, r1: np.ndarray, flow: np.ndarray,
     sampled_xy[zero] = 0
     half = np.where(inside, np.float32(0.5), np.float32(1.0))
     scale = _border_scale(height, width)
-    r4 = (r0[2] + sampled[..., 2]) * (half * scale)
-    r5 = (r0[3] + sampled[..., 3]) * (half * scale)
-    r6 = (r0[4] + sampled_xy) * (half * np.float32(0.5) * scale)
+    r4 = (r0[2] + sampled[..., 2]) * half
+    r5 = (r0[3] + sampled[..., 3]) * half
+    r6 = (r0[4] + sampled_xy) * (half * np.float32(0.5))
     r2 = ((r0[0] - sampled[..., 0]) * np.float32(0.5) + r4 * dy + r6 * dx) * scale
     r3 = ((r0[1] - sampled[..., 1]) * np.float32(0.5) + r6 * dy + r5 * dx) * scale
+    r4 *= scale
+    r5 *= scale
+    r6 *= scale
     out = np.empty_like(r0)
     np.multiply(r4, r4, out=out[0])
     out[0] += r6 * r6
