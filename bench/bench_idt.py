@@ -47,7 +47,7 @@ def frames_per_second(path: Path, repeats: int, detector: str) -> tuple[float, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best is reported)")
-    parser.add_argument("--detector", default="orb", choices=["orb", "sift", "none"],
+    parser.add_argument("--detector", default="sift", choices=["orb", "sift", "none"],
                         help="features for the camera homography in place of SURF")
     args = parser.parse_args()
     cv2.setNumThreads(1)

@@ -226,3 +226,20 @@ def test_parameters_reject_impossible_settings():
         IdtParameters(detector="surf")
     with pytest.raises(ValueError):
         IdtParameters(patch_size=33)
+
+
+def panning_frames(count: int, speed: float):
+    """A random texture seen by a camera panning ``speed`` px per frame to the right: uint8 [96, 128]."""
+    rng = np.random.default_rng(8)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (200, 260)).astype(np.float32), (0, 0), 1.5)
+    for t in range(count):
+        shift = np.float32([[1, 0, -speed * t - 10], [0, 1, -10]])
+        yield cv2.warpAffine(texture, shift, (128, 96), flags=cv2.INTER_LINEAR).astype(np.uint8)
+
+
+def test_camera_motion_is_compensated(monkeypatch: pytest.MonkeyPatch):
+    from labels.idt import dense_trajectories_from_frames
+    from labels.idt import extract
+    assert len(dense_trajectories_from_frames(panning_frames(30, 1.5))) == 0   # all warped flow ~0: rejected
+    monkeypatch.setattr(extract, "camera_homography", lambda previous, current: np.eye(3))
+    assert len(dense_trajectories_from_frames(panning_frames(30, 1.5))) > 500  # the same pan, uncompensated

@@ -26,8 +26,9 @@ class IdtParameters:
         max_scales: [-A], largest number of pyramid scales.
         init_gap: [-I], frames between two dense re-samplings.
         quality: min-eigenvalue threshold as a fraction of the frame's maximum.
-        detector: features matched for the camera homography in place of the release's SURF:
-            ``"orb"``, ``"sift"`` or ``"none"`` (flow matches only).
+        detector: features matched for the camera homography in place of the release's SURF (non-free):
+            ``"sift"`` (default: the closest to SURF, best agreement with the release), ``"orb"`` or ``"none"``
+            (flow matches only); see docs/IDT.md.
         match_window: matched features must lie within this many pixels in x and in y.
     """
 
@@ -39,7 +40,7 @@ class IdtParameters:
     max_scales: int = 8
     init_gap: int = 1
     quality: float = 0.001
-    detector: str = "orb"
+    detector: str = "sift"
     match_window: float = 25.0
 
     def __post_init__(self) -> None:
