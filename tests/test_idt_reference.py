@@ -134,3 +134,7 @@ def test_degenerate_inputs_give_no_rows():
     assert dense_trajectories_from_frames([np.zeros((60, 80), np.uint8)]).shape == (0, 436)
     rows, points = dense_trajectories_from_frames(np.zeros((20, 60, 80), np.uint8), with_points=True)
     assert rows.shape == (0, 436) and points.shape == (0, 16, 2)
+    with pytest.raises(ValueError, match="smaller than the 32 px"):
+        dense_trajectories_from_frames(np.zeros((3, 24, 40), np.uint8))
+    with pytest.raises(ValueError, match="frame 1"):
+        dense_trajectories_from_frames([np.zeros((60, 80), np.uint8), np.zeros((60, 81), np.uint8)])

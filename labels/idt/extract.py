@@ -82,6 +82,20 @@ def _finished_rows(tracks: LevelTracks, slots: np.ndarray, frame: int, scale: fl
     return rows, points[keep]
 
 
+def _flows(previous: _Previous, grey: np.ndarray, expansions: list[np.ndarray], features: Features,
+           mask: np.ndarray | None, parameters: IdtParameters, scales: list[float], sizes: list[tuple[int, int]]
+           ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Flow pyramid from the previous frame to ``grey`` and the same after camera-motion compensation
+    (flow to the current frame warped back by the homography), float32 [h_k, w_k, 2] each."""
+    flows = pyramid_flow(previous.expansions, expansions)
+    flow_pairs = matches_from_flow(previous.grey, flows[0], mask)
+    feature_pairs = match_features(previous.features, features, parameters.detector, parameters.match_window)
+    homography = camera_homography(np.concatenate([flow_pairs[0], feature_pairs[0]]),
+                                   np.concatenate([flow_pairs[1], feature_pairs[1]]))
+    warped = expansion_pyramid(warp_back(previous.grey, grey, homography), scales, sizes)
+    return flows, pyramid_flow(previous.expansions, warped)
+
+
 def dense_trajectories_from_frames(frames: Iterable[np.ndarray], parameters: IdtParameters | None = None,
                                    boxes: Mapping[int, np.ndarray] | None = None, with_points: bool = False,
                                    **overrides: object) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -110,6 +124,9 @@ def dense_trajectories_from_frames(frames: Iterable[np.ndarray], parameters: Idt
         mask = box_mask(grey.shape, None if boxes is None else boxes.get(frame_number))
         features = detect_features(grey, parameters.detector, mask)
         if previous is None:
+            if min(grey.shape) < parameters.patch_size:
+                raise ValueError(f"frames of {grey.shape[1]}x{grey.shape[0]} are smaller than the "
+                                 f"{parameters.patch_size} px descriptor patch")
             scales, sizes = pyramid_scales(*grey.shape, parameters.patch_size, parameters.max_scales)
             levels = grey_pyramid(grey, sizes)
             tracks = [LevelTracks(length, descriptor_size) for _ in levels]
@@ -117,14 +134,10 @@ def dense_trajectories_from_frames(frames: Iterable[np.ndarray], parameters: Idt
                 level_tracks.start(dense_sample(level, np.zeros((0, 2)), parameters.stride, parameters.quality))
             previous = _Previous(grey, levels, expansion_pyramid(grey, scales, sizes), features)
             continue
+        if grey.shape != previous.grey.shape:
+            raise ValueError(f"frame {frame_number} is {grey.shape}, the first frame {previous.grey.shape}")
         expansions = expansion_pyramid(grey, scales, sizes)
-        flows = pyramid_flow(previous.expansions, expansions)
-        flow_pairs = matches_from_flow(previous.grey, flows[0], mask)
-        feature_pairs = match_features(previous.features, features, parameters.detector, parameters.match_window)
-        homography = camera_homography(np.concatenate([flow_pairs[0], feature_pairs[0]]),
-                                       np.concatenate([flow_pairs[1], feature_pairs[1]]))
-        warped_flows = pyramid_flow(previous.expansions,
-                                    expansion_pyramid(warp_back(previous.grey, grey, homography), scales, sizes))
+        flows, warped_flows = _flows(previous, grey, expansions, features, mask, parameters, scales, sizes)
         levels = grey_pyramid(grey, sizes)
         resample = frame_number % parameters.init_gap == 0
         for level, (scale, level_tracks) in enumerate(zip(scales, tracks)):
