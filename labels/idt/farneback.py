@@ -133,10 +133,10 @@ def update_matrices(r0: np.ndarray, r1: np.ndarray, flow: np.ndarray,
     border = cv2.BORDER_REPLICATE
     sampled = cv2.remap(four, fx, fy, cv2.INTER_LINEAR, borderMode=border)
     sampled_xy = cv2.remap(last, fx, fy, cv2.INTER_LINEAR, borderMode=border)
-    zero = ~inside
-    sampled[zero] = 0
-    sampled_xy[zero] = 0
-    half = np.where(inside, np.float32(0.5), np.float32(1.0))
+    inside = inside.astype(np.float32)
+    sampled *= inside[..., None]
+    sampled_xy *= inside
+    half = np.float32(1.0) - np.float32(0.5) * inside
     scale = _border_scale(height, width)
     r4 = (r0[2] + sampled[..., 2]) * half
     r5 = (r0[3] + sampled[..., 3]) * half
