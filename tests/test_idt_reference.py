@@ -138,3 +138,13 @@ def test_degenerate_inputs_give_no_rows():
         dense_trajectories_from_frames(np.zeros((3, 24, 40), np.uint8))
     with pytest.raises(ValueError, match="frame 1"):
         dense_trajectories_from_frames([np.zeros((60, 80), np.uint8), np.zeros((60, 81), np.uint8)])
+
+
+def test_video_frames_are_grey_and_resizable(shared_data: Path):
+    from labels.idt import grey_frames
+    first = next(grey_frames(shared_data / KTH))
+    capture = cv2.VideoCapture(str(shared_data / KTH))
+    bgr = capture.read()[1]
+    capture.release()
+    np.testing.assert_array_equal(first, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    assert next(grey_frames(shared_data / KTH, size=(60, 80))).shape == (60, 80)

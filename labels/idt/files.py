@@ -8,22 +8,16 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from preprocess.decode import iter_frames
 
-def grey_frames(video_path: str | Path, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """uint8 [H, W] grey frames (``cv2.COLOR_BGR2GRAY`` of the decoded BGR frames), optionally resized to
-    ``size`` = (width, height) with area interpolation, one at a time."""
-    capture = cv2.VideoCapture(str(video_path))
-    if not capture.isOpened():
-        raise OSError(f"cannot open video {video_path}")
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            yield grey if size is None else cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    finally:
-        capture.release()
+
+def grey_frames(video_path: str | Path, size: tuple[int, int] | None = None,
+                short_side: int | None = None) -> Iterator[np.ndarray]:
+    """uint8 [H, W] grey frames (``cv2.COLOR_BGR2GRAY`` as the release) decoded one at a time by
+    :func:`preprocess.decode.iter_frames`, optionally resized to ``size`` (h, w) or ``short_side``.
+    Raises ``DecodeError`` for an unreadable, truncated or one-frame video."""
+    for frame in iter_frames(video_path, size=size, short_side=short_side, bgr=True):
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
 def read_human_boxes(path: str | Path) -> dict[int, np.ndarray]:
