@@ -5,6 +5,8 @@ histograms per frame and level, and per-point descriptors read from them for all
 The four histograms of a frame live in one planar array of 33 channels: HOG 8, HOF 9, MBHx 8, MBHy 8."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -17,6 +19,12 @@ HOF_CHANNEL = 1  # position of HOF among the four fields
 def _channel_offsets() -> np.ndarray:
     """First channel of each descriptor type in the 33-channel layout: int [4]."""
     return np.concatenate([[0], np.cumsum(list(descriptor_bins().values()))[:-1]])
+
+
+@lru_cache(maxsize=16)
+def _first_bin_index(pixels: int) -> np.ndarray:
+    """float64 [4, pixels]: flat index of bin 0 of each field at each pixel in the planar 33-channel layout."""
+    return (_channel_offsets()[:, None] * pixels + np.arange(pixels)).astype(np.float64)
 
 
 def gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,19 +52,18 @@ def frame_histograms(grey: np.ndarray, warped_flow: np.ndarray) -> np.ndarray:
     lower = np.floor(position)
     upper_weight = (position - lower) * magnitude
     lower_weight = magnitude - upper_weight
-    lower = lower.astype(np.intp)
-    upper = (lower + 1) % ORIENTATIONS
     still = magnitude[HOF_CHANNEL] <= MIN_FLOW
     lower[HOF_CHANNEL][still] = ORIENTATIONS
     lower_weight[HOF_CHANNEL][still] = 1.0
     upper_weight[HOF_CHANNEL][still] = 0.0
-    offsets = _channel_offsets()[:, None]
-    pixels = np.arange(height * width)
+    pixels = height * width
+    lower_index = (np.multiply(lower, pixels, dtype=np.float64) + _first_bin_index(pixels)).astype(np.intp)
+    upper_index = lower_index + pixels
+    upper_index[lower >= ORIENTATIONS - 1] -= ORIENTATIONS * pixels  # cyclic; HOF's still pixels: bin 1, weight 0
     depth = sum(descriptor_bins().values())
-    histogram = np.zeros((depth, height * width), np.float32)
-    flat = histogram.reshape(-1)
-    flat[(offsets + lower) * (height * width) + pixels] = lower_weight
-    flat[(offsets + upper) * (height * width) + pixels] = upper_weight
+    histogram = np.zeros(depth * pixels, np.float32)
+    histogram[lower_index] = lower_weight
+    histogram[upper_index] = upper_weight
     return histogram.reshape(depth, height, width)
 
 

@@ -173,11 +173,11 @@ def solve_flow(matrices: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """Flow from Gaussian-window sums of the normal equations: float32 [5, H, W] -> float32 [2, H, W] (dx, dy)."""
     kernel = _window_kernel(window)
     g11, g12, g22, h1, h2 = (cv2.sepFilter2D(channel, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REPLICATE)
-                             .astype(np.float64) for channel in matrices)
-    inverse_det = 1.0 / (g11 * g22 - g12 * g12 + 1e-3)
+                             for channel in matrices)
+    inverse_det = np.float32(1.0) / (g11 * g22 - g12 * g12 + np.float32(1e-3))
     flow = np.empty((2,) + matrices.shape[1:], np.float32)
-    flow[0] = (g11 * h2 - g12 * h1) * inverse_det
-    flow[1] = (g22 * h1 - g12 * h2) * inverse_det
+    np.multiply(g11 * h2 - g12 * h1, inverse_det, out=flow[0])
+    np.multiply(g22 * h1 - g12 * h2, inverse_det, out=flow[1])
     return flow
 
 
