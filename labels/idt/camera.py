@@ -1,8 +1,9 @@
 """Camera motion as in ``DenseTrackStab``: a RANSAC homography from feature matches plus corners displaced by
 the flow, and the second frame warped back onto the first.
 
-The release matches SURF features, which pip OpenCV does not ship (non-free); ORB or SIFT stand in for it,
-matched within +-25 px in x and y (see docs/IDT.md for the measured effect)."""
+The release matches SURF features, which pip OpenCV does not ship (non-free); SIFT (default) or ORB stand in
+for it, matched as the release matches SURF: nearest descriptor within +-25 px in x and y (docs/IDT.md has the
+measured effect of each choice)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Features:
 
 @lru_cache(maxsize=4)
 def _detector(name: str) -> cv2.Feature2D:
+    """SIFT with OpenCV's defaults, or ORB with a 15 px patch and border (31 by default) for small frames."""
     if name == "orb":
         return cv2.ORB_create(nfeatures=500, edgeThreshold=15, patchSize=15)
     return cv2.SIFT_create()
