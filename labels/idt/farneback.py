@@ -127,8 +127,7 @@ def update_matrices(r0: np.ndarray, r1: np.ndarray, flow: np.ndarray,
     xs, ys = _pixel_grid(height, width)
     dx, dy = flow
     fx, fy = xs + dx, ys + dy
-    x1, y1 = np.floor(fx), np.floor(fy)
-    inside = (x1 >= 0) & (x1 < width - 1) & (y1 >= 0) & (y1 < height - 1)
+    inside = (fx >= 0) & (fx < width - 1) & (fy >= 0) & (fy < height - 1)  # i.e. 0 <= floor(f) < size - 1
     four, last = r1_interleaved if r1_interleaved is not None else _interleaved(r1)
     border = cv2.BORDER_REPLICATE
     sampled = cv2.remap(four, fx, fy, cv2.INTER_LINEAR, borderMode=border)
