@@ -60,12 +60,15 @@ def test_rows_and_descriptors_match_the_release(kth):
     ours, _, reference = kth
     matches = match_rows(ours, reference)
     found = matches >= 0
-    assert found.mean() >= 0.9  # measured 0.996 (docs/IDT.md)
+    assert found.mean() >= 0.9   # issue #11
+    assert found.mean() >= 0.98  # regression guard: measured 0.9975 (docs/IDT.md)
     layout = column_layout()
     mine, theirs = ours[matches[found]], reference[found]
-    limits = {"hog": 0.01, "hof": 0.02, "mbhx": 0.02, "mbhy": 0.02, "trajectory": 0.02}
+    limits = {"hog": 0.01, "hof": 0.02, "mbhx": 0.02, "mbhy": 0.02, "trajectory": 0.02}  # issue #11
+    guards = {"hog": 1e-5, "hof": 0.003, "mbhx": 0.005, "mbhy": 0.005, "trajectory": 0.003}  # ~5x measured (HOG: ~print precision)
     for name, limit in limits.items():
-        assert np.abs(mine[:, layout[name]] - theirs[:, layout[name]]).mean() < limit, name
+        difference = np.abs(mine[:, layout[name]] - theirs[:, layout[name]]).mean()
+        assert difference < limit and difference < guards[name], (name, difference)
     # info columns: var, length, x_pos, y_pos, t_pos to print precision where the tracks agree
     assert np.median(np.abs(mine[:, 3:10] - theirs[:, 3:10])) < 1e-3
 
