@@ -16,10 +16,11 @@ from common.settings import parse_overrides
 from labels.clusters import kmeans_assignments
 from labels.families.fisher import ENCODER_FILE, SKETCH_FILE
 from labels.fisher import FisherEncoder
-from labels.idt import dense_trajectories
+from labels.idt import dense_trajectories, dense_trajectories_from_frames
 from labels.make import make_labels
 from labels.sketch import CountSketch
 from labels.store import consolidated_path, family_dir, part_path, read_arrays
+from preprocess.decode import iter_frames
 from preprocess.extract import extract
 
 CLIPS = ["Jump/Jump_8_3.mp4", "Jump/Jump_8_6.mp4", "Run/Run_11_11.mp4", "Run/Run_11_1.mp4",
@@ -108,3 +109,20 @@ def test_second_run_redoes_nothing_and_other_settings_are_refused(first_run, dat
     result = CliRunner().invoke(cli, ["make-labels", "--data", str(dataset_dir), "--task", "fisher", "--no-progress",
                                       "--set", "labels.fisher={gmm_components: 5}", "--set", IDT])
     assert result.exit_code == 2 and "family.gmm_components: 3 there, 5 now" in result.output
+
+
+def test_show_labels_draws_the_trajectories_of_a_clip(first_run, dataset_dir: Path, tmp_path: Path,
+                                                      shared_data: Path) -> None:
+    out = tmp_path / "idt.png"
+    result = CliRunner().invoke(cli, ["show-labels", "--task", "idt", "--data", str(dataset_dir), "--video",
+                                      "Walk/Walk_10_10", "--start", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+              for f in iter_frames(shared_data / "arid/train/Walk/Walk_10_10.mp4", size=(90, 120))][5:35]
+    expected = len(dense_trajectories_from_frames(frames))
+    assert f"{expected} trajectories in frames 5-34" in result.output and expected > 0
+    image = cv2.imread(str(out))
+    assert image.shape == (2 * 90, 4 * 120, 3)  # 8 frames, 4 per row
+    short = CliRunner().invoke(cli, ["show-labels", "--task", "idt", "--data", str(dataset_dir), "--video",
+                                     "Jump/Jump_8_3", "--start", "10000", "--out", str(out)])
+    assert short.exit_code == 2 and "no 30-frame clip at frame 10000" in short.output

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from labels.families import VideoContext, VideoFamily, register_family
-from labels.idt import IdtParameters, dense_trajectories
+from labels.idt import IdtParameters, dense_trajectories, dense_trajectories_from_frames, draw_trajectories
+from preprocess.decode import iter_frames
 
 
 @dataclass
@@ -51,3 +53,25 @@ def encode(context: VideoContext) -> dict[str, np.ndarray]:
 
 
 IDT = register_family(VideoFamily(name="idt", encode=encode, Settings=IdtSettings))
+
+
+def trajectory_montage(video_path: str | Path, settings: IdtSettings, start: int, length: int,
+                       shown: int = 8) -> tuple[np.ndarray, int]:
+    """The trajectories of frames ``start .. start+length-1`` of a video drawn over its frames (the last
+    ``shown`` frames, each with the tracks ending on it): (uint8 BGR montage, number of trajectories)."""
+    if length <= settings.track_length:
+        raise ValueError(f"a clip of {length} frames is too short for {settings.track_length}-frame trajectories")
+    frames = []
+    for index, frame in enumerate(iter_frames(video_path, size=settings.size, short_side=settings.short_side,
+                                              bgr=True)):
+        if index >= start + length:
+            break
+        if index >= start:
+            frames.append(frame)
+    if len(frames) < length:
+        raise ValueError(f"{video_path}: no {length}-frame clip at frame {start} ({start + len(frames)} frames)")
+    grey = [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames]
+    rows, points = dense_trajectories_from_frames(grey, settings.parameters(), with_points=True)
+    picked = list(range(max(settings.track_length, length - shown), length))
+    image = draw_trajectories(np.stack([frames[i] for i in picked]), picked, rows[:, 0], points)
+    return image, len(rows)
