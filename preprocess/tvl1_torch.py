@@ -15,6 +15,7 @@ does not depend on the other pairs of its batch (tests/test_tvl1_torch.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,78 +41,96 @@ def _pyramid(images: torch.Tensor, p: TVL1Parameters) -> list[torch.Tensor]:
     return levels
 
 
-class _Warp:
-    """The data term of one warp: I1 warped by the flow u0, linearised around u0.
+@dataclass
+class _DataTerm:
+    """The data term of one warp: I1 warped by the flow u0 and linearised around it, per pair.
 
-    Attributes (float32 [B, 1, H, W] unless said): direction [B, C, H, W] = (I1wx, I1wy[, gamma]);
-    grad = I1wx^2 + I1wy^2; rho_c = I1w - I1wx u0_1 - I1wy u0_2 - I0, so that rho(u) = rho_c + direction . u.
+    Attributes: direction float32 [N, C, H, W] = (I1wx, I1wy[, gamma]); rho_c [N, 1, H, W] = I1w - I1wx u0_1 -
+    I1wy u0_2 - I0, so that the residual at u is rho(u) = rho_c + direction . u; neg_inv_grad [N, 1, H, W] =
+    -1 / (I1wx^2 + I1wy^2), or -1e30 where that is below float epsilon (where OpenCV steps by +-lambda theta,
+    or by 0 where rho is exactly 0).
     """
 
-    def __init__(self, image0: torch.Tensor, image1: torch.Tensor, gradient1: torch.Tensor, u: torch.Tensor,
-                 gamma: float):
-        b, h, w = image0.shape
+    direction: torch.Tensor
+    rho_c: torch.Tensor
+    neg_inv_grad: torch.Tensor
+
+    @classmethod
+    def warp(cls, image0: torch.Tensor, image1: torch.Tensor, gradient1: torch.Tensor, u: torch.Tensor,
+             gamma: float) -> _DataTerm:
+        """Images float32 [N, H, W], gradient1 [N, 2, H, W] (x, y) of image1, flow u [N, C, H, W]."""
+        h, w = image0.shape[-2:]
         ys, xs = torch.meshgrid(torch.arange(h, device=u.device, dtype=u.dtype),
                                 torch.arange(w, device=u.device, dtype=u.dtype), indexing="ij")
         warped = remap_cubic(torch.cat([image1[:, None], gradient1], dim=1), xs + u[:, 0], ys + u[:, 1])
         i1w, i1wx, i1wy = warped[:, 0:1], warped[:, 1:2], warped[:, 2:3]
-        self.grad = i1wx * i1wx + i1wy * i1wy
-        self.rho_c = i1w - i1wx * u[:, 0:1] - i1wy * u[:, 1:2] - image0[:, None]
+        grad = i1wx * i1wx + i1wy * i1wy
+        neg_inv_grad = torch.where(grad > FLOAT_EPSILON, -1.0 / grad, -1e30)
+        rho_c = i1w - i1wx * u[:, 0:1] - i1wy * u[:, 1:2] - image0[:, None]
         components = [i1wx, i1wy] + ([torch.full_like(i1wx, gamma)] if gamma != 0 else [])
-        self.direction = torch.cat(components, dim=1)
+        return cls(torch.cat(components, dim=1), rho_c, neg_inv_grad)
+
+    def select(self, keep: torch.Tensor) -> _DataTerm:
+        """The data term of the pairs where ``keep`` (bool [N]) is True."""
+        return _DataTerm(self.direction[keep], self.rho_c[keep], self.neg_inv_grad[keep])
 
 
-def _iteration(warp: _Warp, u: torch.Tensor, p: torch.Tensor, params: TVL1Parameters
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One primal-dual iteration of all pairs: u [B, C, H, W], p [B, C, 2, H, W] -> new u, new p, and the
-    summed squared change of u per pair float32 [B]."""
+def _iterate(term: _DataTerm, u: torch.Tensor, p: torch.Tensor, gradient: torch.Tensor,
+             params: TVL1Parameters) -> tuple[torch.Tensor, torch.Tensor]:
+    """One primal-dual iteration of every pair: u [N, C, H, W] -> new u, and the summed squared change of u
+    per pair float32 [N]. Updates the dual variables p [N, C, 2, H, W] in place; ``gradient`` [N, C, 2, H, W]
+    is scratch space whose last column (x) and last row (y) are 0."""
     l_t = params.lambda_ * params.theta
     taut = params.tau / params.theta
-    rho = warp.rho_c + (warp.direction * u).sum(dim=1, keepdim=True)  # the residual at u (thresholding step)
-    step = torch.where(rho < -l_t * warp.grad, l_t,
-                       torch.where(rho > l_t * warp.grad, -l_t,
-                                   torch.where(warp.grad > FLOAT_EPSILON, -rho / warp.grad, 0.0)))
-    v = u + step * warp.direction
-    u_new = v + params.theta * divergence(p[:, :, 0], p[:, :, 1])  # primal step
-    change = ((u_new - u) ** 2).sum(dim=(1, 2, 3))
-    ux, uy = forward_gradient(u_new)  # dual step: p = (p + taut grad u) / (1 + taut |grad u|)
-    norm = 1.0 + taut * torch.hypot(ux, uy)
-    p_new = (p + taut * torch.stack([ux, uy], dim=2)) / norm[:, :, None]
-    return u_new, p_new, change
-
-
-def _keep_converged(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor, all_active: bool) -> torch.Tensor:
-    """``new`` for the active pairs (bool [B]) and ``old`` for the others."""
-    if all_active:
-        return new
-    return torch.where(active.view(-1, *([1] * (new.ndim - 1))), new, old)
+    rho = (term.direction * u).sum(dim=1, keepdim=True).add_(term.rho_c)
+    step = rho.mul_(term.neg_inv_grad).clamp_(-l_t, l_t)  # thresholding step: v = u + step (I1wx, I1wy)
+    u_new = torch.addcmul(u, term.direction, step)
+    div = p[:, :, 0] + p[:, :, 1]  # divergence of p (backward differences, p = 0 before the first row/column)
+    div[..., :, 1:] -= p[:, :, 0, :, :-1]
+    div[..., 1:, :] -= p[:, :, 1, :-1, :]
+    u_new.add_(div, alpha=params.theta)  # primal step: u = v + theta div p
+    change = (u_new - u).square_().sum(dim=(1, 2, 3))
+    torch.sub(u_new[..., :, 1:], u_new[..., :, :-1], out=gradient[:, :, 0, :, :-1])  # forward differences
+    torch.sub(u_new[..., 1:, :], u_new[..., :-1, :], out=gradient[:, :, 1, :-1, :])
+    norm = torch.hypot(gradient[:, :, 0], gradient[:, :, 1]).mul_(taut).add_(1.0)
+    p.add_(gradient, alpha=taut).div_(norm[:, :, None])  # dual step: p = (p + taut grad u) / (1 + taut |grad u|)
+    return u_new, change
 
 
 def _solve_level(image0: torch.Tensor, image1: torch.Tensor, u: torch.Tensor, params: TVL1Parameters) -> torch.Tensor:
-    """The flow of one pyramid level: images float32 [B, H, W], initial flow u [B, C, H, W] -> refined u."""
+    """The flow of one pyramid level: images float32 [B, H, W], initial flow u [B, C, H, W] -> refined u.
+
+    Per warp, the pairs still iterating are gathered into smaller tensors as the others converge; a converged
+    pair's u and p are written back and stay unchanged until the next warp.
+    """
     b, c, h, w = u.shape
     threshold = params.epsilon ** 2 * h * w
     gradient1 = torch.stack(centered_gradient(image1), dim=1)  # [B, 2, H, W]
     p = torch.zeros(b, c, 2, h, w, dtype=u.dtype, device=u.device)
+    u = u.clone()
     for _ in range(params.warpings_number):
-        warp = _Warp(image0, image1, gradient1, u, params.gamma)
-        change = torch.full((b,), float("inf"), device=u.device)
+        pairs = torch.arange(b, device=u.device)  # those still iterating, in this warp
+        term = _DataTerm.warp(image0, image1, gradient1, u, params.gamma)
+        u_active, p_active = u.clone(), p.clone()
+        gradient = torch.zeros_like(p)
         for _ in range(params.outer_iterations):
-            active = change > threshold
-            n_active = int(active.sum())
-            if n_active == 0:
-                break
             if params.median_filtering > 1:
-                filtered = torch.cat([median_blur(u[:, :2], params.median_filtering), u[:, 2:]], dim=1)
-                u = _keep_converged(active, filtered, u, n_active == b)
+                u_active[:, :2] = median_blur(u_active[:, :2], params.median_filtering)
             for _ in range(params.inner_iterations):
-                active = change > threshold
-                n_active = int(active.sum())
-                if n_active == 0:
-                    break
-                u_new, p_new, change_new = _iteration(warp, u, p, params)
-                u = _keep_converged(active, u_new, u, n_active == b)
-                p = _keep_converged(active, p_new, p, n_active == b)
-                change = _keep_converged(active, change_new, change, n_active == b)
+                u_active, change = _iterate(term, u_active, p_active, gradient, params)
+                converged = change <= threshold
+                if bool(converged.any()):
+                    u.index_copy_(0, pairs, u_active)
+                    p.index_copy_(0, pairs, p_active)
+                    keep = ~converged
+                    pairs, term, u_active, p_active = pairs[keep], term.select(keep), u_active[keep], p_active[keep]
+                    gradient = gradient[keep]
+                    if len(pairs) == 0:
+                        break
+            if len(pairs) == 0:
+                break
+        u.index_copy_(0, pairs, u_active)
+        p.index_copy_(0, pairs, p_active)
     return u
 
 
