@@ -42,12 +42,16 @@ def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) 
     """cv2.remap INTER_CUBIC, BORDER_CONSTANT 0: ``out[n, c, y, x] = images[n, c](map_y[n, y, x], map_x[n, y, x])``.
 
     images float32 [N, C, H, W]; maps float32 [N, H', W'] in pixels -> float32 [N, C, H', W']. Both use the
-    bicubic kernel with a = -0.75 and count taps outside the image as 0; ``grid_sample`` takes the coordinates
-    normalised to [-1, 1], which moves them by up to ~1e-5 px (OpenCV 5 uses the float maps unrounded).
+    bicubic kernel with a = -0.75 and count taps outside the image as 0. ``grid_sample`` takes coordinates
+    normalised to [-1, 1]; the images are zero-padded to 2**k + 1 pixels so that the normalisation is a power of
+    two and integer coordinates come back exact (a flow of exactly 0 samples the pixels themselves, as in
+    OpenCV; off by 1e-5 px, the zero border would feed a growing flow along the last row over the warps).
     """
     h, w = images.shape[-2:]
-    grid = torch.stack([map_x * (2.0 / (w - 1)) - 1.0, map_y * (2.0 / (h - 1)) - 1.0], dim=-1)
-    return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+    span_y, span_x = 1 << (h - 2).bit_length(), 1 << (w - 2).bit_length()  # powers of two >= H - 1, W - 1
+    padded = F.pad(images, (0, span_x + 1 - w, 0, span_y + 1 - h))
+    grid = torch.stack([map_x * (2.0 / span_x) - 1.0, map_y * (2.0 / span_y) - 1.0], dim=-1)
+    return F.grid_sample(padded, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
 def _merge_exchange(n: int) -> list[tuple[int, int]]:
