@@ -235,14 +235,16 @@ def test_stored_codes_are_opencvs_on_a_ucf101_clip(shared_data):
 
 def test_a_batch_gives_each_pair_its_own_flow():
     """Pairs of different motion (one converging at once: identical frames) batched, in two orders, equal
-    the pairs computed one by one."""
+    the pairs computed one by one, bit for bit: each pair stops at its own convergence."""
     pairs = [textured_pair((48, 64), shift, seed) for seed, shift in enumerate([(3, -2), (0, 0), (-6, 1)])]
     prev, next_ = (np.stack(frames) for frames in zip(*pairs))
     alone = np.stack([tvl1_flow(a[None], b[None])[0] for a, b in zip(prev, next_)])
     batched = tvl1_flow(prev, next_)
-    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    np.testing.assert_array_equal(batched, alone)
     order = [2, 0, 1]
-    np.testing.assert_allclose(tvl1_flow(prev[order], next_[order]), alone[order], atol=1e-5)
+    np.testing.assert_array_equal(tvl1_flow(prev[order], next_[order]), alone[order])
+    no_stopping = tvl1_flow(prev[:1], next_[:1], epsilon=0.0)  # had pair 0 iterated on with the others
+    assert np.abs(no_stopping - alone[:1]).max() > 0.05
     assert np.all(alone[1] == 0)  # the still pair converged at its first iteration and stayed there
     np.testing.assert_allclose(np.median(alone[0, 8:-8, 8:-8].reshape(-1, 2), axis=0), [3, -2], atol=0.25)
     np.testing.assert_allclose(np.median(alone[2, 8:-8, 8:-8].reshape(-1, 2), axis=0), [-6, 1], atol=0.25)
