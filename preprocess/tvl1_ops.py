@@ -13,29 +13,35 @@ import torch.nn.functional as F
 
 
 
-def _linear_weights(src_len: int, dst_len: int, src_per_dst: float, device: torch.device) -> torch.Tensor:
-    """float32 [dst_len, src_len]: the rows of cv2.resize INTER_LINEAR along one axis (pixel-centre mapping
-    ``src = (dst + 0.5) * src_per_dst - 0.5``, edge pixels repeated)."""
+def _linear_taps(src_len: int, dst_len: int, src_per_dst: float, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cv2.resize INTER_LINEAR along one axis: for each output pixel, the two source indices (int64 [dst_len])
+    and the weight of the second (float32 [dst_len]); pixel-centre mapping ``src = (dst + 0.5) * src_per_dst -
+    0.5``, edge pixels repeated."""
     position = ((torch.arange(dst_len, dtype=torch.float64) + 0.5) * src_per_dst - 0.5).float()
-    left = torch.floor(position)
-    fraction = position - left
-    left = left.long()
-    outside = (left < 0) | (left >= src_len - 1)
-    fraction[outside] = 0.0
-    left = left.clamp(0, src_len - 1)
-    weights = torch.zeros(dst_len, src_len)
-    rows = torch.arange(dst_len)
-    weights[rows, left] += 1.0 - fraction
-    weights[rows, (left + 1).clamp(max=src_len - 1)] += fraction
-    return weights.to(device)
+    first = torch.floor(position)
+    fraction = position - first
+    first = first.long()
+    fraction[(first < 0) | (first >= src_len - 1)] = 0.0
+    first = first.clamp(0, src_len - 1)
+    second = (first + 1).clamp(max=src_len - 1)
+    return first.to(device), second.to(device), fraction.to(device)
+
+
+def _resize_axis(images: torch.Tensor, dim: int, length: int, src_per_dst: float) -> torch.Tensor:
+    first, second, fraction = _linear_taps(images.shape[dim], length, src_per_dst, images.device)
+    shape = [1] * images.ndim
+    shape[dim] = length
+    fraction = fraction.view(shape)
+    return images.index_select(dim, first) * (1.0 - fraction) + images.index_select(dim, second) * fraction
 
 
 def resize_linear(images: torch.Tensor, size: tuple[int, int], src_per_dst: tuple[float, float]) -> torch.Tensor:
-    """cv2.resize INTER_LINEAR of float images [..., H, W] to ``size`` (h, w); ``src_per_dst`` (y, x) is
-    OpenCV's inverse scale (``1 / fx`` when called with ``fx``, ``W / w`` when called with a size)."""
-    rows = _linear_weights(images.shape[-2], size[0], src_per_dst[0], images.device)
-    cols = _linear_weights(images.shape[-1], size[1], src_per_dst[1], images.device)
-    return rows @ images @ cols.T
+    """cv2.resize INTER_LINEAR of float images [..., H, W] to ``size`` (h, w), rows after columns as OpenCV;
+    ``src_per_dst`` (y, x) is OpenCV's inverse scale (``1 / fx`` when called with ``fx``, ``W / w`` when called
+    with a size)."""
+    columns_done = _resize_axis(images, images.ndim - 1, size[1], src_per_dst[1])
+    return _resize_axis(columns_done, images.ndim - 2, size[0], src_per_dst[0])
 
 
 def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
