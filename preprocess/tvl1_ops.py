@@ -113,14 +113,21 @@ def centered_gradient(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return dx.reshape(images.shape), dy.reshape(images.shape)
 
 
-def forward_gradient(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward differences (x, y) of [..., H, W]; 0 on the last column (x) and the last row (y)."""
-    dx = F.pad(images[..., :, 1:] - images[..., :, :-1], (0, 1))
-    dy = F.pad(images[..., 1:, :] - images[..., :-1, :], (0, 0, 0, 1))
-    return dx, dy
+def forward_gradient(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Forward differences of [..., H, W] -> [..., 2, H, W] (x, y), 0 on the last column (x) and the last row
+    (y). ``out``, if given, is a buffer of that shape whose last column (x) and last row (y) are 0: it is
+    filled and returned (the solver reuses one per warp)."""
+    if out is None:
+        out = images.new_zeros(*images.shape[:-2], 2, *images.shape[-2:])
+    torch.sub(images[..., :, 1:], images[..., :, :-1], out=out[..., 0, :, :-1])
+    torch.sub(images[..., 1:, :], images[..., :-1, :], out=out[..., 1, :-1, :])
+    return out
 
 
 def divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     """Backward-difference divergence of the field (px, py) [..., H, W]: ``px[x] - px[x-1] + py[y] - py[y-1]``
     with ``p[-1] = 0``."""
-    return px - F.pad(px[..., :, :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
+    div = px + py
+    div[..., :, 1:] -= px[..., :, :-1]
+    div[..., 1:, :] -= py[..., :-1, :]
+    return div

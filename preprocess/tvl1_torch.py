@@ -26,18 +26,18 @@ from preprocess.tvl1_ops import centered_gradient, divergence, forward_gradient,
 from preprocess.tvl1_parameters import TVL1Parameters
 
 MIN_LEVEL_SIZE = 16  # OpenCV builds no pyramid level narrower or lower than this
-FLOAT_EPSILON = float(np.finfo(np.float32).eps)  # |grad I1|^2 below this: no thresholding step
+FLOAT_EPSILON = float(np.finfo(np.float32).eps)  # OpenCV steps by -rho / |grad I1|^2 only where that is above this
 
 
-def _pyramid(images: torch.Tensor, p: TVL1Parameters) -> list[torch.Tensor]:
+def _pyramid(images: torch.Tensor, params: TVL1Parameters) -> list[torch.Tensor]:
     """Levels finest first of images float32 [B, H, W] (OpenCV's sizes: rounded ``scale_step`` products)."""
     levels = [images]
-    for _ in range(1, p.scales_number):
+    for _ in range(1, params.scales_number):
         h, w = levels[-1].shape[-2:]
-        size = (round(h * p.scale_step), round(w * p.scale_step))
+        size = (round(h * params.scale_step), round(w * params.scale_step))
         if min(size) < MIN_LEVEL_SIZE:
             break
-        levels.append(resize_linear(levels[-1], size, (1.0 / p.scale_step, 1.0 / p.scale_step)))
+        levels.append(resize_linear(levels[-1], size, (1.0 / params.scale_step, 1.0 / params.scale_step)))
     return levels
 
 
@@ -85,13 +85,9 @@ def _iterate(term: _DataTerm, u: torch.Tensor, p: torch.Tensor, gradient: torch.
     rho = (term.direction * u).sum(dim=1, keepdim=True).add_(term.rho_c)
     step = rho.mul_(term.neg_inv_grad).clamp_(-l_t, l_t)  # thresholding step: v = u + step (I1wx, I1wy)
     u_new = torch.addcmul(u, term.direction, step)
-    div = p[:, :, 0] + p[:, :, 1]  # divergence of p (backward differences, p = 0 before the first row/column)
-    div[..., :, 1:] -= p[:, :, 0, :, :-1]
-    div[..., 1:, :] -= p[:, :, 1, :-1, :]
-    u_new.add_(div, alpha=params.theta)  # primal step: u = v + theta div p
+    u_new.add_(divergence(p[:, :, 0], p[:, :, 1]), alpha=params.theta)  # primal step: u = v + theta div p
     change = (u_new - u).square_().sum(dim=(1, 2, 3))
-    torch.sub(u_new[..., :, 1:], u_new[..., :, :-1], out=gradient[:, :, 0, :, :-1])  # forward differences
-    torch.sub(u_new[..., 1:, :], u_new[..., :-1, :], out=gradient[:, :, 1, :-1, :])
+    forward_gradient(u_new, out=gradient)
     norm = torch.hypot(gradient[:, :, 0], gradient[:, :, 1]).mul_(taut).add_(1.0)
     p.add_(gradient, alpha=taut).div_(norm[:, :, None])  # dual step: p = (p + taut grad u) / (1 + taut |grad u|)
     return u_new, change
@@ -113,22 +109,19 @@ def _solve_level(image0: torch.Tensor, image1: torch.Tensor, u: torch.Tensor, pa
         term = _DataTerm.warp(image0, image1, gradient1, u, params.gamma)
         u_active, p_active = u.clone(), p.clone()
         gradient = torch.zeros_like(p)
-        for _ in range(params.outer_iterations):
-            if params.median_filtering > 1:
+        for n in range(params.outer_iterations * params.inner_iterations):
+            if n % params.inner_iterations == 0 and params.median_filtering > 1:  # an outer iteration begins
                 u_active[:, :2] = median_blur(u_active[:, :2], params.median_filtering)
-            for _ in range(params.inner_iterations):
-                u_active, change = _iterate(term, u_active, p_active, gradient, params)
-                converged = change <= threshold
-                if bool(converged.any()):
-                    u.index_copy_(0, pairs, u_active)
-                    p.index_copy_(0, pairs, p_active)
-                    keep = ~converged
-                    pairs, term, u_active, p_active = pairs[keep], term.select(keep), u_active[keep], p_active[keep]
-                    gradient = gradient[keep]
-                    if len(pairs) == 0:
-                        break
-            if len(pairs) == 0:
-                break
+            u_active, change = _iterate(term, u_active, p_active, gradient, params)
+            converged = change <= threshold
+            if bool(converged.any()):
+                u.index_copy_(0, pairs, u_active)
+                p.index_copy_(0, pairs, p_active)
+                keep = ~converged
+                pairs, term, u_active, p_active = pairs[keep], term.select(keep), u_active[keep], p_active[keep]
+                gradient = gradient[keep]
+                if len(pairs) == 0:
+                    break
         u.index_copy_(0, pairs, u_active)
         p.index_copy_(0, pairs, p_active)
     return u
