@@ -250,6 +250,23 @@ def test_a_batch_gives_each_pair_its_own_flow():
     np.testing.assert_allclose(np.median(alone[2, 8:-8, 8:-8].reshape(-1, 2), axis=0), [-6, 1], atol=0.25)
 
 
+PARAMETER_CASES = [  # (frame size, parameters, measured EPE to OpenCV x ~10 as the limit)
+    ((20, 23), {}, 1e-4),  # two pyramid levels only: the third would be under 16 px
+    ((37, 61), {"scale_step": 0.5}, 1e-4),
+    ((40, 40), {"scales_number": 3, "warpings_number": 2, "median_filtering": 3, "inner_iterations": 10,
+                "outer_iterations": 3}, 1e-4),
+    ((33, 50), {"tau": 0.2, "lambda": 0.3, "theta": 0.5}, 0.1),  # measured 0.028
+]
+
+
+@pytest.mark.parametrize("shape,params,limit", PARAMETER_CASES)
+def test_parameters_and_odd_sizes_follow_opencv(shape, params, limit):
+    prev, next_ = textured_pair(shape, (2, -1), 3)
+    expected = opencv_flows(prev[None], next_[None], **params)
+    assert endpoint_errors(tvl1_flow(prev[None], next_[None], **params), expected)[0] < limit
+    assert endpoint_errors(np.zeros_like(expected), expected)[0] > 2.0
+
+
 def test_epsilon_stops_each_pair_like_opencv():
     """A large epsilon stops the warps early; the result follows OpenCV's with that epsilon, not the default."""
     prev, next_ = textured_pair((48, 64), (2, 1), 5)
