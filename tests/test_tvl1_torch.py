@@ -22,7 +22,7 @@ from preprocess.flow_codec import quantize
 from preprocess.tvl1_ops import (centered_gradient, divergence, forward_gradient, median_blur, remap_cubic,
                                  resize_linear)
 from preprocess.tvl1_parameters import TVL1Parameters
-from preprocess.tvl1_torch import tvl1_flow
+from preprocess.tvl1_torch import tvl1_flow, tvl1_video_flows
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -265,6 +265,20 @@ def test_parameters_and_odd_sizes_follow_opencv(shape, params, limit):
     expected = opencv_flows(prev[None], next_[None], **params)
     assert endpoint_errors(tvl1_flow(prev[None], next_[None], **params), expected)[0] < limit
     assert endpoint_errors(np.zeros_like(expected), expected)[0] > 2.0
+
+
+def test_video_flows_come_in_batches_of_consecutive_pairs():
+    rng = np.random.default_rng(8)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (60, 80)).astype(np.float32), (0, 0), 2.0).astype(np.uint8)
+    frames = np.stack([texture[t:t + 32, 2 * t:2 * t + 40] for t in range(5)])  # moving up-left by (2, 1) px
+    flows = tvl1_video_flows(frames, batch_size=3, scales_number=2)
+    assert flows.shape == (4, 32, 40, 2)
+    np.testing.assert_array_equal(flows, tvl1_flow(frames[:-1], frames[1:], scales_number=2))
+    np.testing.assert_allclose(np.median(flows[:, 8:-8, 8:-8].reshape(-1, 2), axis=0), [-2, -1], atol=0.25)
+    with pytest.raises(ValueError, match="batch_size"):
+        tvl1_video_flows(frames, batch_size=0)
+    with pytest.raises(ValueError, match="two frames"):
+        tvl1_video_flows(frames[:1])
 
 
 def test_epsilon_stops_each_pair_like_opencv():
