@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def _linear_taps(src_len: int, dst_len: int, src_per_dst: float, device: torch.device
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """cv2.resize INTER_LINEAR along one axis: for each output pixel, the two source indices (int64 [dst_len])
@@ -29,6 +28,7 @@ def _linear_taps(src_len: int, dst_len: int, src_per_dst: float, device: torch.d
 
 
 def _resize_axis(images: torch.Tensor, dim: int, length: int, src_per_dst: float) -> torch.Tensor:
+    """cv2.resize INTER_LINEAR along dimension ``dim`` to ``length`` pixels."""
     first, second, fraction = _linear_taps(images.shape[dim], length, src_per_dst, images.device)
     shape = [1] * images.ndim
     shape[dim] = length
