@@ -1,7 +1,7 @@
 """PyTorch TV-L1 (preprocess.tvl1_torch) against OpenCV's DualTVL1: accuracy and frames/s in one run.
 
     .venv/bin/python bench/bench_tvl1_torch.py [--chairs 9] [--codes-pairs 16] [--cpu-pairs 8 4]
-                                               [--gpu-batches 64 256]
+                                               [--cpu-batches 1 4] [--gpu-batches 64 256]
 
 Prints, default parameters throughout, one CPU thread for both (torch and OpenCV):
 1. FlyingChairs at full size (512x384): mean EPE against the ground truth of OpenCV and of tvl1_torch, the
@@ -9,9 +9,9 @@ Prints, default parameters throughout, one CPU thread for both (torch and OpenCV
    noise (how far the algorithm itself moves for a change that small);
 2. stored codes (flow_codec.quantize, bound 20) of consecutive UCF101 pairs at 128x171: share of values within
    one level of OpenCV's;
-3. frames/s at 128x171 and 256x342 on UCF101 frames: OpenCV pair by pair, tvl1_torch with all pairs in one
-   batch (CPU time), and on CUDA with batches of 64 and 256 pairs (wall time) when a GPU is present; each with
-   its ratio to OpenCV on one core.
+3. frames/s at 128x171 and 256x342 on UCF101 frames: OpenCV pair by pair, tvl1_torch on CPU in calls of
+   ``--cpu-batches`` pairs (CPU time; small batches stay in cache), and on CUDA with batches of 64 and 256
+   pairs (wall time) when a GPU is present; each with its ratio to OpenCV on one core.
 """
 from __future__ import annotations
 
@@ -105,14 +105,20 @@ def cuda_seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def speed(cpu_pairs: list[int], gpu_batches: list[int]) -> None:
+def in_batches(prev: np.ndarray, next_: np.ndarray, batch: int) -> None:
+    for start in range(0, len(prev), batch):
+        tvl1_flow(prev[start:start + batch], next_[start:start + batch])
+
+
+def speed(cpu_pairs: list[int], cpu_batches: list[int], gpu_batches: list[int]) -> None:
     print("3. frames/s (one CPU thread; CUDA wall time after a warm-up call)")
     for size, n in zip([(128, 171), (256, 342)], cpu_pairs):
         prev, next_ = consecutive_pairs(size, max([n] + (gpu_batches if torch.cuda.is_available() else [])))
         opencv_fps = n / cpu_seconds(lambda: opencv_flows(prev[:n], next_[:n]))
-        torch_fps = n / cpu_seconds(lambda: tvl1_flow(prev[:n], next_[:n]))
-        line = (f"   {size[0]}x{size[1]}: opencv {opencv_fps:.2f}, tvl1_torch cpu batch {n} {torch_fps:.2f} "
-                f"({torch_fps / opencv_fps:.2f}x)")
+        line = f"   {size[0]}x{size[1]}: opencv {opencv_fps:.2f}"
+        for batch in cpu_batches:
+            fps = n / cpu_seconds(lambda: in_batches(prev[:n], next_[:n], batch))
+            line += f", tvl1_torch cpu batch {batch} {fps:.2f} ({fps / opencv_fps:.2f}x)"
         if torch.cuda.is_available():
             for batch in gpu_batches:
                 prev_gpu = torch.from_numpy(prev[:batch]).cuda()
@@ -129,6 +135,7 @@ def main() -> None:
     parser.add_argument("--chairs", type=int, default=9, help="FlyingChairs pairs at full size (0: skip)")
     parser.add_argument("--codes-pairs", type=int, default=16, help="UCF101 pairs for the codes (0: skip)")
     parser.add_argument("--cpu-pairs", type=int, nargs=2, default=[8, 4], help="pairs at 128x171 and 256x342")
+    parser.add_argument("--cpu-batches", type=int, nargs="+", default=[1, 4], help="pairs per call on CPU")
     parser.add_argument("--gpu-batches", type=int, nargs="*", default=[64, 256])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -139,7 +146,7 @@ def main() -> None:
         chairs_accuracy(args.chairs)
     if args.codes_pairs:
         stored_codes(args.codes_pairs)
-    speed(args.cpu_pairs, args.gpu_batches)
+    speed(args.cpu_pairs, args.cpu_batches, args.gpu_batches)
 
 
 if __name__ == "__main__":
