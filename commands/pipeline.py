@@ -112,7 +112,7 @@ def load_pipeline(
     raw = _place_shared(raw, name)
     preprocess = build(ExtractSettings, raw["preprocess"], f"{name}.preprocess")
     try:
-        make_flow(preprocess.flow)  # OpenCV refuses unknown or ill-typed backend parameters here
+        make_flow(preprocess.flow)  # the backend refuses unknown or ill-typed parameters here
     except ValueError as exc:
         raise ConfigError(f"{name}.preprocess.flow: {exc}") from exc
     train, pending, phases = None, None, []
