@@ -56,12 +56,13 @@ _FLAG_KEYS = {
 }
 
 
-def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any]) -> None:
+def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     from preprocess.extract import extract, format_summary
     from preprocess.index import DatasetError
     from preprocess.inputs import InputError
 
     section = {key: opts[flag] for flag, key in _FLAG_KEYS.items() if opts[flag] is not None}
+    section.update({key: value for key, value in (extra or {}).items() if value is not None})
     if opts["short_side"] is not None:
         if opts["size"] is not None:
             raise click.UsageError("give --size or --short-side, not both")
@@ -105,12 +106,15 @@ def extract_frames_command(**opts: Any) -> None:
 @click.option("--dis-preset", type=click.Choice(["ultrafast", "fast", "medium"]), help="DIS preset (default: medium).")
 @click.option("--flow-device", type=click.Choice(["cpu", "cuda"]), help="Device of tvl1_torch (default: cpu).")
 @click.option("--flow-batch", type=click.IntRange(min=1), help="Frame pairs per tvl1_torch call (default: 2).")
+@click.option("--motion-boundaries/--no-motion-boundaries", default=None,
+              help="Also store the flow's motion boundaries |grad u|, |grad v| (stream mb; default: no). Added to a "
+                   "dataset that has flow by computing its flow again.")
 def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str | None, flow_device: str | None,
-                         flow_batch: int | None, **opts: Any) -> None:
-    """Like extract-frames, plus quantized optical flow (and image differences). Frames already in OUTPUT
-    are reused, not decoded again. Re-running resumes."""
+                         flow_batch: int | None, motion_boundaries: bool | None, **opts: Any) -> None:
+    """Like extract-frames, plus quantized optical flow (and image differences; motion boundaries with
+    --motion-boundaries). Frames already in OUTPUT are reused, not decoded again. Re-running resumes."""
     _run_extract(True, opts, {"algo": algo, "bound": bound, "dis_preset": dis_preset, "device": flow_device,
-                              "batch": flow_batch})
+                              "batch": flow_batch}, {"motion_boundaries": motion_boundaries})
 
 
 @click.command("inspect", short_help="Print what a dataset holds: videos, streams, shards, sizes, settings, failures.")

@@ -76,8 +76,8 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
 def show_labels_command(data_dir: Path, out_path: Path, task: str, video_id: str | None, start: int, variant: int,
                         pipeline: str, sets: tuple[str, ...], labels_dir: Path | None) -> None:
     """Draw one clip's statistics labels into a PNG (frames, summed motion boundaries with the chosen regions
-    and direction arrows, per-frame boundary energy, colour consistency, dominant colours), or with --task idt
-    its Improved Dense Trajectories over the frames."""
+    and direction arrows, per-frame boundary energy, colour consistency, dominant colours, and the stored motion
+    boundaries when the dataset has them), or with --task idt its Improved Dense Trajectories over the frames."""
     if task == "idt":
         _show_idt(data_dir, out_path, video_id, start, pipeline, sets, labels_dir)
         return
@@ -107,15 +107,22 @@ def show_labels_command(data_dir: Path, out_path: Path, task: str, video_id: str
         flow = dataset.read_flow(video.id, start, start + clip_len - 1)
         frames = np.ascontiguousarray(crop(frames, y, x, size, bool(flip)))
         flow = crop(flow, y, x, size, bool(flip), "flow")
+        boundaries = None
+        if dataset.has_stream("mb"):
+            stored_mb = dataset.read_motion_boundaries(video.id, start, start + clip_len - 1)
+            boundaries = crop(stored_mb, y, x, size, bool(flip), "mb")
         stored = load_clip_labels(data_dir, labels_dir) if consolidated_path(root, "stats").exists() else None
     except KeyError as exc:  # unknown video id
         raise Refused(exc.args[0]) from exc
     except (ConfigError, LabelError, DatasetError, ValueError) as exc:
         raise Refused(str(exc)) from exc
     title = f"{video.id} frames {start}-{start + clip_len - 1}, crop (y={y}, x={x}){' flipped' if flip else ''}"
-    drawn = render_clip_labels(frames, flow, out_path, title)
+    drawn = render_clip_labels(frames, flow, out_path, title, boundaries)
     click.echo(f"motion {drawn['motion'].tolist()}\nappearance {drawn['appearance'].tolist()}\n"
                f"curriculum score {float(drawn['score']):.4f}\nwritten to {out_path}")
+    if boundaries is not None:
+        mean_u, mean_v = boundaries.mean(axis=(0, 1, 2))
+        click.echo(f"stored motion boundaries drawn: mean |grad u| {mean_u:.4f}, |grad v| {mean_v:.4f} px/px")
     if stored is not None:
         row = np.flatnonzero((stored.video_id == video.id) & (stored.start == start) & (stored.variant == variant))
         if len(row):

@@ -1,5 +1,6 @@
 """A picture of one clip's statistics labels: frames, summed motion boundaries with the chosen regions and
-directions, per-frame boundary energy, colour consistency of every region and the dominant colours."""
+directions, per-frame boundary energy, colour consistency of every region and the dominant colours; and, when
+the dataset stores them, a row of its per-frame motion boundaries (the ``mb`` stream)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,13 +46,29 @@ def _key_rgb(key: int) -> tuple[float, float, float]:
     return ((key & 255) / 255, ((key >> 8) & 255) / 255, ((key >> 16) & 255) / 255)
 
 
+def _stored_boundaries_row(axes: np.ndarray, boundaries: np.ndarray) -> None:
+    """Four panels of the stored motion boundaries [T-1, S, S, 2] px/px: u and v at the middle flow frame and
+    their means over the clip, on one colour scale per pair."""
+    middle = len(boundaries) // 2
+    for column, (values, what) in enumerate(((boundaries[middle], f"flow frame {middle}"),
+                                             (boundaries.mean(axis=0), "clip mean"))):
+        top = max(float(values.max()), 1e-6)
+        for k, name in enumerate(("u", "v")):
+            ax = axes[2 * column + k]
+            shown = ax.imshow(values[..., k], cmap="magma", vmin=0.0, vmax=top)
+            ax.figure.colorbar(shown, ax=ax, fraction=0.046)
+            ax.set_title(f"stored mb stream: |grad {name}| (px/px)\n{what}", fontsize=10)
+
+
 def render_clip_labels(frames: np.ndarray, flow: np.ndarray, out_path: str | Path,
-                       title: str = "") -> dict[str, np.ndarray]:
+                       title: str = "", stored_mb: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Draw the labels of one cropped clip into a PNG.
 
     Args:
         frames: uint8 [T, S, S, 3] RGB crop; flow: float [T-1, S, S, 2] (u, v) px of the same crop.
         out_path: PNG file to write; title: first line of the figure title.
+        stored_mb: the stored motion boundaries of the same crop, float [T-1, S, S, 2] px/px, drawn in a fourth
+            row when given.
     Returns:
         ``{"motion": int64 [14], "appearance": int64 [13], "score": float64 []}`` as drawn.
     """
@@ -63,7 +80,8 @@ def render_clip_labels(frames: np.ndarray, flow: np.ndarray, out_path: str | Pat
     consistency = colour_consistency(frames)
     keys = colour_keys(frames).reshape(frames.shape[0], -1)
 
-    fig, axes = plt.subplots(3, 4, figsize=(16, 13))
+    rows = 3 if stored_mb is None else 4
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 13 / 3 * rows))
     for ax, t in zip(axes[0], np.linspace(0, len(frames) - 1, 4).astype(int)):
         ax.imshow(frames[t])
         ax.set_title(f"frame {t}")
@@ -111,6 +129,8 @@ def render_clip_labels(frames: np.ndarray, flow: np.ndarray, out_path: str | Pat
     ax.imshow(np.full((10, 10, 3), _key_rgb(global_key)))
     ax.set_title(f"dominant colour of the clip: {OCTANT_NAMES[appearance[12] - 1]}\n"
                  f"RGB {tuple(int(c * 255) for c in _key_rgb(global_key))}")
+    if stored_mb is not None:
+        _stored_boundaries_row(axes[3], stored_mb)
     for ax in axes.flat:
         if ax is not axes[1, 2]:
             ax.set_xticks([])

@@ -3,6 +3,7 @@
 >>> ds = Dataset("data/ucf101_x")
 >>> clip = ds.read_frames(ds.videos[0].id, 0, 16)        # uint8 [16,H,W,3] RGB
 >>> flow = ds.read_flow(ds.videos[0].id, 0, 15)          # float32 [15,H,W,2] (u, v) px, frame t -> t+1
+>>> mb = ds.read_motion_boundaries(ds.videos[0].id, 0, 15)  # float32 [15,H,W,2] |grad u|, |grad v| px/px
 
 HDF5 files are opened lazily, per process, read-only; pickling drops open handles (torch DataLoader
 workers and Dask tasks reopen them on first use). Each video's attributes, frame offsets and dataset
@@ -18,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from preprocess import shards
+from preprocess import motion_boundaries, shards
 from preprocess.difference import decode_difference
 from preprocess.flow_codec import dequantize
 from preprocess.index import DatasetError, load_index
@@ -73,7 +74,7 @@ class Dataset:
 
     @property
     def settings(self) -> dict[str, dict[str, Any]]:
-        """Settings each stream was extracted with: ``{'frames': {...}, 'flow': {...}, 'diff': {...}}``."""
+        """Settings each stream was extracted with: ``{'frames': {...}, 'flow': {...}, 'diff': {...}}`` (and 'mb')."""
         return {k: dict(v) for k, v in self._settings.items()}
 
     @property
@@ -83,8 +84,17 @@ class Dataset:
             raise DatasetError(f"{self.path}: dataset has no flow stream")
         return float(self._settings["flow"]["bound"])
 
+    @property
+    def motion_boundaries_bound(self) -> float:
+        """The clipping bound of the stored motion boundaries in px/px (code step: bound / 255)."""
+        if "mb" not in self._settings:
+            raise DatasetError(f"{self.path}: dataset has no motion boundaries (mb) stream; add it with "
+                               "extract-flow --motion-boundaries")
+        return float(self._settings["mb"]["bound"])
+
     def has_stream(self, name: str) -> bool:
-        """Whether the dataset (hence every video in ``videos``) holds stream ``name`` ('frames', 'flow', 'diff')."""
+        """Whether the dataset (hence every video in ``videos``) holds stream ``name`` ('frames', 'flow', 'diff',
+        'mb')."""
         if name not in shards.STREAMS:
             raise ValueError(f"unknown stream {name!r} (known: {', '.join(shards.STREAMS)})")
         return bool(self._videos) and name in self._settings
@@ -134,6 +144,13 @@ class Dataset:
     def read_diff(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Image differences ``start:stop:step`` as float32 [T,H,W]: gray frame t+1 minus frame t, in [-255, 255]."""
         return decode_difference(self._stored(video_id, "diff").read_items("diff", start, stop, step))
+
+    def read_motion_boundaries(self, video_id: str, start: int = 0, stop: int | None = None,
+                               step: int = 1) -> np.ndarray:
+        """Motion boundaries ``start:stop:step`` as float32 [T,H,W,2]: ``|grad u|``, ``|grad v|`` (px/px) of flow t,
+        clipped to ``motion_boundaries_bound``; a video has n_frames-1 of them."""
+        codes = self._stored(video_id, "mb").read_items("mb", start, stop, step)
+        return motion_boundaries.dequantize(codes, self.motion_boundaries_bound)
 
     def close(self) -> None:
         """Close the HDF5 files this process opened."""

@@ -79,8 +79,10 @@ class ExtractSummary:
 
 
 def wanted_streams(settings: ExtractSettings, flow: bool) -> list[str]:
-    """Streams an extraction produces: frames, flow when asked, differences when ``settings.diff``."""
-    return ["frames"] + (["flow"] if flow else []) + (["diff"] if settings.diff else [])
+    """Streams an extraction produces: frames, flow when asked, differences when ``settings.diff``, motion
+    boundaries with flow when ``settings.motion_boundaries``."""
+    mb = ["mb"] if flow and settings.motion_boundaries else []
+    return ["frames"] + (["flow"] if flow else []) + (["diff"] if settings.diff else []) + mb
 
 
 def check_settings(index: Index, wanted: Mapping[str, dict[str, Any]], root: Path) -> None:
@@ -96,13 +98,14 @@ def check_settings(index: Index, wanted: Mapping[str, dict[str, Any]], root: Pat
 
 
 def gray_sources(index: Index) -> dict[str, str]:
-    """Which frames the dataset's flow and differences are (to be) computed from, ``{"flow": src, "diff": src}``
-    with src in ``video_task.GRAY_SOURCES``: as recorded by an earlier run; for a new stream, ``stored`` when the
-    dataset already holds frames (extracted before it, so they are reused rather than decoded again), else
-    ``decoded``."""
+    """Which frames the dataset's flow and differences are (to be) computed from, ``{"flow": src, "diff": src,
+    "mb": src}`` with src in ``video_task.GRAY_SOURCES``: as recorded by an earlier run; for a new stream,
+    ``stored`` when the dataset already holds frames (extracted before it, so they are reused rather than decoded
+    again), else ``decoded``; motion boundaries follow the flow (a later run computes that flow again)."""
     new = "stored" if "frames" in index.settings else "decoded"
-    return {stream: index.settings[stream].get("from", "stored") if stream in index.settings else new
-            for stream in ("flow", "diff")}  # recorded before "from" existed: stored
+    sources = {stream: index.settings[stream].get("from", "stored") if stream in index.settings else new
+               for stream in ("flow", "diff")}  # recorded before "from" existed: stored
+    return {**sources, "mb": sources["flow"]}  # motion boundaries come from the flow
 
 
 def part_path(root: Path, video_id: str, streams: Iterable[str]) -> Path:

@@ -20,7 +20,7 @@ class FlowSettings:
 
 @dataclass
 class ExtractSettings:
-    """How videos become frames, flows and image differences."""
+    """How videos become frames, flows, image differences and motion boundaries."""
 
     size: tuple[int, int] | None = (128, 171)  # (h, w); None to keep the short-side rule below
     short_side: int | None = None  # resize so the short side has this length (used when size is None)
@@ -30,6 +30,8 @@ class ExtractSettings:
     jpeg_quality: int = 90
     flow: FlowSettings = field(default_factory=FlowSettings)
     diff: bool = True  # store grayscale image differences
+    motion_boundaries: bool = False  # with flow: also store its motion boundaries |grad u|, |grad v| (stream mb)
+    motion_boundaries_bound: float = 2.0  # px/px; clipped to [0, bound], uint8 step bound/255 (docs/FLOW.md)
     shard_mb: float = 256.0  # target shard size in MB (a shard is closed once its videos reach it)
     video_timeout_s: float = 900.0  # a video taking longer is recorded as failed
 
@@ -40,6 +42,8 @@ class ExtractSettings:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.flow.bound <= 0:
             raise ValueError(f"flow.bound must be > 0, got {self.flow.bound}")
+        if self.motion_boundaries_bound <= 0:
+            raise ValueError(f"motion_boundaries_bound must be > 0, got {self.motion_boundaries_bound}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.shard_mb <= 0 or self.video_timeout_s <= 0:

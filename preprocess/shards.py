@@ -10,6 +10,8 @@ values do not depend on them, so they are recorded, not compared). Per video gro
 - ``flow`` uint8 [T-1,H,W,2] quantized (u, v) codes (``preprocess.flow_codec``), zstd-1, chunk per flow
   (compressed here and written directly; read through the declared filter);
 - ``diff`` int16 [T-1,H,W] gray frame t+1 minus frame t, zstd-1, chunk per difference;
+- ``mb`` uint8 [T-1,H,W,2] motion boundary codes (|grad u|, |grad v| of flow t; ``preprocess.motion_boundaries``),
+  zstd-1, chunk per flow;
 - attributes ``n_frames``, ``fps``, ``height``, ``width``, ``source``, ``label``, ``split``.
 
 See docs/FORMAT.md for the measurements behind these choices.
@@ -30,7 +32,7 @@ import zstandard
 FORMAT = "vssl-shard"
 VERSION = 1
 VIDEOS = "videos"
-STREAMS = ("frames", "flow", "diff")
+STREAMS = ("frames", "flow", "diff", "mb")
 _FLUSH_BYTES = 1 << 20  # buffered JPEG bytes written per slab
 _SLAB = 16  # flows / differences / raw frames buffered per write
 # Zstandard level 1: against gzip level 1 on real quantized flow, 30% fewer bytes, half the CPU time to
@@ -153,8 +155,9 @@ class _Appender:
 class VideoWriter:
     """Writes one video's streams into ``/videos/<video_id>`` of an open file, item by item (bounded memory).
 
-    Frames go in as RGB uint8 [H,W,3] (or ready JPEG bytes), flow as uint8 codes [H,W,2], differences
-    as int16 [H,W]; :meth:`finish` checks the counts (T frames, T-1 flows/differences) and sets attributes.
+    Frames go in as RGB uint8 [H,W,3] (or ready JPEG bytes), flow and motion boundaries as uint8 codes [H,W,2],
+    differences as int16 [H,W]; :meth:`finish` checks the counts (T frames, T-1 of each per-pair stream) and sets
+    attributes.
     """
 
     def __init__(self, f: h5py.File, video_id: str, *, height: int, width: int, streams: Iterable[str],
@@ -180,6 +183,7 @@ class VideoWriter:
                 raise ValueError(f"unknown image_format {image_format!r} (known: jpeg, raw)")
         self._flow = _Appender(self.group, "flow", (height, width, 2), np.uint8) if "flow" in self.streams else None
         self._diff = _Appender(self.group, "diff", (height, width), np.int16) if "diff" in self.streams else None
+        self._mb = _Appender(self.group, "mb", (height, width, 2), np.uint8) if "mb" in self.streams else None
 
     def add_frame(self, rgb: np.ndarray, jpeg: np.ndarray | None = None) -> None:
         """Store frame ``rgb`` uint8 [H,W,3]; ``jpeg`` (its encoded bytes) is stored as is when given."""
@@ -227,6 +231,10 @@ class VideoWriter:
         """Store the difference int16 [H,W] latest gray frame minus the previous one."""
         self._diff.add(diff.astype(np.int16, copy=False))
 
+    def add_motion_boundaries(self, codes: np.ndarray) -> None:
+        """Store the motion boundary codes uint8 [H,W,2] of the flow from the previous frame to the latest one."""
+        self._mb.add(codes)
+
     def _flush_jpeg(self) -> None:
         if not self._jpeg_parts:
             return
@@ -243,7 +251,7 @@ class VideoWriter:
                 self.group.create_dataset("frames_offsets", data=np.asarray(self._offsets, dtype=np.int64))
             else:
                 self._raw.flush()
-        for appender in (self._flow, self._diff):
+        for appender in (self._flow, self._diff, self._mb):
             if appender is not None:
                 appender.flush()
                 if len(appender) != max(self.n_frames - 1, 0):
@@ -319,7 +327,7 @@ class StoredVideo:
                 yield blob[offsets[t] - base:offsets[t + 1] - base]
 
     def read_items(self, name: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
-        """Items ``start:stop:step`` of per-pair dataset ``name`` ('flow' uint8 [T,H,W,2] or 'diff' int16 [T,H,W])."""
+        """Items ``start:stop:step`` of per-pair dataset ``name`` ('flow' or 'mb' uint8 [T,H,W,2], 'diff' int16 [T,H,W])."""
         ds = self._items.get(name)
         if ds is None:
             if name not in self.group:

@@ -1,4 +1,4 @@
-"""The stored streams in one place: RGB frames, optical flow, image differences.
+"""The stored streams in one place: RGB frames, optical flow, image differences, motion boundaries.
 
 For each stream: its channel count, how many items a video of N frames has, reading a clip at any frame
 indices, cropping and mirroring it (a mirrored flow field also has its u component negated: the one place
@@ -6,7 +6,8 @@ this rule is written), and turning a batch of clips into the backbone's float in
 the labels and ``show-labels`` all go through these functions.
 
 Arrays per stream (one clip, T items): ``frames`` uint8 [T, H, W, 3] (RGB); ``flow`` float32 [T, H, W, 2]
-(u, v in px, item t: frame t -> t+1); ``diff`` float32 [T, H, W] (frame t+1 - frame t, in [-255, 255]).
+(u, v in px, item t: frame t -> t+1); ``diff`` float32 [T, H, W] (frame t+1 - frame t, in [-255, 255]); ``mb``
+float32 [T, H, W, 2] (``|grad u|``, ``|grad v|`` of flow t in px/px, >= 0; unchanged by a mirror).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported on first use: CPU-stage workers that only read and crop never load it
     import torch
 
-CHANNELS: dict[str, int] = {"frames": 3, "flow": 2, "diff": 1}
-_READERS = {"frames": "read_frames", "flow": "read_flow", "diff": "read_diff"}
+CHANNELS: dict[str, int] = {"frames": 3, "flow": 2, "diff": 1, "mb": 2}
+_READERS = {"frames": "read_frames", "flow": "read_flow", "diff": "read_diff", "mb": "read_motion_boundaries"}
+MB_INPUT_SCALE = 2.0  # px/px: motion boundaries are divided by this for the backbone (the default stored bound)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -30,7 +32,7 @@ def check_stream(stream: str) -> None:
 
 
 def stream_length(n_frames: int, stream: str, where: str = "video") -> int:
-    """Items of ``stream`` in a video of ``n_frames`` frames (flow and differences: one fewer, per pair)."""
+    """Items of ``stream`` in a video of ``n_frames`` frames (flow, differences, mb: one fewer, per pair)."""
     check_stream(stream)
     length = n_frames if stream == "frames" else n_frames - 1
     if length < 1:
@@ -78,7 +80,8 @@ def read_items(dataset: Any, stream: str, video_id: str, indices: np.ndarray | S
 
 def crop(values: np.ndarray, y: int, x: int, size: int, flip: bool = False, stream: str = "frames") -> np.ndarray:
     """The ``size`` x ``size`` window at (``y``, ``x``) of every item of a clip [T, H, W, ...], mirrored
-    horizontally when ``flip``; a mirrored ``flow`` has its u component negated (a copy then; else a view).
+    horizontally when ``flip``; a mirrored ``flow`` has its u component negated (a copy then; else a view); the
+    other streams (``mb`` included: gradient magnitudes do not change under a mirror) are only mirrored.
 
     Raises ValueError when the window does not fit the frames.
     """
@@ -119,12 +122,14 @@ def normalize(x: "torch.Tensor", mean: Sequence[float] = IMAGENET_MEAN,
 
 
 def to_input(clips: "np.ndarray | torch.Tensor", stream: str, *, flow_bound: float = 20.0,
-             subtract_mean: bool = False, device: "str | torch.device" = "cpu") -> "torch.Tensor":
+             subtract_mean: bool = False, mb_scale: float = MB_INPUT_SCALE,
+             device: "str | torch.device" = "cpu") -> "torch.Tensor":
     """A batch of clips -> the backbone's float input [B, C, T, H, W] on ``device``.
 
     ``frames`` uint8 [B, T, H, W, 3]: scaled to [0, 1], then ImageNet-normalised; ``flow`` float [B, T, H, W, 2]
     px: divided by ``flow_bound`` (to [-1, 1]), with ``subtract_mean`` the spatial mean of each flow frame
-    removed (camera motion, as CPC on flow does); ``diff`` float [B, T, H, W]: divided by 255.
+    removed (camera motion, as CPC on flow does); ``diff`` float [B, T, H, W]: divided by 255; ``mb`` float
+    [B, T, H, W, 2] px/px: divided by ``mb_scale``.
     """
     import torch
 
@@ -135,4 +140,6 @@ def to_input(clips: "np.ndarray | torch.Tensor", stream: str, *, flow_bound: flo
     if stream == "flow":
         x = x.permute(0, 4, 1, 2, 3).float() / float(flow_bound)
         return x - x.mean(dim=(3, 4), keepdim=True) if subtract_mean else x
+    if stream == "mb":
+        return x.permute(0, 4, 1, 2, 3).float() / float(mb_scale)
     return x.unsqueeze(1).float() / 255.0

@@ -1,9 +1,11 @@
-"""One video -> one part file: decode (or reuse stored frames), JPEG frames, quantized flow, differences.
+"""One video -> one part file: decode (or reuse stored frames), JPEG frames, quantized flow, differences,
+motion boundaries (computed from the float flow before its quantization, in the same pass).
 
 Runs inside a sandbox process (``common.sandbox``) so a hung decode or OpenCV call can be killed.
 Flow and differences are each computed from the gray of the ``decoded`` frames (before JPEG), or of the
 ``stored`` ones (JPEG decoded back) when the dataset's frames were extracted before that stream
-(``VideoJob.flow_from``/``diff_from``, recorded in the stream settings; docs/EXTRACTION.md).
+(``VideoJob.flow_from``/``diff_from``, recorded in the stream settings; docs/EXTRACTION.md). Motion boundaries
+come from the flow of ``flow_from``; a job asking for them alone computes that flow again without storing it.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import cv2
 import h5py
 import numpy as np
 
-from preprocess import decode, difference, flow, shards
+from preprocess import decode, difference, flow, motion_boundaries, shards
 from preprocess.flow_codec import quantize
 from preprocess.settings import ExtractSettings, FlowSettings
 
@@ -35,7 +37,7 @@ class VideoJob:
     streams: tuple[str, ...]  # streams to compute, subset of shards.STREAMS
     settings: ExtractSettings
     frames_shard: str | None = None  # a finished shard holding this video's frames, reused instead of decoding
-    flow_from: str = "decoded"  # flow from the gray of the "decoded" or of the "stored" frames
+    flow_from: str = "decoded"  # flow (and its motion boundaries) from the gray of the "decoded" or "stored" frames
     diff_from: str = "decoded"  # differences likewise
 
     def __post_init__(self) -> None:
@@ -46,8 +48,9 @@ class VideoJob:
             raise ValueError("stored frames (frames_shard) are reused only when flow and differences come from them")
 
     def gray_sources(self) -> set[str]:
-        """The gray frames the job's flow and differences are computed from (empty without either)."""
-        return {src for stream, src in (("flow", self.flow_from), ("diff", self.diff_from)) if stream in self.streams}
+        """The gray frames the job's flow, differences and motion boundaries are computed from (empty without any)."""
+        pairs = (("flow", self.flow_from), ("mb", self.flow_from), ("diff", self.diff_from))
+        return {src for stream, src in pairs if stream in self.streams}
 
 
 def _plain(value: Any) -> Any:
@@ -66,8 +69,9 @@ def stream_settings(settings: ExtractSettings, flow_from: str = "decoded",
                     diff_from: str = "decoded") -> dict[str, dict[str, Any]]:
     """The settings that shape each stream, as recorded in shards and the index, with the versions of the
     libraries that shape its values: OpenCV and FFmpeg for frames (hence for everything computed from them),
-    numpy for the quantized flow and the differences; ``from`` says which frames flow and differences
-    were computed from (:data:`GRAY_SOURCES`)."""
+    numpy for the quantized flow, the differences and the motion boundaries; ``from`` says which frames flow and
+    differences were computed from (:data:`GRAY_SOURCES`). Motion boundaries record the flow they come from,
+    their clipping bound and code step (``scale``, px/px)."""
     frames = {
         "size": settings.size,
         "short_side": settings.short_side if settings.size is None else None,
@@ -81,11 +85,15 @@ def stream_settings(settings: ExtractSettings, flow_from: str = "decoded",
     flow = settings.flow
     params = {"tvl1": lambda: flow.tvl1, "dis": lambda: {"preset": flow.dis_preset},
               "farneback": lambda: flow.farneback, "tvl1_torch": lambda: tvl1_torch_params(flow)}[flow.algo]()
+    flow_record = {"frames": frames, "from": flow_from, "algo": flow.algo, "bound": flow.bound, "params": params,
+                   "numpy": np.__version__}
+    bound = settings.motion_boundaries_bound
     return _plain({
         "frames": frames,
-        "flow": {"frames": frames, "from": flow_from, "algo": flow.algo, "bound": flow.bound, "params": params,
-                 "numpy": np.__version__},
+        "flow": flow_record,
         "diff": {"frames": frames, "from": diff_from, "numpy": np.__version__},
+        "mb": {"flow": flow_record, "bound": bound, "scale": motion_boundaries.scale(bound),
+               "gradient": "central differences", "numpy": np.__version__},
     })
 
 
@@ -190,9 +198,9 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
     """
     flow.pin_opencv_threads(1)
     s = job.settings
-    pairwise = bool({"flow", "diff"} & set(job.streams))
+    pairwise = bool({"flow", "diff", "mb"} & set(job.streams))
     batches, fps = (_stored_frames if job.frames_shard is not None else _decoded_frames)(job)
-    pair_flows = flow.make_pair_flows(s.flow) if "flow" in job.streams else None
+    pair_flows = flow.make_pair_flows(s.flow) if {"flow", "mb"} & set(job.streams) else None
     writer: shards.VideoWriter | None = None
     previous: dict[str, np.ndarray] | None = None
     with h5py.File(out_path, "w") as f:
@@ -213,7 +221,11 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
             pairs = list(zip(grays[:-1], grays[1:]))
             if pair_flows is not None:
                 for flow_item in pair_flows([(before[job.flow_from], after[job.flow_from]) for before, after in pairs]):
-                    writer.add_flow(quantize(flow_item, s.flow.bound))
+                    if "flow" in job.streams:
+                        writer.add_flow(quantize(flow_item, s.flow.bound))
+                    if "mb" in job.streams:
+                        boundaries = motion_boundaries.motion_boundaries(flow_item)
+                        writer.add_motion_boundaries(motion_boundaries.quantize(boundaries, s.motion_boundaries_bound))
             if "diff" in job.streams:
                 for before, after in pairs:
                     writer.add_diff(difference.image_difference(before[job.diff_from], after[job.diff_from]))
@@ -221,7 +233,7 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
         if writer is None:
             raise ValueError(f"{job.source}: no frames decoded")
         if pairwise and writer.n_frames < 2:
-            raise ValueError(f"{job.source}: only {writer.n_frames} frame, flow/differences need 2")
+            raise ValueError(f"{job.source}: only {writer.n_frames} frame, flow/differences/motion boundaries need 2")
         n = writer.finish(fps=fps, source=job.source, label=job.label, split=job.split)
         recorded = stream_settings(s, job.flow_from, job.diff_from)
         shards.write_file_attrs(f, job.streams, {k: recorded[k] for k in job.streams}, [job.video_id])
