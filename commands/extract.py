@@ -98,7 +98,7 @@ def extract_frames_command(**opts: Any) -> None:
     _run_extract(False, opts, {})
 
 
-@click.command("extract-flow")
+@click.command("extract-flow", short_help="Like extract-frames, plus flow, differences, optional motion boundaries.")
 @_extract_options
 @click.option("--algo", type=click.Choice(["tvl1", "tvl1_torch", "dis", "farneback"]),
               help="Optical flow algorithm (default: tvl1; tvl1_torch: the same TV-L1 in PyTorch, batched).")

@@ -23,7 +23,7 @@ class _Frames:
 
 
 def test_channels_and_lengths() -> None:
-    assert CHANNELS == {"frames": 3, "flow": 2, "diff": 1}
+    assert CHANNELS == {"frames": 3, "flow": 2, "diff": 1, "mb": 2}
     assert stream_length(10, "frames") == 10 and stream_length(10, "flow") == 9 and stream_length(10, "diff") == 9
     with pytest.raises(ValueError, match="v has 1 frame"):
         stream_length(1, "flow", where="v")
