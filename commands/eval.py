@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from eval.settings import ALL_TASKS
+from eval.settings import KNOWN_TASKS
 from commands.pipeline import load_pipeline
 from common.errors import ConfigError
 from common.settings import build, parse_overrides
@@ -33,8 +33,9 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 
 
 @click.command("eval", short_help="Evaluate a backbone vs random init: linear probe, fine-tuning, few-shot, retrieval.")
-@click.option("--task", "tasks", multiple=True, type=click.Choice([*ALL_TASKS, "all"]),
-              help="Protocol to run (repeatable; default: the pipeline's eval.tasks).")
+@click.option("--task", "tasks", multiple=True, type=click.Choice([*KNOWN_TASKS, "all"]),
+              help="Protocol to run (repeatable; default: the pipeline's eval.tasks; 'all' runs every protocol but "
+                   "clusters, which compares k-means of the features with the dataset's IDT clusters labels).")
 @click.option("--weights", required=True, metavar="RUN_DIR|FILE|random",
               help="Training run folder (its backbone.pt), a backbone file, or 'random' for random init only.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -60,15 +61,18 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--labels-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Labels folder holding the IDT clusters for --task clusters (default: DATA/labels).")
 def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
                  backbone_args: tuple[str, ...], pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
                  stage: str | None, split: str | None, clips_per_video: int | None,
                  label_fractions: tuple[float, ...], seed: int | None, cache_dir: Path | None, device: str | None,
-                 no_figures: bool, no_progress: bool) -> None:
+                 no_figures: bool, no_progress: bool, labels_dir: Path | None) -> None:
     """Evaluate a pretrained backbone against its random initialisation (linear probe, fine-tuning,
     few-shot, retrieval) and write a report."""
     from eval.evaluate import evaluate
     from eval.report import results_table
+    from labels.store import LabelError
 
     try:
         settings = _settings(pipeline_name, pipelines_file, overrides, stage=stage, split=split, seed=seed,
@@ -81,8 +85,8 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
         results = evaluate(weights, data_dir, out_dir, list(tasks) or None, backbone=backbone,
                            backbone_args=constructor_args or None, settings=settings,
                            cache_dir=cache_dir, device=device, make_figures=not no_figures,
-                           progress=not no_progress)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+                           progress=not no_progress, labels_dir=labels_dir)
+    except (ValueError, FileNotFoundError, KeyError, LabelError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(results_table(results))
     click.echo(f"report written to {out_dir}")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from eval import figures
+from eval.clusters import TASK as CLUSTERS_TASK
+from eval.clusters import cluster_comparison
 from eval.features import cached_features, file_sha256
 from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
@@ -22,7 +24,7 @@ from eval.metrics import confusion_matrix, topk_accuracy
 from eval.probe import logistic_regression_probabilities, probe_probabilities, train_linear_probe
 from eval.report import differences, write_report
 from eval.retrieval import nearest_neighbours, retrieval_recall
-from eval.settings import ALL_TASKS, EvalSettings
+from eval.settings import ALL_TASKS, KNOWN_TASKS, EvalSettings
 from eval.splits import label_fraction, stratified_split
 from preprocess.dataset import Dataset
 from preprocess.streams import CHANNELS
@@ -254,7 +256,7 @@ def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: 
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     features = None
-    frozen = [t for t in tasks if t != "finetune"]
+    frozen = [t for t in tasks if t not in ("finetune", CLUSTERS_TASK)]
     if frozen:
         ids = sorted(split.train_ids + split.test_ids)
         all_x = cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
@@ -275,10 +277,12 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
              backbone_args: dict[str, Any] | None = None, settings: EvalSettings | None = None,
              cache_dir: str | Path | None = None,
              device: str | torch.device | None = None, make_figures: bool = True,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, labels_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``weights`` (a training run directory, a backbone file, or ``"random"``) on ``data_dir``.
 
-    ``tasks`` from linear, finetune, fewshot, retrieval, or ``["all"]`` (default: ``settings.tasks``).
+    ``tasks`` from linear, finetune, fewshot, retrieval, or ``["all"]`` (default: ``settings.tasks``), and
+    clusters (``eval.clusters``: the IDT clusters of the labels folder ``labels_dir``, default DATASET/labels,
+    against k-means of each model's features; results under ``clusters`` and ``clusters.*`` metrics).
     ``backbone``/``backbone_args`` name the architecture when ``weights == "random"``; otherwise a randomly
     initialised twin is evaluated alongside as the baseline.
     Features are cached in ``cache_dir`` (default ``out_dir/feature_cache``). Writes ``results.json``,
@@ -288,9 +292,9 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     settings = settings or EvalSettings()
     tasks = list(settings.tasks if tasks is None else tasks)
     tasks = list(ALL_TASKS) if "all" in tasks else tasks
-    unknown = sorted(set(tasks) - set(ALL_TASKS))
+    unknown = sorted(set(tasks) - set(KNOWN_TASKS))
     if unknown or not tasks:
-        raise ValueError(f"unknown evaluation task(s) {unknown or tasks} (known: {', '.join(ALL_TASKS)}, all)")
+        raise ValueError(f"unknown evaluation task(s) {unknown or tasks} (known: {', '.join(KNOWN_TASKS)}, all)")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -319,6 +323,11 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
             if model_features is not None:
                 features[name] = model_features
             log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
+        clusters = None
+        if CLUSTERS_TASK in tasks:
+            clusters = cluster_comparison(models, dataset, data_dir, settings, cache_dir, device, progress, labels_dir)
+            for name, quality in clusters["models"].items():
+                metrics[name].update({f"clusters.{key}": value for key, value in quality.items()})
         figure_files = write_figures(out_dir, dataset, split, features, details, settings.seed) if make_figures else []
     results: dict[str, Any] = {
         "weights": str(weights),
@@ -340,6 +349,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
         "details": details,
         "figures": figure_files,
     }
+    if clusters is not None:
+        results["clusters"] = clusters
     if "pretrained" in metrics:
         results["difference"] = differences(metrics["pretrained"], metrics["random"])
     write_report(results, out_dir)

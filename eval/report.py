@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from eval.clusters import clusters_markdown
+
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
 
@@ -103,6 +105,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
         "",
         results_table(results),
     ]
+    if "clusters" in results:
+        lines += [clusters_markdown(results["clusters"])]
     figures = results.get("figures", [])
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]

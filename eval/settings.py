@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Task = Literal["linear", "finetune", "fewshot", "retrieval"]
-ALL_TASKS: tuple[str, ...] = ("linear", "finetune", "fewshot", "retrieval")
+Task = Literal["linear", "finetune", "fewshot", "retrieval", "clusters"]
+ALL_TASKS: tuple[str, ...] = ("linear", "finetune", "fewshot", "retrieval")  # what "all" runs
+KNOWN_TASKS: tuple[str, ...] = (*ALL_TASKS, "clusters")  # clusters needs the dataset's IDT clusters labels
 
 
 def _check_at_least_one(settings: object, *names: str) -> None:

@@ -29,6 +29,12 @@ class ClustersSettings:
             raise ValueError("k must be >= 0 (0: scaled), runs, iterations, videos_per_cluster, min_k >= 1")
 
 
+def cluster_count(settings: ClustersSettings, n_videos: int) -> int:
+    """K used for ``n_videos`` videos: ``settings.k``, or scaled to the data when 0; at most ``n_videos``."""
+    k = settings.k or scaled_cluster_count(n_videos, settings.videos_per_cluster, settings.min_k)
+    return min(k, n_videos)
+
+
 def compute(context: FamilyContext) -> dict[str, np.ndarray]:
     """``videos`` str [V], ``assignments`` int64 [runs, V], and ``nmi`` / ``purity`` float64 [1] over the
     labelled videos (NaN without labels)."""
@@ -37,8 +43,8 @@ def compute(context: FamilyContext) -> dict[str, np.ndarray]:
     videos, vectors = stored["videos"], stored["vector"]
     if len(videos) < 2:
         raise ValueError(f"clusters need the Fisher vectors of at least 2 videos, found {len(videos)}")
-    k = settings.k or scaled_cluster_count(len(videos), settings.videos_per_cluster, settings.min_k)
-    assignments = kmeans_assignments(vectors, min(k, len(videos)), settings.runs, settings.seed, settings.iterations)
+    assignments = kmeans_assignments(vectors, cluster_count(settings, len(videos)), settings.runs, settings.seed,
+                                     settings.iterations)
     labels = {v.id: v.label for v in context.dataset.videos}
     labelled = np.array([labels.get(str(v)) is not None for v in videos])
     quality = {"nmi": np.nan, "purity": np.nan}
