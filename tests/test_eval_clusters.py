@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,12 +82,15 @@ def test_features_are_clustered_like_the_idt_vectors_and_reported_side_by_side(d
     assert written["clusters"]["models"]["random"]["nmi"] == pytest.approx(section["models"]["random"]["nmi"])
 
 
-def test_unlabelled_videos_are_left_out_of_the_quality(dataset_dir: Path) -> None:
-    ds = Dataset(dataset_dir)
-    ids = [v.id for v in ds.videos]
-    assignments = np.array([[0, 0, 1, 1, 2, 0]])
-    quality = labelled_quality(assignments, ids, ds)
-    assert quality == pytest.approx(cluster_quality(assignments, [ds.video(v).label for v in ids]))
+def test_unlabelled_videos_are_left_out_of_the_quality() -> None:
+    labels = {"a": "Run", "b": "Run", "c": None, "d": "Walk", "e": None, "f": "Walk"}
+    dataset = SimpleNamespace(video=lambda video_id: SimpleNamespace(label=labels[video_id]))
+    assignments = np.array([[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 0, 1]])
+    quality = labelled_quality(assignments, list(labels), dataset)
+    assert quality["purity"] == pytest.approx((3 / 4 + 1) / 2)  # on a, b, d, f: run 0 {a, b, f} {d}, run 1 {a, b} {d, f}
+    assert quality == pytest.approx(cluster_quality(assignments[:, [0, 1, 3, 5]], ["Run", "Run", "Walk", "Walk"]))
+    assert np.isnan(labelled_quality(assignments, list(labels), SimpleNamespace(
+        video=lambda video_id: SimpleNamespace(label="Run" if video_id == "a" else None)))["nmi"])
 
 
 def test_cli_runs_the_protocol_and_refuses_a_dataset_without_clusters(dataset_dir: Path, tmp_path: Path) -> None:
