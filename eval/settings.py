@@ -116,7 +116,7 @@ class EvalSettings:
 
     tasks: list[Task] = field(default_factory=lambda: ["linear", "fewshot", "retrieval"])
     stage: Literal["pool3", "pool4", "pool5"] = "pool5"
-    stream: Literal["frames", "flow", "diff"] = "frames"  # input the backbone was trained on
+    stream: Literal["frames", "flow", "diff", "mb"] = "frames"  # input the backbone was trained on
     split: Literal["files", "stratified"] = "files"  # dataset's split files, or a stratified split
     test_fraction: float = 0.3  # for split: stratified
     seed: int = 0  # splits, draws, random initialisation and training
