@@ -15,29 +15,9 @@ import pytest
 from preprocess import difference, flow
 from preprocess.flow_codec import dequantize, quantize
 from preprocess.settings import FlowSettings
+from flow_data import gray, read_flo, shrink  # tests/flow_data.py
 
 BACKENDS = ["tvl1", "dis", "farneback"]
-FLO_MAGIC = 202021.25
-
-
-def read_flo(path: Path) -> np.ndarray:
-    """Middlebury .flo -> float32 [H, W, 2] (u, v)."""
-    raw = path.read_bytes()
-    magic = np.frombuffer(raw, np.float32, 1)[0]
-    assert magic == np.float32(FLO_MAGIC), f"{path}: not a .flo file"
-    w, h = np.frombuffer(raw, np.int32, 2, offset=4)
-    return np.frombuffer(raw, np.float32, 2 * w * h, offset=12).reshape(h, w, 2)
-
-
-def shrink(image: np.ndarray, factor: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    return cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-
-
-def gray(path: Path, factor: int = 1) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    assert image is not None, path
-    return shrink(image, factor) if factor > 1 else image
 
 
 def epe(estimate: np.ndarray, truth: np.ndarray) -> float:
