@@ -1,0 +1,71 @@
+"""Stored video descriptors evaluated like network features (no backbone): the IDT Fisher vectors of the
+``fisher`` label family, or any HDF5 file in its format.
+
+Format: datasets ``videos`` (str [V], the dataset's video ids) and ``vectors`` (float32 [V, D]).
+``--weights idt`` reads ``DATASET/labels/fisher/fisher.h5``; ``--weights descriptors:FILE.h5`` reads FILE.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from labels.store import labels_root
+
+IDT = "idt"
+PREFIX = "descriptors:"
+IDT_FILE = ("fisher", "fisher.h5")  # under the dataset's labels folder
+
+
+def descriptor_source(weights: str | Path, data_dir: str | Path) -> Path | None:
+    """The descriptor file that ``weights`` names (``idt`` or ``descriptors:FILE``), or None for a network."""
+    text = str(weights)
+    if text == IDT:
+        return labels_root(data_dir).joinpath(*IDT_FILE)
+    if text.startswith(PREFIX):
+        if not text[len(PREFIX):]:
+            raise ValueError("--weights descriptors:FILE needs a file name after 'descriptors:'")
+        return Path(text[len(PREFIX):])
+    return None
+
+
+def model_name(weights: str | Path) -> str:
+    """Name of the descriptor 'model' in a report: ``idt`` for the IDT baseline, else ``descriptors``."""
+    return IDT if str(weights) == IDT else "descriptors"
+
+
+def read_descriptors(path: str | Path, video_ids: list[str]) -> np.ndarray:
+    """Rows float32 [N, D] of ``video_ids`` (in that order) from a descriptor file.
+
+    Raises FileNotFoundError naming the file when it is missing, ValueError naming it when a dataset is
+    missing or malformed, a video has no row, or a vector is not finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = " (make it with: python cli.py make-labels --task fisher)" if path.parts[-2:] == IDT_FILE else ""
+        raise FileNotFoundError(f"{path}: no descriptor file{hint}")
+    try:
+        with h5py.File(path, "r") as handle:
+            missing = [name for name in ("videos", "vectors") if name not in handle]
+            if missing:
+                raise ValueError(f"{path}: not a descriptor file, no dataset {missing[0]!r} "
+                                 f"(expected 'videos' str [V] and 'vectors' float [V, D])")
+            stored = [v.decode() if isinstance(v, bytes) else str(v) for v in handle["videos"][()]]
+            vectors = handle["vectors"]
+            if vectors.ndim != 2 or vectors.shape[0] != len(stored):
+                raise ValueError(f"{path}: 'vectors' has shape {vectors.shape}, expected [{len(stored)}, D] "
+                                 f"(one row per entry of 'videos')")
+            row = {vid: i for i, vid in enumerate(stored)}
+            absent = [vid for vid in video_ids if vid not in row]
+            if absent:
+                raise ValueError(f"{path}: no descriptor for {len(absent)} of {len(video_ids)} videos, e.g. "
+                                 f"{', '.join(absent[:3])}")
+            order = np.array([row[vid] for vid in video_ids], dtype=np.int64)
+            x = np.asarray(vectors[()], dtype=np.float32)[order]
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{path}: descriptor of {video_ids[int(np.argmax(bad))]} is not finite")
+    return x
