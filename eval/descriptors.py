@@ -1,7 +1,8 @@
 """Stored video descriptors evaluated like network features (no backbone): the IDT Fisher vectors of the
 ``fisher`` label family, or any HDF5 file in its format.
 
-Format: datasets ``videos`` (str [V], the dataset's video ids) and ``vectors`` (float32 [V, D]).
+Format: datasets ``videos`` (str [V], the dataset's video ids) and ``vectors`` (float [V, D]); ``vector``
+is read when there is no ``vectors`` (the field name of the ``fisher`` family's consolidated file).
 ``--weights idt`` reads ``DATASET/labels/fisher/fisher.h5``; ``--weights descriptors:FILE.h5`` reads FILE.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from labels.store import labels_root
 IDT = "idt"
 PREFIX = "descriptors:"
 IDT_FILE = ("fisher", "fisher.h5")  # under the dataset's labels folder
+VECTOR_NAMES = ("vectors", "vector")  # the first present is read
 
 
 def descriptor_source(weights: str | Path, data_dir: str | Path) -> Path | None:
@@ -47,14 +49,14 @@ def read_descriptors(path: str | Path, video_ids: list[str]) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no descriptor file{hint}")
     try:
         with h5py.File(path, "r") as handle:
-            missing = [name for name in ("videos", "vectors") if name not in handle]
-            if missing:
-                raise ValueError(f"{path}: not a descriptor file, no dataset {missing[0]!r} "
+            name = next((n for n in VECTOR_NAMES if n in handle), None)
+            if "videos" not in handle or name is None:
+                raise ValueError(f"{path}: not a descriptor file, no dataset {'videos' if name else 'vectors'!r} "
                                  f"(expected 'videos' str [V] and 'vectors' float [V, D])")
             stored = [v.decode() if isinstance(v, bytes) else str(v) for v in handle["videos"][()]]
-            vectors = handle["vectors"]
+            vectors = handle[name]
             if vectors.ndim != 2 or vectors.shape[0] != len(stored):
-                raise ValueError(f"{path}: 'vectors' has shape {vectors.shape}, expected [{len(stored)}, D] "
+                raise ValueError(f"{path}: {name!r} has shape {vectors.shape}, expected [{len(stored)}, D] "
                                  f"(one row per entry of 'videos')")
             row = {vid: i for i, vid in enumerate(stored)}
             absent = [vid for vid in video_ids if vid not in row]

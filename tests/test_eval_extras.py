@@ -157,11 +157,11 @@ def test_scenes_and_similarity_end_to_end_match_independent_computations(
     assert bad.exit_code != 0 and "bad.txt: 1 video(s) of the pair list" in bad.output and "Nowhere/missing" in bad.output
 
 
-def _write_descriptors(path: Path, ids: list[str], vectors: np.ndarray) -> None:
+def _write_descriptors(path: Path, ids: list[str], vectors: np.ndarray, name: str = "vectors") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as handle:
         handle["videos"] = np.array(ids, dtype=h5py.string_dtype())
-        handle["vectors"] = vectors.astype(np.float32)
+        handle[name] = vectors.astype(np.float32)
 
 
 def test_descriptor_baseline_runs_the_frozen_protocols_on_a_stored_file(dataset_dir: Path, tmp_path: Path) -> None:
@@ -196,7 +196,7 @@ def test_descriptor_baseline_runs_the_frozen_protocols_on_a_stored_file(dataset_
         _write_descriptors(fisher, ids[:-1], vectors[:-1])
         with pytest.raises(ValueError, match=f"fisher.h5: no descriptor for 1 of 12 videos, e.g. {ids[-1]}"):
             evaluate("idt", dataset_dir, tmp_path / "part", ["retrieval"], settings=_settings())
-        _write_descriptors(fisher, ids, vectors)
+        _write_descriptors(fisher, ids, vectors, name="vector")  # the fisher family's field name
         idt = evaluate("idt", dataset_dir, tmp_path / "idt", ["retrieval"], settings=_settings(), make_figures=False)
         assert idt["models"]["idt"]["retrieval.R@1"] == 1.0
         with pytest.raises(ValueError, match="fisher.h5: stored descriptors cannot run finetune, similarity"):
