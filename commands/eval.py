@@ -32,8 +32,7 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
     return build(EvalSettings, eval_overrides, "eval")
 
 
-@click.command("eval", short_help="Evaluate a backbone vs random init (or stored descriptors): linear probe, "
-                                   "fine-tuning, few-shot, retrieval, dynamic scenes, action similarity.")
+@click.command("eval", short_help="Evaluate a backbone vs random init, or stored descriptors (IDT), on the protocols.")
 @click.option("--task", "tasks", multiple=True, type=click.Choice([*TASKS, "all"]),
               help="Protocol to run (repeatable; 'all': linear, finetune, fewshot, retrieval; default: the "
                    "pipeline's eval.tasks).")
@@ -96,7 +95,7 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
     click.echo(f"report written to {out_dir}")
 
 
-@click.command("report")
+@click.command("report", short_help="Compare any number of reports: a table per protocol and a bar chart.")
 @click.argument("report_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the tables to this Markdown file (and the bar chart beside it, as .png).")
