@@ -69,8 +69,8 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
                  backbone_args: tuple[str, ...], pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
                  stage: str | None, split: str | None, clips_per_video: int | None,
-                 label_fractions: tuple[float, ...], pairs: str | None, seed: int | None, cache_dir: Path | None, device: str | None,
-                 no_figures: bool, no_progress: bool) -> None:
+                 label_fractions: tuple[float, ...], pairs: str | None, seed: int | None, cache_dir: Path | None,
+                 device: str | None, no_figures: bool, no_progress: bool) -> None:
     """Evaluate a pretrained backbone against its random initialisation, or stored video descriptors (linear
     probe, fine-tuning, few-shot, retrieval, dynamic scenes, action similarity) and write a report."""
     from eval.evaluate import evaluate

@@ -163,17 +163,21 @@ def plot_headline_bars(values: dict[str, dict[str, tuple[float, float | None]]],
     metrics = list(values)
     columns = list(dict.fromkeys(c for per_metric in values.values() for c in per_metric))
     width = 0.8 / max(len(columns), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(metrics) * max(1, len(columns)) * 0.5 + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.3 * len(metrics) * len(columns) + 4)), 4.5))
     colours = plt.get_cmap("tab10" if len(columns) <= 10 else "tab20")
     for j, column in enumerate(columns):
-        xs, heights, errors = [], [], []
+        xs, heights, spreads = [], [], []
         for i, metric in enumerate(metrics):
             if column in values[metric]:
                 value, spread = values[metric][column]
                 xs.append(i + (j - (len(columns) - 1) / 2) * width)
                 heights.append(100 * value)
-                errors.append(100 * spread if spread is not None else 0.0)
-        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=column, color=colours(j % colours.N))
+                spreads.append(spread)
+        ax.bar(xs, heights, width, label=column, color=colours(j % colours.N))
+        with_spread = [k for k, spread in enumerate(spreads) if spread is not None]
+        if with_spread:
+            ax.errorbar([xs[k] for k in with_spread], [heights[k] for k in with_spread],
+                        yerr=[100 * spreads[k] for k in with_spread], fmt="none", ecolor="black", capsize=3)
     ax.set_xticks(np.arange(len(metrics)), metrics, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)

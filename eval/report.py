@@ -91,6 +91,8 @@ def headline(results: dict[str, Any]) -> str:
     """One line saying what the table shows: how far the pretrained backbone is ahead of (or behind) random
     initialisation on the frozen-feature protocols that ran (top-1 / R@1 / 1-shot, in points)."""
     models = results["models"]
+    if results.get("descriptors"):
+        return f"stored descriptors of {results['descriptors']} (no network, no random twin)"
     if not {"pretrained", "random"} <= set(models):
         return f"random initialisation of {results['backbone']} only (no pretrained weights to compare)"
     keys = [k for k in ("linear.top1", "logreg.top1", "retrieval.R@1", "fewshot.1shot") if k in models["pretrained"]]

@@ -149,12 +149,14 @@ def test_scenes_and_similarity_end_to_end_match_independent_computations(
                                 "--pairs", str(out / "pairs.txt"), *common])
     assert again.exit_code == 0, again.output
     rerun = json.loads((tmp_path / "again/results.json").read_text())
-    assert rerun["models"]["pretrained"]["similarity.accuracy"] == results["models"]["pretrained"]["similarity.accuracy"]
+    accuracy = results["models"]["pretrained"]["similarity.accuracy"]
+    assert rerun["models"]["pretrained"]["similarity.accuracy"] == accuracy
     pairs.first[0] = "Nowhere/missing"
     write_pairs(tmp_path / "bad.txt", pairs)
     bad = runner.invoke(cli, ["eval", "--weights", str(run_dir), "--out", str(tmp_path / "bad"),
                               "--pairs", str(tmp_path / "bad.txt"), *common])
-    assert bad.exit_code != 0 and "bad.txt: 1 video(s) of the pair list" in bad.output and "Nowhere/missing" in bad.output
+    assert bad.exit_code != 0 and "bad.txt: 1 video(s) of the pair list" in bad.output
+    assert "Nowhere/missing" in bad.output
 
 
 def _write_descriptors(path: Path, ids: list[str], vectors: np.ndarray, name: str = "vectors") -> None:
@@ -223,8 +225,8 @@ def test_report_puts_several_folders_in_one_table_per_protocol_with_a_bar_chart(
         "random": {"linear.top1": 0.2, "fewshot.1shot": 0.2, "fewshot.1shot.std": 0.04,
                    "finetune.100%.video_top1": 0.6}}, ["linear", "fewshot", "finetune"])
     idt = _fake_report(tmp_path / "idt", {"idt": {"linear.top1": 0.4, "retrieval.R@1": 0.45}}, ["linear", "retrieval"])
-    pairs = _fake_report(tmp_path / "aslan", {"pretrained": {"similarity.accuracy": 0.6, "similarity.accuracy.std": 0.02,
-                                                             "scenes.accuracy": 0.8}}, ["similarity", "scenes"])
+    pairs = _fake_report(tmp_path / "aslan", {"pretrained": {
+        "similarity.accuracy": 0.6, "similarity.accuracy.std": 0.02, "scenes.accuracy": 0.8}}, ["similarity", "scenes"])
     table = compare_runs([method, idt, pairs])
     sections = {part.split("\n")[0]: part for part in table.split("## ")[1:]}
     assert list(sections) == ["linear", "fewshot", "retrieval", "finetune", "scenes", "similarity"]
