@@ -8,6 +8,7 @@ is read when there is no ``vectors`` (the field name of the ``fisher`` family's 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -37,11 +38,20 @@ def model_name(weights: str | Path) -> str:
     return IDT if str(weights) == IDT else "descriptors"
 
 
-def read_descriptors(path: str | Path, video_ids: list[str]) -> np.ndarray:
-    """Rows float32 [N, D] of ``video_ids`` (in that order) from a descriptor file.
+class Descriptors(NamedTuple):
+    """Rows of the asked videos (float32 [N, D], zeros for a missing video) and the ids without a row."""
 
-    Raises FileNotFoundError naming the file when it is missing, ValueError naming it when a dataset is
-    missing or malformed, a video has no row, or a vector is not finite.
+    vectors: np.ndarray
+    missing: list[str]
+
+
+def read_descriptors(path: str | Path, video_ids: list[str], max_missing_fraction: float = 0.0) -> Descriptors:
+    """Rows of ``video_ids`` (in that order) from a descriptor file.
+
+    A video without a row (e.g. one where IDT found no trajectory, so the fisher family failed it) gets a
+    zero row, as long as at most ``max_missing_fraction`` of the videos lack one. Raises FileNotFoundError
+    naming the file when it is missing, ValueError naming it when a dataset is missing or malformed, more
+    videos lack a row, or a vector is not finite.
     """
     path = Path(path)
     if not path.is_file():
@@ -60,14 +70,17 @@ def read_descriptors(path: str | Path, video_ids: list[str]) -> np.ndarray:
                                  f"(one row per entry of 'videos')")
             row = {vid: i for i, vid in enumerate(stored)}
             absent = [vid for vid in video_ids if vid not in row]
-            if absent:
+            if len(absent) > max_missing_fraction * len(video_ids):
                 raise ValueError(f"{path}: no descriptor for {len(absent)} of {len(video_ids)} videos, e.g. "
-                                 f"{', '.join(absent[:3])}")
-            order = np.array([row[vid] for vid in video_ids], dtype=np.int64)
-            x = np.asarray(vectors[()], dtype=np.float32)[order]
+                                 f"{', '.join(absent[:3])} (at most {max_missing_fraction:.0%} may lack one: "
+                                 f"eval.descriptors.max_missing_fraction)")
+            stored_rows = np.asarray(vectors[()], dtype=np.float32)
+            x = np.zeros((len(video_ids), stored_rows.shape[1]), dtype=np.float32)
+            present = [i for i, vid in enumerate(video_ids) if vid in row]
+            x[present] = stored_rows[[row[video_ids[i]] for i in present]]
     except OSError as exc:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise ValueError(f"{path}: descriptor of {video_ids[int(np.argmax(bad))]} is not finite")
-    return x
+    return Descriptors(x, absent)

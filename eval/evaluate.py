@@ -310,7 +310,7 @@ def video_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: li
     """Video features float32 [N, D] of ``ids``: uniform clips through the backbone (cached), or the stored
     descriptors."""
     if model.backbone is None:
-        return read_descriptors(model.descriptors, ids)
+        return read_descriptors(model.descriptors, ids, settings.descriptors.max_missing_fraction).vectors
     return cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
                            settings.stream, settings.clips, cache_dir, device, progress)
 
@@ -320,7 +320,8 @@ def window_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: l
     """L2-normalised video descriptors of ``ids`` for the scenes and similarity protocols: per stage of
     ``WINDOW_STAGES`` from overlapping windows (cached), or ``{"descriptor": ...}`` for stored descriptors."""
     if model.backbone is None:
-        return {"descriptor": l2_normalize(read_descriptors(model.descriptors, ids)).astype(np.float32)}
+        stored = read_descriptors(model.descriptors, ids, settings.descriptors.max_missing_fraction)
+        return {"descriptor": l2_normalize(stored.vectors).astype(np.float32)}
     return cached_window_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stream,
                                   settings.clips, settings.windows.overlap, settings.windows.batch_size, cache_dir,
                                   device, progress)
@@ -417,8 +418,10 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
         if "similarity" in tasks:
             pairs, pairs_source = pair_list(settings.similarity, labelled.ids,
                                             [labelled.classes[c] for c in labelled.labels], settings.seed, out_dir)
+        missing: list[str] = []
         if descriptors is not None:
             models = descriptor_model(weights, descriptors)
+            missing = read_descriptors(descriptors, labelled.ids, settings.descriptors.max_missing_fraction).missing
         else:
             models = build_models(weights, backbone, CHANNELS[settings.stream], settings.seed, device, backbone_args)
         metrics: dict[str, dict[str, float]] = {}
@@ -452,6 +455,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
         "figures": figure_files,
         "figure_videos": shown,
     }
+    if descriptors is not None:
+        results["missing_descriptors"] = missing
     if split is not None:
         results.update({"n_train": len(split.train_ids), "n_test": len(split.test_ids), "train_ids": split.train_ids,
                         "test_ids": split.test_ids})

@@ -111,6 +111,10 @@ def summary_markdown(results: dict[str, Any]) -> str:
     source = (f"descriptors: `{results['descriptors']}`" if results.get("descriptors")
               else f"backbone: `{results['backbone']}`, features: `{results['stage']}`")
     lines = [f"# Evaluation of `{results['weights']}`", "", f"- {source}, dataset: `{results['data']}`"]
+    if results.get("missing_descriptors"):
+        missing = results["missing_descriptors"]
+        lines.append(f"- {len(missing)} video(s) have no stored descriptor and count with a zero one: "
+                     f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     if "n_train" in results:
         lines.append(f"- {results['n_classes']} classes, {results['n_train']} training / {results['n_test']} test "
                      f"videos ({results['split']} split)")

@@ -163,6 +163,17 @@ class SimilaritySettings:
 
 
 @dataclass
+class DescriptorSettings:
+    """Stored video descriptors (``--weights idt`` / ``descriptors:FILE``)."""
+
+    max_missing_fraction: float = 0.05  # videos without a row get a zero descriptor, up to this share
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_missing_fraction < 1.0:
+            raise ValueError(f"max_missing_fraction must lie in [0, 1), got {self.max_missing_fraction}")
+
+
+@dataclass
 class EvalSettings:
     """Which protocols run, how features are taken and how the data is split."""
 
@@ -180,6 +191,7 @@ class EvalSettings:
     windows: WindowSettings = field(default_factory=WindowSettings)
     scenes: ScenesSettings = field(default_factory=ScenesSettings)
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
+    descriptors: DescriptorSettings = field(default_factory=DescriptorSettings)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:

@@ -195,9 +195,22 @@ def test_descriptor_baseline_runs_the_frozen_protocols_on_a_stored_file(dataset_
         evaluate("idt", dataset_dir, tmp_path / "none", ["retrieval"], settings=_settings())
     fisher = dataset_dir / "labels/fisher/fisher.h5"
     try:
-        _write_descriptors(fisher, ids[:-1], vectors[:-1])
-        with pytest.raises(ValueError, match=f"fisher.h5: no descriptor for 1 of 12 videos, e.g. {ids[-1]}"):
+        _write_descriptors(fisher, ids[:-1], vectors[:-1])  # a video where IDT found no trajectory
+        with pytest.raises(ValueError, match=f"fisher.h5: no descriptor for 1 of 12 videos, e.g. {ids[-1]} "
+                                             r"\(at most 5% may lack one"):
             evaluate("idt", dataset_dir, tmp_path / "part", ["retrieval"], settings=_settings())
+        tolerant = _settings()
+        tolerant.descriptors.max_missing_fraction = 0.1
+        part = evaluate("idt", dataset_dir, tmp_path / "part", ["retrieval"], settings=tolerant, make_figures=False)
+        assert part["missing_descriptors"] == [ids[-1]]
+        assert f"1 video(s) have no stored descriptor and count with a zero one: {ids[-1]}" in (
+            tmp_path / "part/summary.md").read_text()
+        zeroed = vectors.copy()
+        zeroed[-1] = 0.0
+        train = [ids.index(v) for v in part["train_ids"]]
+        test = [ids.index(v) for v in part["test_ids"]]
+        recall = retrieval_recall(zeroed[test], labels[test], zeroed[train], labels[train], [1, 5])
+        assert {k: part["models"]["idt"][f"retrieval.R@{k}"] for k in (1, 5)} == recall
         _write_descriptors(fisher, ids, vectors, name="vector")  # the fisher family's field name
         idt = evaluate("idt", dataset_dir, tmp_path / "idt", ["retrieval"], settings=_settings(), make_figures=False)
         assert idt["models"]["idt"]["retrieval.R@1"] == 1.0
