@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval import figures
-from eval.attention import attention_panels
 from eval.descriptors import descriptor_source, model_name, read_descriptors
 from eval.features import WINDOW_STAGES, cached_features, cached_window_features, file_sha256
 from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
+from eval.labelled import LabelledSplit, LabelledVideos, labelled_split, labelled_videos
 from eval.metrics import confusion_matrix, topk_accuracy
 from eval.probe import logistic_regression_probabilities, probe_probabilities, train_linear_probe
 from eval.report import differences, write_report
+from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
 from eval.retrieval import l2_normalize, nearest_neighbours, retrieval_recall
 from eval.settings import ALL_TASKS, TASKS, WINDOW_TASKS, EvalSettings
-from eval.splits import label_fraction, stratified_split
+from eval.splits import label_fraction
 from eval.video_protocols import pair_list, scenes_protocol, similarity_protocol
 from preprocess.dataset import Dataset
 from preprocess.streams import CHANNELS
@@ -35,30 +35,7 @@ from train.backbones import build_backbone, load_backbone
 
 log = logging.getLogger(__name__)
 BACKBONE_FILE = "backbone.pt"
-RETRIEVAL_GRID_QUERIES = 6
-RETRIEVAL_GRID_NEIGHBOURS = 3
-ATTENTION_CLIPS = 4
 FROZEN_TASKS = ("linear", "fewshot", "retrieval")
-
-
-@dataclass
-class LabelledSplit:
-    """Train and test videos of a dataset with int class labels."""
-
-    classes: list[str]
-    train_ids: list[str]
-    train_labels: np.ndarray  # int64 [N_train]
-    test_ids: list[str]
-    test_labels: np.ndarray  # int64 [N_test]
-
-
-@dataclass
-class LabelledVideos:
-    """Every labelled video of a dataset (dataset order) with int class labels."""
-
-    classes: list[str]
-    ids: list[str]
-    labels: np.ndarray  # int64 [N]
 
 
 @dataclass
@@ -69,32 +46,6 @@ class Model:
     backbone: torch.nn.Module | None
     weights_id: str
     descriptors: Path | None = None
-
-
-def labelled_videos(dataset: Dataset) -> LabelledVideos:
-    """The dataset's videos that have a label, with classes sorted by name (at least 2 needed)."""
-    videos = [v for v in dataset.videos if v.label is not None]
-    classes = sorted({v.label for v in videos})
-    if len(classes) < 2:
-        raise ValueError(f"{dataset.path}: evaluation needs labelled videos of at least 2 classes, found {classes}")
-    return LabelledVideos(classes, [v.id for v in videos],
-                          np.array([classes.index(v.label) for v in videos], dtype=np.int64))
-
-
-def labelled_split(dataset: Dataset, settings: EvalSettings) -> LabelledSplit:
-    """Labelled videos split by the dataset's split files (``split: files``) or stratified per class."""
-    videos = [v for v in dataset.videos if v.label is not None]
-    labelled = labelled_videos(dataset)
-    classes, labels, ids = labelled.classes, labelled.labels, labelled.ids
-    if settings.split == "stratified":
-        train, test = stratified_split(labels, settings.test_fraction, settings.seed)
-    else:
-        train = np.flatnonzero([v.split == "train" for v in videos])
-        test = np.flatnonzero([v.split == "test" for v in videos])
-        if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"{dataset.path}: split files give {len(train)} train and {len(test)} test videos; "
-                             "extract with split files or evaluate with split: stratified")
-    return LabelledSplit(classes, [ids[i] for i in train], labels[train], [ids[i] for i in test], labels[test])
 
 
 def resolve_weights(weights: str | Path) -> Path:
@@ -221,88 +172,6 @@ def finetune_protocol(model: Model, dataset: Dataset, split: LabelledSplit, sett
                                           len(split.classes)),
         }
     return metrics, details
-
-
-def middle_frame(dataset: Dataset, video_id: str) -> np.ndarray:
-    """The middle stored frame of a video: uint8 [H, W, 3]."""
-    n = dataset.video(video_id).n_frames
-    return dataset.read_frames(video_id, n // 2, n // 2 + 1)[0]
-
-
-def grid_queries(labels: np.ndarray, n: int) -> np.ndarray:
-    """Up to ``n`` indices into ``labels`` taking classes in turn: the first video of every class, then the
-    second, ... (int64, at most ``len(labels)``)."""
-    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    rounds = max(len(members) for members in by_class)
-    order = [members[r] for r in range(rounds) for members in by_class if r < len(members)]
-    return np.array(order[:n], dtype=np.int64)
-
-
-def write_retrieval_grid(out_dir: Path, dataset: Dataset, split: LabelledSplit, neighbours: np.ndarray,
-                         picks: np.ndarray, name: str) -> str:
-    """``retrieval_<name>.png``: the test videos ``picks`` and their nearest training videos; returns the name."""
-    file = f"retrieval_{name}.png"
-    figures.plot_retrieval_grid(
-        [middle_frame(dataset, split.test_ids[q]) for q in picks],
-        [[middle_frame(dataset, split.train_ids[g]) for g in neighbours[q]] for q in picks],
-        split.train_labels[neighbours[picks]] == split.test_labels[picks, None],
-        [split.classes[split.test_labels[q]] for q in picks],
-        [[split.classes[split.train_labels[g]] for g in neighbours[q]] for q in picks],
-        out_dir / file,
-    )
-    return file
-
-
-def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit | None, labelled: LabelledVideos,
-                  models: dict[str, Model], features: dict[str, np.ndarray], details: dict[str, dict],
-                  settings: EvalSettings, device: torch.device) -> tuple[list[str], dict[str, list[str]]]:
-    """t-SNE per model, confusion matrix, retrieval grid and attention maps per model, fine-tuning curves.
-
-    The retrieval queries (test videos, classes in turn: ``grid_queries``) and the attention clips (labelled
-    videos, likewise) depend on the split and labels only, so every model and every run on the same split
-    shows the same videos. Returns (file names, {"retrieval": query ids, "attention": video ids})."""
-    written: list[str] = []
-    shown: dict[str, list[str]] = {}
-    headline = next(iter(details))
-    for name, feats in features.items():
-        labels = np.concatenate([split.train_labels, split.test_labels])
-        file = f"tsne_{name}.png"
-        figures.plot_tsne(feats, labels, split.classes, out_dir / file, f"t-SNE of {name} video features",
-                          settings.seed)
-        written.append(file)
-    head = details[headline]
-    confusion = head.get("linear", {}).get("confusion")
-    source = "linear probe"
-    if confusion is None and head.get("finetune"):
-        fraction, run = next(reversed(head["finetune"].items()))
-        confusion, source = run["confusion"], f"fine-tuning ({fraction} labels)"
-    if confusion is not None:
-        file = f"confusion_{headline}.png"
-        figures.plot_confusion(confusion, split.classes, out_dir / file, f"Confusion matrix: {headline}, {source}")
-        written.append(file)
-    if split is not None and dataset.has_stream("frames"):
-        picks = grid_queries(split.test_labels, RETRIEVAL_GRID_QUERIES)
-        for name, d in details.items():
-            if "retrieval" in d:
-                written.append(write_retrieval_grid(out_dir, dataset, split, d["retrieval"]["neighbours"], picks, name))
-                shown["retrieval"] = [split.test_ids[q] for q in picks]
-    networks = {name: m for name, m in models.items() if m.backbone is not None}
-    if networks and dataset.has_stream("frames"):
-        videos = [labelled.ids[i] for i in grid_queries(labelled.labels, ATTENTION_CLIPS)]
-        captions = [f"{labelled.classes[labelled.labels[labelled.ids.index(v)]]}: {v}" for v in videos]
-        for name, model in networks.items():
-            panels = attention_panels(model.backbone, dataset, settings.stream, videos, settings.clips.clip_len,
-                                      settings.clips.crop_size, device)
-            file = f"attention_{name}.png"
-            figures.plot_attention(panels, captions, out_dir / file, f"Attention of the last conv stage: {name}")
-            written.append(file)
-        shown["attention"] = videos
-    histories = {f"{model} {fraction}": run["history"] for model, d in details.items()
-                 for fraction, run in d.get("finetune", {}).items()}
-    if histories:
-        figures.plot_training_curves(histories, out_dir / "finetune_curves.png")
-        written.append("finetune_curves.png")
-    return written, shown
 
 
 def video_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: list[str], settings: EvalSettings,
@@ -433,7 +302,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
             if model_features is not None:
                 features[name] = model_features
             log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
-        figure_files, shown = (write_figures(out_dir, dataset, split, labelled, models, features, details, settings,
+        networks = {name: m.backbone for name, m in models.items() if m.backbone is not None}
+        figure_files, shown = (write_figures(out_dir, dataset, split, labelled, networks, features, details, settings,
                                              device) if make_figures else ([], {}))
     first = next(iter(models.values()))
     results: dict[str, Any] = {
