@@ -101,16 +101,6 @@ def test_flow_direction_and_dtype_on_a_synthetic_translation(flow_fns):
         assert np.allclose(median, [3.0, -2.0], atol=0.25), (algo, median)
 
 
-def test_iter_flows_pairs_consecutive_frames(flow_fns):
-    rng = np.random.default_rng(1)
-    frames = [rng.integers(0, 256, (64, 80), dtype=np.uint8) for _ in range(4)]
-    flows = list(flow.iter_flows(iter(frames), flow_fns["dis"]))
-    assert len(flows) == 3
-    for t, f in enumerate(flows):
-        np.testing.assert_array_equal(f, flow_fns["dis"](frames[t], frames[t + 1]))
-    assert list(flow.iter_flows([frames[0]], flow_fns["dis"])) == []
-
-
 def test_tvl1_parameters_reach_the_opencv_object():
     tvl1 = flow.configure_tvl1({"tau": 0.2, "lambda": 0.3, "nscales": 3, "warpings_number": 2, "scaleStep": 0.6})
     assert tvl1.getTau() == pytest.approx(0.2) and tvl1.getLambda() == pytest.approx(0.3)

@@ -39,9 +39,3 @@ def crop_offsets(height: int, width: int, size: int, rng: np.random.Generator | 
     if rng is None:
         return (height - size) // 2, (width - size) // 2
     return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
-
-
-def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator, where: str) -> np.ndarray:
-    """The same random ``size`` x ``size`` window of every frame: [T, H, W, ...] -> [T, size, size, ...]."""
-    y, x = crop_offsets(frames.shape[1], frames.shape[2], size, rng, where)
-    return frames[:, y : y + size, x : x + size]
