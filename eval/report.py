@@ -69,10 +69,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def is_top1(name: str) -> bool:
+    """Whether metric ``name`` is a top-1 figure: linear probe / logistic regression / fine-tuning top-1,
+    few-shot accuracy, retrieval R@1."""
+    return name.endswith(("top1", "R@1")) or (name.startswith("fewshot.") and not name.endswith(".std"))
+
+
+def comparison_line(results: dict[str, Any]) -> str:
+    """One sentence on what an evaluation shows: on how many top-1 metrics the pretrained backbone is ahead
+    of its random initialisation, by how much on average, on how many held-out videos."""
+    pretrained, random = results["models"]["pretrained"], results["models"]["random"]
+    gaps = [pretrained[n] - random[n] for n in metric_names({"p": pretrained}) if is_top1(n) and n in random]
+    if not gaps:
+        return "No top-1 metric to compare pretrained and random initialisation on."
+    ahead = sum(gap > 0 for gap in gaps)
+    verdict = "ahead of" if ahead > len(gaps) / 2 else "not ahead of"
+    return (f"Shows: the pretrained backbone is {verdict} its random initialisation on {results['n_test']} "
+            f"held-out videos ({ahead} of {len(gaps)} top-1 metrics higher, mean {100 * np.mean(gaps):+.1f} points).")
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """The metrics table of one evaluation, with a pretrained − random column when both ran."""
+    """The metrics table of one evaluation; when both ran, a pretrained − random column and under the table
+    the :func:`comparison_line`."""
     models = results["models"]
-    return markdown_table(models, ("pretrained", "random") if {"pretrained", "random"} <= set(models) else None)
+    if not {"pretrained", "random"} <= set(models):
+        return markdown_table(models)
+    return markdown_table(models, ("pretrained", "random")) + "\n" + comparison_line(results) + "\n"
 
 
 def summary_markdown(results: dict[str, Any]) -> str:
