@@ -20,6 +20,9 @@ CLASSES = ("move_right", "move_down", "rotate", "zoom")
 TRAVEL = 0.4  # move_*: distance covered over the clip, as a fraction of the frame's short side
 TURN_DEGREES = 180.0  # rotate: angle turned over the clip
 ZOOM_RATIO = 3.0  # zoom: last / first scale over the clip
+VIDEOS_PER_CLASS = 32
+TEST_PER_CLASS = 8
+N_FRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,12 @@ def texture(rng: np.random.Generator, height: int, width: int, scale: float) -> 
 
 
 def draw_scene(rng: np.random.Generator, size: tuple[int, int]) -> Scene:
-    """A random scene of frame ``size`` (h, w): textures, a circle or square of radius 0.12-0.18 of the short
-    side centred in the middle 20 % of the frame (so that every motion keeps it almost whole in view),
-    speed 0.8-1.2."""
+    """A random scene of frame ``size`` (h, w): textures blurred at 3-8 % (background) and 2.5-4.5 % (shape)
+    of the short side, a circle or square of radius 12-18 % of the short side centred in the middle 20 % of
+    the frame (so that every motion keeps it almost whole in view), speed 0.8-1.2."""
     h, w = size
-    background = texture(rng, h, w, rng.uniform(2.0, 5.0))
-    sprite = texture(rng, h, w, rng.uniform(1.5, 3.0))
+    background = texture(rng, h, w, rng.uniform(0.03, 0.08) * min(h, w))
+    sprite = texture(rng, h, w, rng.uniform(0.025, 0.045) * min(h, w))
     cx, cy = round(rng.uniform(0.4, 0.6) * w), round(rng.uniform(0.4, 0.6) * h)  # whole pixels: the shape's centre
     radius = round(rng.uniform(0.12, 0.18) * min(h, w))
     mask = np.zeros((h, w), np.float32)
@@ -108,7 +111,8 @@ def render_scene(kind: str, scene: Scene, n_frames: int) -> tuple[np.ndarray, np
     return frames, coverage
 
 
-def render_clip(kind: str, rng: np.random.Generator, n_frames: int = 48, size: tuple[int, int] = (128, 170)) -> np.ndarray:
+def render_clip(kind: str, rng: np.random.Generator, n_frames: int = N_FRAMES,
+                size: tuple[int, int] = (128, 170)) -> np.ndarray:
     """One clip of class ``kind`` over a scene drawn from ``rng``: RGB uint8 [n_frames, h, w, 3]."""
     return render_scene(kind, draw_scene(rng, size), n_frames)[0]
 
@@ -126,10 +130,14 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> None:
     writer.release()
 
 
-def make_demo_videos(out: str | Path, *, videos_per_class: int = 8, n_frames: int = 48,
-                     size: tuple[int, int] = (128, 170), test_per_class: int = 2, seed: int = 0) -> list[Path]:
+def make_demo_videos(out: str | Path, *, videos_per_class: int = VIDEOS_PER_CLASS, n_frames: int = N_FRAMES,
+                     size: tuple[int, int] = (128, 170), test_per_class: int = TEST_PER_CLASS,
+                     seed: int = 0) -> list[Path]:
     """Write ``len(CLASSES) * videos_per_class`` clips under ``out/<class>/`` plus UCF101-style split
-    files (the last ``test_per_class`` videos of each class are test); returns the video paths."""
+    files (the last ``test_per_class`` videos of each class are test); returns the video paths.
+
+    The defaults make the demo's data set: 96 training and 32 test videos of one 16-frame clip each (short
+    clips, so that the whole motion of a class happens within the one clip the network sees)."""
     out = Path(out)
     rng = np.random.default_rng(seed)
     paths, train, test = [], [], []
