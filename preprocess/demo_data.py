@@ -32,7 +32,7 @@ class Scene:
     Attributes:
         background: uint8 [h, w, 3] static texture.
         sprite: uint8 [h, w, 3] texture carried by the shape.
-        mask: float32 [h, w], 1 inside the shape as it is placed in the middle of the clip, else 0.
+        mask: float32 [h, w], 1 inside the shape at rest (where moves and rotation have it mid-clip), else 0.
         center: (x, y) of the shape in the middle of the clip, px.
         speed: factor on the amount of motion (about 1).
     """
@@ -71,7 +71,7 @@ def draw_scene(rng: np.random.Generator, size: tuple[int, int]) -> Scene:
 
 
 def shape_warp(kind: str, phase: float, scene: Scene, zoom_norm: float = 1.0) -> np.ndarray:
-    """2x3 affine map that moves the mid-clip shape of ``scene`` to where class ``kind`` has it at ``phase``
+    """2x3 affine map that takes the shape at rest (``scene.mask``) to where class ``kind`` has it at ``phase``
     (-0.5 at the first frame, 0 mid-clip, 0.5 at the last). Over the clip a move covers ``TRAVEL`` of the
     short side, a rotation turns ``TURN_DEGREES`` and a zoom grows ``ZOOM_RATIO`` times, all times
     ``scene.speed``; the zoom scale is divided by ``zoom_norm`` (its root mean square over the clip, so that
