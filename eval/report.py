@@ -81,29 +81,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def is_top1(name: str) -> bool:
+    """Whether metric ``name`` is a top-1 figure: linear probe / logistic regression / fine-tuning top-1,
+    few-shot accuracy, retrieval R@1."""
+    return name.endswith(("top1", "R@1")) or (name.startswith("fewshot.") and not name.endswith(".std"))
+
+
+def comparison_line(results: dict[str, Any]) -> str:
+    """One sentence on what an evaluation shows: on how many top-1 metrics the pretrained backbone is ahead
+    of its random initialisation, by how much on average, on how many held-out videos."""
+    pretrained, random = results["models"]["pretrained"], results["models"]["random"]
+    gaps = [pretrained[n] - random[n] for n in metric_names({"p": pretrained}) if is_top1(n) and n in random]
+    if not gaps:
+        return "No top-1 metric to compare pretrained and random initialisation on."
+    ahead = sum(gap > 0 for gap in gaps)
+    verdict = "ahead of" if ahead > len(gaps) / 2 else "not ahead of"
+    return (f"Shows: the pretrained backbone is {verdict} its random initialisation on {results['n_test']} "
+            f"held-out videos ({ahead} of {len(gaps)} top-1 metrics higher, mean {100 * np.mean(gaps):+.1f} points).")
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """The metrics table of one evaluation, with a pretrained − random column when both ran."""
+    """The metrics table of one evaluation; when both ran, a pretrained − random column and under the table
+    the :func:`comparison_line`."""
     models = results["models"]
-    return markdown_table(models, ("pretrained", "random") if {"pretrained", "random"} <= set(models) else None)
-
-
-def headline(results: dict[str, Any]) -> str:
-    """One line saying what the table shows: how far the pretrained backbone is ahead of (or behind) random
-    initialisation on the frozen-feature protocols that ran (top-1 / R@1 / 1-shot, in points)."""
-    models = results["models"]
-    if results.get("descriptors"):
-        return f"stored descriptors of {results['descriptors']} (no network, no random twin)"
     if not {"pretrained", "random"} <= set(models):
-        return f"random initialisation of {results['backbone']} only (no pretrained weights to compare)"
-    keys = [k for k in ("linear.top1", "logreg.top1", "retrieval.R@1", "fewshot.1shot") if k in models["pretrained"]]
-    if not keys:
-        return "pretrained vs random: see the fine-tuning rows"
-    gaps = {k: 100 * (models["pretrained"][k] - models["random"][k]) for k in keys}
-    mean = sum(gaps.values()) / len(gaps)
-    verdict = "ahead of" if mean > 0 else "not ahead of"
-    detail = ", ".join(f"{k} {g:+.1f}" for k, g in gaps.items())
-    return (f"pretraining puts {results['backbone']} {verdict} random initialisation on held-out videos by "
-            f"{mean:+.1f} points on average ({detail})")
+        return markdown_table(models)
+    return markdown_table(models, ("pretrained", "random")) + "\n" + comparison_line(results) + "\n"
 
 
 def summary_markdown(results: dict[str, Any]) -> str:
