@@ -14,6 +14,7 @@ import click
 from commands.pipeline import load_cluster, load_pipeline
 from common.errors import ConfigError, Refused
 from common.settings import merge, parse_overrides
+from preprocess import demo_data
 
 
 def _extract_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,17 +133,17 @@ def inspect_command(dataset: Path) -> None:
 
 @click.command("make-demo-data", short_help="Write synthetic demo videos (4 motion classes) with split files.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--videos-per-class", default=8, show_default=True, help="Clips per class (4 classes).")
-@click.option("--frames", "n_frames", default=48, show_default=True, help="Frames per clip.")
-@click.option("--test-per-class", default=2, show_default=True, help="Clips per class listed in testlist01.txt.")
+@click.option("--videos-per-class", default=demo_data.VIDEOS_PER_CLASS, show_default=True,
+              help="Clips per class (4 classes).")
+@click.option("--frames", "n_frames", default=demo_data.N_FRAMES, show_default=True, help="Frames per clip.")
+@click.option("--test-per-class", default=demo_data.TEST_PER_CLASS, show_default=True,
+              help="Clips per class listed in testlist01.txt.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 def make_demo_data_command(out: Path, videos_per_class: int, n_frames: int, test_per_class: int, seed: int) -> None:
-    """Write synthetic demo videos (textured shapes moving right / down / rotating / zooming) to OUT in
-    UCF101 layout with split files."""
-    from preprocess.demo_data import make_demo_videos
-
-    paths = make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
-                             test_per_class=test_per_class, seed=seed)
+    """Write synthetic demo videos (textured shapes moving right / down / rotating / zooming; the motion alone
+    decides the class) to OUT in UCF101 layout with split files."""
+    paths = demo_data.make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
+                                       test_per_class=test_per_class, seed=seed)
     click.echo(f"{len(paths)} demo videos written to {out}")
 
 

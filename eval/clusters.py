@@ -14,16 +14,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from eval.features import cached_features
-from eval.settings import EvalSettings
 from labels.clusters import cluster_quality, kmeans_assignments
 from labels.families.clusters import ClustersSettings, cluster_count
 from labels.store import consolidated_path, labels_root, read_arrays, read_settings
 from preprocess.dataset import Dataset
 
-TASK = "clusters"
+CLUSTERS_TASK = "clusters"
 
 
 @dataclass(frozen=True)
@@ -43,8 +40,8 @@ def load_stored_clusters(data_dir: str | Path, labels_dir: str | Path | None = N
     """Read the ``clusters`` labels of ``data_dir`` (or of ``labels_dir``); LabelError naming the file when
     there are none."""
     root = labels_root(data_dir, labels_dir)
-    recorded = read_settings(root, TASK)
-    stored = read_arrays(consolidated_path(root, TASK), TASK)
+    recorded = read_settings(root, CLUSTERS_TASK)
+    stored = read_arrays(consolidated_path(root, CLUSTERS_TASK), CLUSTERS_TASK)
     settings = ClustersSettings(**recorded["family"])
     videos = [str(v) for v in stored["videos"]]
     return StoredClusters(videos, stored["assignments"], float(stored["nmi"][0]), float(stored["purity"][0]),
@@ -71,26 +68,24 @@ def labelled_quality(assignments: np.ndarray, videos: list[str], dataset: Datase
     return cluster_quality(np.atleast_2d(assignments)[:, labelled], classes)
 
 
-def cluster_comparison(models: Mapping[str, Any], dataset: Dataset, data_dir: str | Path, settings: EvalSettings,
-                       cache_dir: str | Path, device: str | torch.device, progress: bool = False,
-                       labels_dir: str | Path | None = None) -> dict[str, Any]:
+def clustered_videos(stored: StoredClusters, dataset: Dataset) -> list[str]:
+    """The clustered video ids in their stored order; ValueError when one is not a video of ``dataset``."""
+    have = {record.id for record in dataset.videos}
+    missing = [v for v in stored.videos if v not in have]
+    if missing:
+        raise ValueError(f"{dataset.path}: {len(missing)} clustered video(s) are not in the dataset, e.g. "
+                         f"{missing[0]!r} (were the clusters made from another dataset?)")
+    return list(stored.videos)
+
+
+def cluster_comparison(stored: StoredClusters, dataset: Dataset, features: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """NMI and purity of the stored IDT clusters and of k-means on each model's video features.
 
-    ``models`` maps a name to an object with ``backbone`` and ``weights_id`` (``eval.evaluate.Model``). Returns
-    ``{"k", "runs", "videos", "labelled", "idt": {"nmi", "purity"}, "models": {name: {"nmi", "purity"}}}``.
+    ``features`` maps a model name to its video features float [V, D], rows in ``clustered_videos`` order.
+    Returns ``{"k", "runs", "videos", "labelled", "idt": {"nmi", "purity"}, "models": {name: {"nmi", "purity"}}}``.
     """
-    stored = load_stored_clusters(data_dir, labels_dir)
-    missing = [v for v in stored.videos if v not in {r.id for r in dataset.videos}]
-    if missing:
-        raise ValueError(f"{data_dir}: {len(missing)} clustered video(s) are not in the dataset, e.g. {missing[0]!r} "
-                         "(were the clusters made from another dataset?)")
-    ids = sorted(stored.videos)
-    order = [ids.index(v) for v in stored.videos]
-    qualities = {}
-    for name, model in models.items():
-        features = cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
-                                   settings.stream, settings.clips, cache_dir, device, progress)[order]
-        qualities[name] = labelled_quality(feature_assignments(features, stored), stored.videos, dataset)
+    qualities = {name: labelled_quality(feature_assignments(x, stored), stored.videos, dataset)
+                 for name, x in features.items()}
     return {"k": stored.k, "runs": stored.settings.runs, "videos": len(stored.videos),
             "labelled": sum(dataset.video(v).label is not None for v in stored.videos),
             "idt": {"nmi": stored.nmi, "purity": stored.purity}, "models": qualities}

@@ -9,7 +9,7 @@ pairs the extraction calls (``tvl1_torch`` iterates ``batch`` pairs together). S
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -146,12 +146,3 @@ def make_pair_flows(settings: FlowSettings) -> PairFlows:
         return flows
 
     return pair_flows
-
-
-def iter_flows(gray_frames: Iterable[np.ndarray], flow_fn: FlowFn) -> Iterator[np.ndarray]:
-    """Flow between each pair of consecutive gray frames: T frames give T-1 float32 [H, W, 2] flows."""
-    previous = None
-    for gray in gray_frames:
-        if previous is not None:
-            yield flow_fn(previous, gray)
-        previous = gray

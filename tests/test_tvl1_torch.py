@@ -23,6 +23,7 @@ from preprocess.tvl1_ops import (centered_gradient, divergence, forward_gradient
                                  resize_linear)
 from preprocess.tvl1_parameters import TVL1Parameters
 from preprocess.tvl1_torch import tvl1_flow, tvl1_video_flows
+from flow_data import gray, read_flo, shrink  # tests/flow_data.py
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,24 +34,6 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
     cv2.setNumThreads(cv_threads)
-
-
-def read_flo(path: Path) -> np.ndarray:
-    """Middlebury .flo -> float32 [H, W, 2] (u, v)."""
-    raw = path.read_bytes()
-    w, h = np.frombuffer(raw, np.int32, 2, offset=4)
-    return np.frombuffer(raw, np.float32, 2 * w * h, offset=12).reshape(h, w, 2)
-
-
-def shrink(image: np.ndarray, factor: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    return cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-
-
-def gray(path: Path, factor: int = 1) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    assert image is not None, path
-    return shrink(image, factor) if factor > 1 else image
 
 
 def endpoint_errors(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -13,26 +13,14 @@ from labels.idt import IdtParameters, dense_trajectories, dense_trajectories_fro
 from preprocess.decode import iter_frames
 
 
-@dataclass
-class IdtSettings:
-    """Section ``labels.idt``: the release's options (defaults of ``DenseTrackStab``) and the input size."""
+@dataclass(frozen=True)
+class IdtSettings(IdtParameters):
+    """Section ``labels.idt``: the release's options (``IdtParameters``, defaults of ``DenseTrackStab``) and
+    the input size."""
 
-    track_length: int = 15
-    stride: int = 5
-    patch_size: int = 32
-    spatial_cells: int = 2
-    temporal_cells: int = 3
-    max_scales: int = 8
-    init_gap: int = 1
-    quality: float = 0.001
-    detector: str = "sift"  # in place of the release's non-free SURF (docs/IDT.md)
-    match_window: float = 25.0
     size: tuple[int, int] | None = None  # (h, w); None: the source's native resolution
     short_side: int | None = None
     boxes_dir: str | None = None  # optional human boxes: BOXES_DIR/<video id>.txt in the release's format
-
-    def __post_init__(self) -> None:
-        self.parameters()  # the release's checks
 
     def parameters(self) -> IdtParameters:
         """The :class:`labels.idt.IdtParameters` of these settings."""
