@@ -308,3 +308,60 @@ def test_dpc_curriculum_phase_two_starts_from_phase_one(dataset_dir: Path, tmp_p
     fresh = build_method(loaded.phases[1][1], build_backbone("r2d3d_18")).state_dict()
     assert not torch.equal(fresh["predictor.0.weight"], second["predictor.0.weight"])
     assert torch.equal(load_backbone(export).stages["conv1"][0].weight, second["backbone.stages.conv1.0.weight"])
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def test_dpc_test_clips_half_overlap_and_cpc_segments_spread() -> None:
+    from eval.segment_finetune import test_starts
+    from eval.segments import SegmentLayout
+
+    blocks = SegmentLayout("blocks", count=4, frames=3, frame_stride=2, segment_stride=6, modality="rgb")
+    clips = test_starts(60, blocks, 15)  # a clip spans 3 * 6 + 5 = 23 frames: starts every 11
+    assert [c[0] for c in clips] == [0, 11, 22, 33] and clips[1].tolist() == [11, 17, 23, 29]
+    assert [c.tolist() for c in test_starts(10, blocks, 15)] == [[0, 6, 12, 18]]  # too short: one looping clip
+    stacked = SegmentLayout("stacked", count=10, frames=10, frame_stride=1, segment_stride=5, modality="flow")
+    (spread,) = test_starts(110, stacked, 15)
+    assert len(spread) == 15 and spread[0] == 0 and spread[-1] == 100 and stacked.in_channels("flow") == 20
+
+
+def test_segment_features_see_what_training_fed_the_encoder(dataset_dir: Path) -> None:
+    """Evaluation's centre-cropped segments through the method's own ``prepare``: the video feature is the mean
+    of z_t (the pooled encoder maps) over the spread segments."""
+    from eval.segments import SegmentLayout, read_segments, segment_features, spread_starts
+    from train.predictive.cpc import encode_segments
+
+    settings = pipeline("cpc_small", *CPC_SMALL).train
+    torch.manual_seed(0)
+    method = build_method(settings, build_backbone("resnet18_2d", in_channels=6)).eval()
+    layout = SegmentLayout(**CPCMethod.segment_contract(settings))
+    with Dataset(dataset_dir) as dataset:
+        video = dataset.videos[2]
+        starts = spread_starts(video.n_frames - 1, layout.span, 5)
+        flow = read_segments(dataset, "flow", video.id, layout, starts, 48)
+        features = segment_features(method.backbone, dataset, [video.id], layout, "flow", "pool5", 5, 48, 2)
+    batch = {"flow": torch.from_numpy(flow)[None], "flow_bound": torch.tensor([10.0])}
+    with torch.no_grad():
+        z = encode_segments(method.backbone, method.prepare(batch, None)["segments"]).mean(dim=(1, 3, 4))
+    torch.testing.assert_close(torch.from_numpy(features), z, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["cpc", "dpc"])
+def test_evaluate_runs_the_segment_protocols_on_a_trained_backbone(dataset_dir: Path, tmp_path: Path,
+                                                                   method: str) -> None:
+    from eval.evaluate import evaluate
+
+    small = CPC_SMALL if method == "cpc" else DPC_SMALL
+    loaded = pipeline(f"{method}_small", *small, "train.max_steps=1", "eval.segments.test_segments=3",
+                      "eval.segments.train_segments=2", "eval.finetune.epochs=1", "eval.finetune.batch_size=4")
+    train(loaded.train, dataset_dir, tmp_path / "run", progress=False)
+    results = evaluate(tmp_path / "run", dataset_dir, tmp_path / "report", ["linear", "retrieval", "finetune"],
+                       settings=loaded.eval, device="cpu", make_figures=False)
+    assert set(results["models"]) == {"pretrained", "random"} and results["n_test"] == 2
+    for metrics in results["models"].values():
+        assert {"linear.top1", "retrieval.R@1", "finetune.100%.video_top1"} <= set(metrics)
+        assert 0.0 <= metrics["finetune.100%.video_top1"] <= 1.0
+    assert results["stream"] == ("flow" if method == "cpc" else "frames")
+    history = results["details"]["pretrained"]["finetune"]["100%"]["history"]
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
