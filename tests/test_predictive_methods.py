@@ -22,13 +22,12 @@ from common.settings import parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from train.backbones import build_backbone, load_backbone
-from train.checkpoint import list_checkpoints, load_checkpoint
+from train.checkpoint import load_checkpoint
 from train.backbones.r2d3d import BatchStatisticsNorm3d
 from train.loop import build_data, build_sampler, train
 from train.distributed import setup_distributed
 from train.methods import build_method, method_class
 from train.methods.cpc import CPCMethod, SegmentSampler, drop_colour, stack_frames
-from train.methods.dpc import DPCMethod
 from train.predictive.cpc import CPC, cpc_loss
 from train.sampling import SampleKey
 
