@@ -179,7 +179,7 @@ def test_dpc_method_overfits_a_fixed_batch_and_logs_target_kinds(dataset_dir: Pa
 def test_resume_continues_exactly_and_the_contract_records_segments(dataset_dir: Path, tmp_path: Path,
                                                                     method: str) -> None:
     small = CPC_SMALL if method == "cpc" else DPC_SMALL
-    settings = pipeline(f"{method}_small", *small, "train.max_steps=3", "train.checkpoint_every=1",
+    settings = pipeline(f"{method}_small", *small, "train.max_steps=2", "train.checkpoint_every=1",
                         "train.keep_checkpoints=5").train
     whole = tmp_path / "whole"
     train(settings, dataset_dir, whole, progress=False)
@@ -189,8 +189,8 @@ def test_resume_continues_exactly_and_the_contract_records_segments(dataset_dir:
     (stopped / "checkpoints" / step.name).write_bytes(step.read_bytes())
     (stopped / "metrics.jsonl").write_text((whole / "metrics.jsonl").read_text().splitlines(keepends=True)[0])
     train(settings, dataset_dir, stopped, resume=True, progress=False)
-    a = load_checkpoint(whole / "checkpoints/step_00000003.pt")
-    b = load_checkpoint(stopped / "checkpoints/step_00000003.pt")
+    a = load_checkpoint(whole / "checkpoints/step_00000002.pt")
+    b = load_checkpoint(stopped / "checkpoints/step_00000002.pt")
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), f"{name} differs after resume"
     conv1 = next(k for k in a["model"] if k.startswith("backbone.") and k.endswith("weight"))
