@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from eval.settings import ALL_TASKS
+from eval.settings import TASKS
 from commands.pipeline import load_pipeline
 from common.errors import ConfigError
 from common.settings import build, parse_overrides
@@ -32,11 +32,14 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
     return build(EvalSettings, eval_overrides, "eval")
 
 
-@click.command("eval", short_help="Evaluate a backbone vs random init: linear probe, fine-tuning, few-shot, retrieval.")
-@click.option("--task", "tasks", multiple=True, type=click.Choice([*ALL_TASKS, "all"]),
-              help="Protocol to run (repeatable; default: the pipeline's eval.tasks).")
-@click.option("--weights", required=True, metavar="RUN_DIR|FILE|random",
-              help="Training run folder (its backbone.pt), a backbone file, or 'random' for random init only.")
+@click.command("eval", short_help="Evaluate a backbone vs random init, or stored descriptors (IDT), on the protocols.")
+@click.option("--task", "tasks", multiple=True, type=click.Choice([*TASKS, "all"]),
+              help="Protocol to run (repeatable; 'all': linear, finetune, fewshot, retrieval; default: the "
+                   "pipeline's eval.tasks).")
+@click.option("--weights", required=True, metavar="RUN_DIR|FILE|random|idt|descriptors:FILE.h5",
+              help="Training run folder (its backbone.pt), a backbone file, 'random' for random init only, 'idt' "
+                   "for the dataset's IDT Fisher vectors (DATA/labels/fisher/fisher.h5), or descriptors:FILE.h5 "
+                   "for any stored video descriptors ('videos' [V], 'vectors' [V, D]).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Labelled extracted dataset folder.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -54,6 +57,9 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 @click.option("--clips", "clips_per_video", type=int, default=None, help="Clips per video.")
 @click.option("--label-fraction", "label_fractions", type=float, multiple=True,
               help="Fine-tuning label fraction in (0, 1] (repeatable, e.g. 0.01 0.1 1).")
+@click.option("--pairs", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Similarity pair list (*.txt of eval.pairs, or an ASLAN view *.mat); default: built from the "
+                   "labelled videos (eval.similarity.n_folds folds of disjoint classes) and saved as pairs.txt.")
 @click.option("--seed", type=int, default=None)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache (default: REPORT_DIR/feature_cache); share it between reports to reuse features.")
@@ -63,17 +69,18 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
                  backbone_args: tuple[str, ...], pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
                  stage: str | None, split: str | None, clips_per_video: int | None,
-                 label_fractions: tuple[float, ...], seed: int | None, cache_dir: Path | None, device: str | None,
-                 no_figures: bool, no_progress: bool) -> None:
-    """Evaluate a pretrained backbone against its random initialisation (linear probe, fine-tuning,
-    few-shot, retrieval) and write a report."""
+                 label_fractions: tuple[float, ...], pairs: str | None, seed: int | None, cache_dir: Path | None,
+                 device: str | None, no_figures: bool, no_progress: bool) -> None:
+    """Evaluate a pretrained backbone against its random initialisation, or stored video descriptors (linear
+    probe, fine-tuning, few-shot, retrieval, dynamic scenes, action similarity) and write a report."""
     from eval.evaluate import evaluate
     from eval.report import results_table
 
     try:
         settings = _settings(pipeline_name, pipelines_file, overrides, stage=stage, split=split, seed=seed,
                              **{"clips.clips_per_video": clips_per_video,
-                                "finetune.label_fractions": list(label_fractions) or None})
+                                "finetune.label_fractions": list(label_fractions) or None,
+                                "similarity.pairs": pairs})
         constructor_args = parse_overrides(list(backbone_args))
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from exc
@@ -88,21 +95,30 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
     click.echo(f"report written to {out_dir}")
 
 
-@click.command("report")
+@click.command("report", short_help="Compare any number of reports: a table per protocol and a bar chart.")
 @click.argument("report_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the table to this Markdown file.")
-def report_command(report_dirs: tuple[Path, ...], out_file: Path | None) -> None:
-    """Put several evaluation reports side by side in one table."""
-    from eval.report import compare_runs
+              help="Also write the tables to this Markdown file (and the bar chart beside it, as .png).")
+@click.option("--figure", "figure_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Bar chart PNG of the headline metrics (default: the --out file with .png).")
+def report_command(report_dirs: tuple[Path, ...], out_file: Path | None, figure_file: Path | None) -> None:
+    """Put any number of evaluation reports (methods, random, IDT, supervised) side by side: one table per
+    protocol, and a bar chart of the headline metrics."""
+    from eval.figures import plot_headline_bars
+    from eval.report import compare_runs, headline_values
 
     try:
         table = compare_runs(list(report_dirs))
+        bars = headline_values(list(report_dirs))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(table)
     if out_file is not None:
         out_file.write_text(table)
+    figure_file = figure_file or (out_file.with_suffix(".png") if out_file is not None else None)
+    if figure_file is not None and bars:
+        plot_headline_bars(bars, figure_file, "Headline metrics (error bars: spread over draws / folds)")
+        click.echo(f"bar chart written to {figure_file}")
 
 
 COMMANDS: list[click.Command] = [eval_command, report_command]

@@ -14,6 +14,7 @@ import click
 from commands.pipeline import load_cluster, load_pipeline
 from common.errors import ConfigError, Refused
 from common.settings import merge, parse_overrides
+from preprocess import demo_data
 
 
 def _extract_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,13 +100,18 @@ def extract_frames_command(**opts: Any) -> None:
 
 @click.command("extract-flow")
 @_extract_options
-@click.option("--algo", type=click.Choice(["tvl1", "dis", "farneback"]), help="Optical flow algorithm (default: tvl1).")
+@click.option("--algo", type=click.Choice(["tvl1", "tvl1_torch", "dis", "farneback"]),
+              help="Optical flow algorithm (default: tvl1; tvl1_torch: the same TV-L1 in PyTorch, batched).")
 @click.option("--bound", type=float, help="Flow clipped to [-bound, bound] px before uint8 quantization (default: 20).")
 @click.option("--dis-preset", type=click.Choice(["ultrafast", "fast", "medium"]), help="DIS preset (default: medium).")
-def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str | None, **opts: Any) -> None:
+@click.option("--flow-device", type=click.Choice(["cpu", "cuda"]), help="Device of tvl1_torch (default: cpu).")
+@click.option("--flow-batch", type=click.IntRange(min=1), help="Frame pairs per tvl1_torch call (default: 2).")
+def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str | None, flow_device: str | None,
+                         flow_batch: int | None, **opts: Any) -> None:
     """Like extract-frames, plus quantized optical flow (and image differences). Frames already in OUTPUT
     are reused, not decoded again. Re-running resumes."""
-    _run_extract(True, opts, {"algo": algo, "bound": bound, "dis_preset": dis_preset})
+    _run_extract(True, opts, {"algo": algo, "bound": bound, "dis_preset": dis_preset, "device": flow_device,
+                              "batch": flow_batch})
 
 
 @click.command("inspect", short_help="Print what a dataset holds: videos, streams, shards, sizes, settings, failures.")
@@ -123,17 +129,17 @@ def inspect_command(dataset: Path) -> None:
 
 @click.command("make-demo-data", short_help="Write synthetic demo videos (4 motion classes) with split files.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--videos-per-class", default=8, show_default=True, help="Clips per class (4 classes).")
-@click.option("--frames", "n_frames", default=48, show_default=True, help="Frames per clip.")
-@click.option("--test-per-class", default=2, show_default=True, help="Clips per class listed in testlist01.txt.")
+@click.option("--videos-per-class", default=demo_data.VIDEOS_PER_CLASS, show_default=True,
+              help="Clips per class (4 classes).")
+@click.option("--frames", "n_frames", default=demo_data.N_FRAMES, show_default=True, help="Frames per clip.")
+@click.option("--test-per-class", default=demo_data.TEST_PER_CLASS, show_default=True,
+              help="Clips per class listed in testlist01.txt.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 def make_demo_data_command(out: Path, videos_per_class: int, n_frames: int, test_per_class: int, seed: int) -> None:
-    """Write synthetic demo videos (textured shapes moving right / down / rotating / zooming) to OUT in
-    UCF101 layout with split files."""
-    from preprocess.demo_data import make_demo_videos
-
-    paths = make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
-                             test_per_class=test_per_class, seed=seed)
+    """Write synthetic demo videos (textured shapes moving right / down / rotating / zooming; the motion alone
+    decides the class) to OUT in UCF101 layout with split files."""
+    paths = demo_data.make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
+                                       test_per_class=test_per_class, seed=seed)
     click.echo(f"{len(paths)} demo videos written to {out}")
 
 

@@ -16,7 +16,7 @@ from common.errors import ConfigError
 from common.runner import ClusterSettings
 from common.settings import build, merge
 from eval.settings import EvalSettings
-from labels.settings import LabelSettings
+from labels.settings import LabelSettings, build_label_settings
 from preprocess.flow import make_flow
 from preprocess.settings import ExtractSettings
 from train.methods import METHODS, build_phases, build_train_settings
@@ -112,7 +112,7 @@ def load_pipeline(
     raw = _place_shared(raw, name)
     preprocess = build(ExtractSettings, raw["preprocess"], f"{name}.preprocess")
     try:
-        make_flow(preprocess.flow)  # OpenCV refuses unknown or ill-typed backend parameters here
+        make_flow(preprocess.flow)  # the backend refuses unknown or ill-typed parameters here
     except ValueError as exc:
         raise ConfigError(f"{name}.preprocess.flow: {exc}") from exc
     train, pending, phases = None, None, []
@@ -128,7 +128,7 @@ def load_pipeline(
         phases = build_phases(section, f"{name}.train")
         train = phases[-1][1] if phases else build_train_settings(section, f"{name}.train")
     return Pipeline(name=name, description=str(raw.get("description", "")), preprocess=preprocess,
-                    labels=build(LabelSettings, raw["labels"], f"{name}.labels"), train=train,
+                    labels=build_label_settings(raw["labels"], f"{name}.labels"), train=train,
                     eval=build(EvalSettings, raw["eval"], f"{name}.eval"), pending=pending, phases=phases)
 
 

@@ -22,7 +22,7 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     import torch
 
     from eval.evaluate import evaluate
-    from eval.report import headline, results_table
+    from eval.report import results_table
     from labels.make import format_summary as label_summary
     from labels.make import make_labels
     from preprocess.extract import extract
@@ -49,7 +49,6 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     click.echo(f"[4/4] evaluating pretrained vs random initialisation into {report}")
     results = evaluate(run, dataset, report, settings=pipeline.eval, device=device, progress=progress)
     click.echo(results_table(results))
-    click.echo(headline(results))
     return extracted.ok and labelled_ok
 
 

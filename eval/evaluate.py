@@ -1,7 +1,9 @@
-"""Evaluation of one training run (or a random initialisation) on a labelled extracted dataset.
+"""Evaluation of one training run (or a random initialisation, or stored video descriptors) on a labelled
+extracted dataset.
 
 ``evaluate`` picks the train/test videos, builds the pretrained backbone and its randomly initialised
-twin, runs the requested protocols on both, and writes the report (results JSON, Markdown, figures).
+twin (or reads the descriptors), runs the requested protocols on both, and writes the report (results JSON,
+Markdown, figures).
 """
 from __future__ import annotations
 
@@ -14,64 +16,38 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval import figures
-from eval.features import cached_features, file_sha256
+from eval.descriptors import descriptor_source, model_name, read_descriptors
+from eval.features import WINDOW_STAGES, cached_features, cached_window_features, file_sha256
 from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
+from eval.labelled import LabelledSplit, LabelledVideos, labelled_split, labelled_videos
 from eval.metrics import confusion_matrix, topk_accuracy
 from eval.probe import logistic_regression_probabilities, probe_probabilities, train_linear_probe
 from eval.report import differences, write_report
-from eval.retrieval import nearest_neighbours, retrieval_recall
+from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
+from eval.retrieval import l2_normalize, nearest_neighbours, retrieval_recall
 from eval.segment_finetune import segment_finetune
 from eval.segments import SegmentLayout, segment_features
-from eval.settings import ALL_TASKS, EvalSettings
-from eval.splits import label_fraction, stratified_split
+from eval.settings import ALL_TASKS, TASKS, WINDOW_TASKS, EvalSettings
+from eval.splits import label_fraction
+from eval.video_protocols import pair_list, scenes_protocol, similarity_protocol
 from preprocess.dataset import Dataset
 from preprocess.streams import CHANNELS
 from train.backbones import build_backbone, load_backbone
 
 log = logging.getLogger(__name__)
 BACKBONE_FILE = "backbone.pt"
-RETRIEVAL_GRID_QUERIES = 6
-RETRIEVAL_GRID_NEIGHBOURS = 3
-
-
-@dataclass
-class LabelledSplit:
-    """Train and test videos of a dataset with int class labels."""
-
-    classes: list[str]
-    train_ids: list[str]
-    train_labels: np.ndarray  # int64 [N_train]
-    test_ids: list[str]
-    test_labels: np.ndarray  # int64 [N_test]
+FROZEN_TASKS = ("linear", "fewshot", "retrieval")
 
 
 @dataclass
 class Model:
-    """A backbone to evaluate and what identifies its weights (for the feature cache)."""
+    """A backbone to evaluate and what identifies its weights (for the feature cache), or (``backbone`` None)
+    a file of stored video descriptors."""
 
-    backbone: torch.nn.Module
+    backbone: torch.nn.Module | None
     weights_id: str
-
-
-def labelled_split(dataset: Dataset, settings: EvalSettings) -> LabelledSplit:
-    """Labelled videos split by the dataset's split files (``split: files``) or stratified per class."""
-    videos = [v for v in dataset.videos if v.label is not None]
-    classes = sorted({v.label for v in videos})
-    if len(classes) < 2:
-        raise ValueError(f"{dataset.path}: evaluation needs labelled videos of at least 2 classes, found {classes}")
-    labels = np.array([classes.index(v.label) for v in videos], dtype=np.int64)
-    ids = [v.id for v in videos]
-    if settings.split == "stratified":
-        train, test = stratified_split(labels, settings.test_fraction, settings.seed)
-    else:
-        train = np.flatnonzero([v.split == "train" for v in videos])
-        test = np.flatnonzero([v.split == "test" for v in videos])
-        if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"{dataset.path}: split files give {len(train)} train and {len(test)} test videos; "
-                             "extract with split files or evaluate with split: stratified")
-    return LabelledSplit(classes, [ids[i] for i in train], labels[train], [ids[i] for i in test], labels[test])
+    descriptors: Path | None = None
 
 
 def resolve_weights(weights: str | Path) -> Path:
@@ -125,6 +101,13 @@ def build_models(weights: str | Path, backbone: str | None, in_channels: int, se
     models["random"] = Model(random_backbone, f"random:{name}:{in_channels}:{sorted(kwargs.items())}:seed{seed}:"
                                               f"torch{torch.__version__}")
     return models
+
+
+def descriptor_model(weights: str | Path, file: Path) -> dict[str, Model]:
+    """``{name: Model}`` of a stored descriptor file (``eval.descriptors.model_name``), identified by its hash."""
+    if not file.is_file():
+        read_descriptors(file, [])  # raises the error naming the file
+    return {model_name(weights): Model(None, f"sha256:{file_sha256(file)}", file)}
 
 
 def _percent(fraction: float) -> str:
@@ -202,70 +185,39 @@ def finetune_protocol(model: Model, dataset: Dataset, split: LabelledSplit, sett
     return metrics, details
 
 
-def middle_frame(dataset: Dataset, video_id: str) -> np.ndarray:
-    """The middle stored frame of a video: uint8 [H, W, 3]."""
-    n = dataset.video(video_id).n_frames
-    return dataset.read_frames(video_id, n // 2, n // 2 + 1)[0]
+def video_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: list[str], settings: EvalSettings,
+                   cache_dir: Path, device: torch.device, progress: bool) -> np.ndarray:
+    """Video features float32 [N, D] of ``ids``: uniform clips through the backbone (cached), or the stored
+    descriptors."""
+    if model.backbone is None:
+        return read_descriptors(model.descriptors, ids, settings.descriptors.max_missing_fraction).vectors
+    return cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
+                           settings.stream, settings.clips, cache_dir, device, progress)
 
 
-def grid_queries(labels: np.ndarray, n: int) -> np.ndarray:
-    """Up to ``n`` indices into ``labels`` taking classes in turn: the first video of every class, then the
-    second, ... (int64, at most ``len(labels)``)."""
-    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    rounds = max(len(members) for members in by_class)
-    order = [members[r] for r in range(rounds) for members in by_class if r < len(members)]
-    return np.array(order[:n], dtype=np.int64)
+def window_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: list[str], settings: EvalSettings,
+                    cache_dir: Path, device: torch.device, progress: bool) -> dict[str, np.ndarray]:
+    """L2-normalised video descriptors of ``ids`` for the scenes and similarity protocols: per stage of
+    ``WINDOW_STAGES`` from overlapping windows (cached), or ``{"descriptor": ...}`` for stored descriptors."""
+    if model.backbone is None:
+        stored = read_descriptors(model.descriptors, ids, settings.descriptors.max_missing_fraction)
+        return {"descriptor": l2_normalize(stored.vectors).astype(np.float32)}
+    return cached_window_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stream,
+                                  settings.clips, settings.windows.overlap, settings.windows.batch_size, cache_dir,
+                                  device, progress)
 
 
-def write_figures(out_dir: Path, dataset: Dataset, split: LabelledSplit, features: dict[str, np.ndarray],
-                  details: dict[str, dict], seed: int) -> list[str]:
-    """t-SNE per model, confusion matrix, retrieval grid and fine-tuning curves; returns the file names."""
-    written: list[str] = []
-    headline = "pretrained" if "pretrained" in details else "random"
-    for name, feats in features.items():
-        labels = np.concatenate([split.train_labels, split.test_labels])
-        file = f"tsne_{name}.png"
-        figures.plot_tsne(feats, labels, split.classes, out_dir / file, f"t-SNE of {name} video features", seed)
-        written.append(file)
-    head = details[headline]
-    confusion = head.get("linear", {}).get("confusion")
-    source = "linear probe"
-    if confusion is None and head.get("finetune"):
-        fraction, run = next(reversed(head["finetune"].items()))
-        confusion, source = run["confusion"], f"fine-tuning ({fraction} labels)"
-    if confusion is not None:
-        file = f"confusion_{headline}.png"
-        figures.plot_confusion(confusion, split.classes, out_dir / file, f"Confusion matrix: {headline}, {source}")
-        written.append(file)
-    if "retrieval" in head and dataset.has_stream("frames"):
-        neighbours = head["retrieval"]["neighbours"]
-        picks = grid_queries(split.test_labels, RETRIEVAL_GRID_QUERIES)
-        figures.plot_retrieval_grid(
-            [middle_frame(dataset, split.test_ids[q]) for q in picks],
-            [[middle_frame(dataset, split.train_ids[g]) for g in neighbours[q]] for q in picks],
-            split.train_labels[neighbours[picks]] == split.test_labels[picks, None],
-            [split.classes[split.test_labels[q]] for q in picks],
-            [[split.classes[split.train_labels[g]] for g in neighbours[q]] for q in picks],
-            out_dir / f"retrieval_{headline}.png",
-        )
-        written.append(f"retrieval_{headline}.png")
-    histories = {f"{model} {fraction}": run["history"] for model, d in details.items()
-                 for fraction, run in d.get("finetune", {}).items()}
-    if histories:
-        figures.plot_training_curves(histories, out_dir / "finetune_curves.png")
-        written.append("finetune_curves.png")
-    return written
-
-
-def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: LabelledSplit, tasks: list[str],
-                   settings: EvalSettings, cache_dir: Path, device: torch.device, progress: bool,
-                   layout: SegmentLayout | None = None) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
+def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: LabelledSplit | None,
+                   labelled: LabelledVideos, pairs, tasks: list[str], settings: EvalSettings, cache_dir: Path,
+                   device: torch.device, progress: bool, layout: SegmentLayout | None = None
+                   ) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
     """Run ``tasks`` on one model: (flat metrics, details, video features [N_train + N_test, D] or None
-    when only fine-tuning ran). A segment backbone (``layout``) is fed its segments (``eval.segments``)."""
+    when no frozen-feature protocol on the split ran). ``pairs``: the similarity pair list (or None). A segment
+    backbone (``layout``) is fed its segments (``eval.segments``)."""
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     features = None
-    frozen = [t for t in tasks if t != "finetune"]
+    frozen = [t for t in tasks if t in FROZEN_TASKS]
     if frozen:
         ids = sorted(split.train_ids + split.test_ids)
         if layout is not None:
@@ -273,8 +225,7 @@ def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: 
                                      settings.segments.test_segments, settings.clips.crop_size,
                                      settings.clips.batch_size, device, progress)
         else:
-            all_x = cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
-                                    settings.stream, settings.clips, cache_dir, device, progress)
+            all_x = video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress)
         row = {vid: i for i, vid in enumerate(ids)}
         train_x = all_x[[row[v] for v in split.train_ids]]
         test_x = all_x[[row[v] for v in split.test_ids]]
@@ -284,7 +235,28 @@ def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: 
         tuned_metrics, details["finetune"] = finetune_protocol(model, dataset, split, settings, device, progress,
                                                                layout)
         metrics.update(tuned_metrics)
+    if any(t in WINDOW_TASKS for t in tasks):
+        stages = window_features(model, dataset, data_dir, labelled.ids, settings, cache_dir, device, progress)
+        if "scenes" in tasks:
+            x = stages["descriptor"] if model.backbone is None else stages[settings.scenes.stage]
+            scene_metrics, details["scenes"] = scenes_protocol(x, labelled.labels, labelled.classes, settings.scenes)
+            metrics.update(scene_metrics)
+        if "similarity" in tasks:
+            pair_metrics, details["similarity"] = similarity_protocol([stages[s] for s in WINDOW_STAGES],
+                                                                      labelled.ids, pairs, settings.similarity)
+            metrics.update(pair_metrics)
     return metrics, details, features
+
+
+def resolve_tasks(tasks: list[str] | tuple[str, ...] | None, settings: EvalSettings) -> list[str]:
+    """The tasks to run: ``tasks`` (``all`` standing for linear, finetune, fewshot, retrieval) or the settings'."""
+    tasks = list(settings.tasks if tasks is None else tasks)
+    if "all" in tasks:
+        tasks = list(ALL_TASKS) + [t for t in tasks if t in WINDOW_TASKS]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"unknown evaluation task(s) {unknown or tasks} (known: {', '.join(TASKS)}, all)")
+    return tasks
 
 
 def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
@@ -293,72 +265,97 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
              cache_dir: str | Path | None = None,
              device: str | torch.device | None = None, make_figures: bool = True,
              progress: bool = False) -> dict[str, Any]:
-    """Evaluate ``weights`` (a training run directory, a backbone file, or ``"random"``) on ``data_dir``.
+    """Evaluate ``weights`` on ``data_dir``: a training run directory, a backbone file, ``"random"``, or stored
+    video descriptors (``"idt"``: the dataset's IDT Fisher vectors, ``"descriptors:FILE.h5"``: any such file).
 
-    ``tasks`` from linear, finetune, fewshot, retrieval, or ``["all"]`` (default: ``settings.tasks``).
+    ``tasks`` from linear, finetune, fewshot, retrieval, scenes, similarity, or ``["all"]`` (the first four;
+    default: ``settings.tasks``).
     ``backbone``/``backbone_args`` name the architecture when ``weights == "random"``; otherwise a randomly
-    initialised twin is evaluated alongside as the baseline.
+    initialised twin is evaluated alongside as the baseline (not for descriptors).
     Features are cached in ``cache_dir`` (default ``out_dir/feature_cache``). Writes ``results.json``,
-    ``summary.md`` and PNG figures into ``out_dir`` and returns the results dict, whose ``models`` maps
-    each model to its flat metrics and ``difference`` holds pretrained minus random.
+    ``summary.md`` and PNG figures (and ``pairs.txt`` for similarity) into ``out_dir`` and returns the results
+    dict, whose ``models`` maps each model to its flat metrics and ``difference`` holds pretrained minus random.
     """
     settings = settings or EvalSettings()
-    tasks = list(settings.tasks if tasks is None else tasks)
-    tasks = list(ALL_TASKS) if "all" in tasks else tasks
-    unknown = sorted(set(tasks) - set(ALL_TASKS))
-    if unknown or not tasks:
-        raise ValueError(f"unknown evaluation task(s) {unknown or tasks} (known: {', '.join(ALL_TASKS)}, all)")
+    tasks = resolve_tasks(tasks, settings)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
     contract: dict[str, Any] = {}
     layout = None
-    if str(weights) != "random":
+    descriptors = descriptor_source(weights, data_dir)
+    if descriptors is not None:
+        refused = [t for t in tasks if t in ("finetune", "similarity")]
+        if refused:
+            raise ValueError(f"{descriptors}: stored descriptors cannot run {', '.join(refused)} (fine-tuning needs a "
+                             f"network; the similarity measures need non-negative features, Fisher vectors are signed)")
+    elif str(weights) != "random":
         file = resolve_weights(weights)
         contract = load_backbone(file).input_contract
         settings = with_input_contract(settings, contract, str(file))
         layout = SegmentLayout.from_contract(contract, str(file))
     with Dataset(data_dir) as dataset:
-        if not dataset.has_stream(settings.stream):
+        if descriptors is None and not dataset.has_stream(settings.stream):
             raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream, which the evaluated "
                              f"backbone reads (extract it first)")
         if "flow_bound" in contract and dataset.flow_bound != contract["flow_bound"]:
             raise ValueError(f"{data_dir}: flow is stored with bound {dataset.flow_bound:g} px, the backbone was "
                              f"trained on flow scaled by {contract['flow_bound']:g} px")
-        split = labelled_split(dataset, settings)
-        channels = layout.in_channels(settings.stream) if layout is not None else CHANNELS[settings.stream]
-        models = build_models(weights, backbone, channels, settings.seed, device, backbone_args)
+        labelled = labelled_videos(dataset)
+        split = labelled_split(dataset, settings) if set(tasks) - set(WINDOW_TASKS) else None
+        pairs, pairs_source = None, None
+        if "similarity" in tasks:
+            pairs, pairs_source = pair_list(settings.similarity, labelled.ids,
+                                            [labelled.classes[c] for c in labelled.labels], settings.seed, out_dir)
+        missing: list[str] = []
+        if descriptors is not None:
+            models = descriptor_model(weights, descriptors)
+            missing = read_descriptors(descriptors, labelled.ids, settings.descriptors.max_missing_fraction).missing
+        else:
+            channels = layout.in_channels(settings.stream) if layout is not None else CHANNELS[settings.stream]
+            models = build_models(weights, backbone, channels, settings.seed, device, backbone_args)
         metrics: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}
         features: dict[str, np.ndarray] = {}
         for name, model in models.items():
             metrics[name], details[name], model_features = evaluate_model(
-                model, dataset, data_dir, split, tasks, settings, cache_dir, device, progress, layout)
+                model, dataset, data_dir, split, labelled, pairs, tasks, settings, cache_dir, device, progress,
+                layout)
             if model_features is not None:
                 features[name] = model_features
             log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
-        figure_files = write_figures(out_dir, dataset, split, features, details, settings.seed) if make_figures else []
+        stacked = layout is not None and layout.layout == "stacked"  # attention maps take plain clips
+        networks = {name: m.backbone for name, m in models.items() if m.backbone is not None and not stacked}
+        figure_files, shown = (write_figures(out_dir, dataset, split, labelled, networks, features, details, settings,
+                                             device) if make_figures else ([], {}))
+    first = next(iter(models.values()))
     results: dict[str, Any] = {
         "weights": str(weights),
-        "weights_id": next(iter(models.values())).weights_id,
-        "backbone": next(iter(models.values())).backbone.build_args["name"],
+        "weights_id": first.weights_id,
+        "backbone": first.backbone.build_args["name"] if first.backbone is not None else None,
+        "descriptors": str(descriptors) if descriptors is not None else None,
         "data": str(data_dir),
         "stage": settings.stage,
         "stream": settings.stream,
         "split": settings.split,
         "tasks": tasks,
-        "classes": split.classes,
-        "n_classes": len(split.classes),
-        "n_train": len(split.train_ids),
-        "n_test": len(split.test_ids),
-        "train_ids": split.train_ids,
-        "test_ids": split.test_ids,
+        "classes": labelled.classes,
+        "n_classes": len(labelled.classes),
+        "n_labelled": len(labelled.ids),
         "settings": dataclasses.asdict(settings),
         "models": metrics,
         "details": details,
         "figures": figure_files,
+        "figure_videos": shown,
     }
+    if descriptors is not None:
+        results["missing_descriptors"] = missing
+    if split is not None:
+        results.update({"n_train": len(split.train_ids), "n_test": len(split.test_ids), "train_ids": split.train_ids,
+                        "test_ids": split.test_ids})
+    if pairs is not None:
+        results.update({"pairs": pairs_source, "n_pairs": len(pairs), "n_folds": int(len(np.unique(pairs.fold)))})
     if "pretrained" in metrics:
         results["difference"] = differences(metrics["pretrained"], metrics["random"])
     write_report(results, out_dir)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from eval.scenes import video_descriptor
 from eval.settings import ClipSettings
 from eval.video_clips import evaluation_loader
 from preprocess.streams import to_input
@@ -42,9 +43,12 @@ def dataset_signature(dataset, data_dir: str | Path, video_ids: list[str]) -> di
 
 
 def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dataset, data_dir: str | Path,
-              video_ids: list[str]) -> str:
-    """Hex digest naming one feature extraction (independent of batch size and worker count)."""
+              video_ids: list[str], overlap: int | None = None) -> str:
+    """Hex digest naming one feature extraction (independent of batch size and worker count); with
+    ``overlap`` the extraction of overlapping windows (clip length, overlap and crop, not the clip count)."""
     clip_recipe = {k: v for k, v in asdict(clips).items() if k not in ("batch_size", "num_workers")}
+    if overlap is not None:
+        clip_recipe = {"windows": True, "clip_len": clips.clip_len, "overlap": overlap, "crop_size": clips.crop_size}
     recipe = {"weights": weights_id, "stage": stage, "stream": stream, "clips": clip_recipe,
               "dataset": dataset_signature(dataset, data_dir, video_ids)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -72,6 +76,61 @@ def extract_features(backbone, dataset, video_ids: list[str], stage: str, stream
     return np.stack(features).astype(np.float32)
 
 
+WINDOW_STAGES: tuple[str, ...] = ("pool3", "pool4", "pool5")
+
+
+@torch.no_grad()
+def extract_window_features(backbone, dataset, video_ids: list[str], stream: str, clips: ClipSettings, overlap: int,
+                            batch_size: int, device: str | torch.device = "cpu",
+                            progress: bool = False) -> dict[str, np.ndarray]:
+    """Per stage of ``WINDOW_STAGES`` the video descriptors float32 [N, D_s]: every ``clips.clip_len`` clip
+    of a video with ``overlap`` frames shared by consecutive clips (centre crop ``clips.crop_size``), the
+    pooled features of all three stages from one ``forward_stages`` pass, averaged over the video's clips
+    and L2-normalised (``eval.scenes.video_descriptor``)."""
+    backbone.eval()
+    flow_bound = dataset.flow_bound if stream == "flow" else 1.0
+    rows: dict[str, list[np.ndarray]] = {stage: [] for stage in WINDOW_STAGES}
+    loader = evaluation_loader(dataset, stream, video_ids, clips, device, overlap=overlap)
+    for raw in tqdm(loader, desc="window features", disable=not progress, leave=False):
+        x = to_input(raw, stream, flow_bound=flow_bound, device=device)
+        outputs = [backbone.forward_stages(batch, last="pool5") for batch in x.split(batch_size)]
+        for stage in WINDOW_STAGES:
+            clip_rows = torch.cat([out[stage].float() for out in outputs]).cpu().numpy()
+            rows[stage].append(video_descriptor(clip_rows).astype(np.float32))
+    return {stage: np.stack(values) for stage, values in rows.items()}
+
+
+def _write_npz(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
+                           stream: str, clips: ClipSettings, overlap: int, batch_size: int, cache_dir: str | Path,
+                           device: str | torch.device = "cpu", progress: bool = False) -> dict[str, np.ndarray]:
+    """``extract_window_features`` read from ``cache_dir/<key>.npz`` when present, else computed and stored.
+
+    The key (``cache_key`` with ``overlap``) covers the weights, stream, dataset and the windowing."""
+    key = cache_key(weights_id, "+".join(WINDOW_STAGES), stream, clips, dataset, data_dir, video_ids, overlap)
+    path = Path(cache_dir) / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            if stored["video_ids"].tolist() == list(video_ids):
+                return {stage: stored[stage] for stage in WINDOW_STAGES}
+    features = extract_window_features(backbone, dataset, video_ids, stream, clips, overlap, batch_size, device,
+                                       progress)
+    _write_npz(path, key, {**features, "video_ids": np.array(video_ids)})
+    return features
+
+
 def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str], stage: str,
                     stream: str, clips: ClipSettings, cache_dir: str | Path, device: str | torch.device = "cpu",
                     progress: bool = False) -> np.ndarray:
@@ -84,13 +143,5 @@ def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, vi
             if stored["video_ids"].tolist() == list(video_ids):
                 return stored["features"]
     features = extract_features(backbone, dataset, video_ids, stage, stream, clips, device, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, features=features, video_ids=np.array(video_ids))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_npz(path, key, {"features": features, "video_ids": np.array(video_ids)})
     return features

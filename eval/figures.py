@@ -124,3 +124,65 @@ def plot_training_curves(histories: dict[str, list[dict[str, float]]], path: str
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_attention(panels: list[dict], names: list[str], path: str | Path, title: str = "Attention") -> None:
+    """One row per clip: its frame, the attention map over it, and the summed motion boundaries.
+
+    panels: dicts with ``frame`` uint8 [S, S, 3], ``attention`` float [S, S] in [0, 1], ``boundaries`` float
+    [S, S] or None (the column is left out when no clip has one); names: one caption per row.
+    """
+    with_boundaries = any(p["boundaries"] is not None for p in panels)
+    columns = 3 if with_boundaries else 2
+    fig, axes = plt.subplots(len(panels), columns, figsize=(2.4 * columns, 2.3 * len(panels)), squeeze=False)
+    for row, (panel, name) in enumerate(zip(panels, names)):
+        axes[row, 0].imshow(panel["frame"])
+        axes[row, 0].set_title(name, fontsize=8)
+        axes[row, 1].imshow(panel["frame"])
+        axes[row, 1].imshow(panel["attention"], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+        axes[row, 1].set_title("attention (last conv)", fontsize=8)
+        if with_boundaries:
+            if panel["boundaries"] is not None:
+                axes[row, 2].imshow(panel["boundaries"], cmap="gray")
+            axes[row, 2].set_title("motion boundaries u + v", fontsize=8)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_headline_bars(values: dict[str, dict[str, tuple[float, float | None]]], path: str | Path,
+                       title: str = "Headline metrics") -> None:
+    """Grouped bars: one group per metric, one bar per column, error bars where a spread is given.
+
+    values: {metric: {column: (value, spread or None)}} with fractions in [0, 1] (drawn in percent).
+    """
+    metrics = list(values)
+    columns = list(dict.fromkeys(c for per_metric in values.values() for c in per_metric))
+    width = 0.8 / max(len(columns), 1)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.3 * len(metrics) * len(columns) + 4)), 4.5))
+    colours = plt.get_cmap("tab10" if len(columns) <= 10 else "tab20")
+    for j, column in enumerate(columns):
+        xs, heights, spreads = [], [], []
+        for i, metric in enumerate(metrics):
+            if column in values[metric]:
+                value, spread = values[metric][column]
+                xs.append(i + (j - (len(columns) - 1) / 2) * width)
+                heights.append(100 * value)
+                spreads.append(spread)
+        ax.bar(xs, heights, width, label=column, color=colours(j % colours.N))
+        with_spread = [k for k, spread in enumerate(spreads) if spread is not None]
+        if with_spread:
+            ax.errorbar([xs[k] for k in with_spread], [heights[k] for k in with_spread],
+                        yerr=[100 * spreads[k] for k in with_spread], fmt="none", ecolor="black", capsize=3)
+    ax.set_xticks(np.arange(len(metrics)), metrics, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -13,6 +13,18 @@ import numpy as np
 
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
+PROTOCOLS: dict[str, tuple[str, ...]] = {  # protocol -> metric name prefixes
+    "linear": ("linear.", "logreg."),
+    "fewshot": ("fewshot.",),
+    "retrieval": ("retrieval.",),
+    "finetune": ("finetune.",),
+    "scenes": ("scenes.",),
+    "similarity": ("similarity.",),
+}
+HEADLINE_METRICS: tuple[str, ...] = ("linear.top1", "fewshot.1shot", "retrieval.R@1", "finetune.100%.video_top1",
+                                     "scenes.accuracy", "similarity.accuracy")
+MODEL_NAMES = {"random": "random init", "idt": "IDT (hand-crafted)"}
+SUPERVISED = "supervised (from scratch)"  # the random initialisation fine-tuned with labels
 
 
 def _format(metrics: dict[str, float], name: str) -> str:
@@ -69,40 +81,54 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def is_top1(name: str) -> bool:
+    """Whether metric ``name`` is a top-1 figure: linear probe / logistic regression / fine-tuning top-1,
+    few-shot accuracy, retrieval R@1."""
+    return name.endswith(("top1", "R@1")) or (name.startswith("fewshot.") and not name.endswith(".std"))
+
+
+def comparison_line(results: dict[str, Any]) -> str:
+    """One sentence on what an evaluation shows: on how many top-1 metrics the pretrained backbone is ahead
+    of its random initialisation, by how much on average, on how many held-out videos."""
+    pretrained, random = results["models"]["pretrained"], results["models"]["random"]
+    gaps = [pretrained[n] - random[n] for n in metric_names({"p": pretrained}) if is_top1(n) and n in random]
+    if not gaps:
+        return "No top-1 metric to compare pretrained and random initialisation on."
+    ahead = sum(gap > 0 for gap in gaps)
+    verdict = "ahead of" if ahead > len(gaps) / 2 else "not ahead of"
+    return (f"Shows: the pretrained backbone is {verdict} its random initialisation on {results['n_test']} "
+            f"held-out videos ({ahead} of {len(gaps)} top-1 metrics higher, mean {100 * np.mean(gaps):+.1f} points).")
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """The metrics table of one evaluation, with a pretrained − random column when both ran."""
-    models = results["models"]
-    return markdown_table(models, ("pretrained", "random") if {"pretrained", "random"} <= set(models) else None)
-
-
-def headline(results: dict[str, Any]) -> str:
-    """One line saying what the table shows: how far the pretrained backbone is ahead of (or behind) random
-    initialisation on the frozen-feature protocols that ran (top-1 / R@1 / 1-shot, in points)."""
+    """The metrics table of one evaluation; when both ran, a pretrained − random column and under the table
+    the :func:`comparison_line`."""
     models = results["models"]
     if not {"pretrained", "random"} <= set(models):
-        return f"random initialisation of {results['backbone']} only (no pretrained weights to compare)"
-    keys = [k for k in ("linear.top1", "logreg.top1", "retrieval.R@1", "fewshot.1shot") if k in models["pretrained"]]
-    if not keys:
-        return "pretrained vs random: see the fine-tuning rows"
-    gaps = {k: 100 * (models["pretrained"][k] - models["random"][k]) for k in keys}
-    mean = sum(gaps.values()) / len(gaps)
-    verdict = "ahead of" if mean > 0 else "not ahead of"
-    detail = ", ".join(f"{k} {g:+.1f}" for k, g in gaps.items())
-    return (f"pretraining puts {results['backbone']} {verdict} random initialisation on held-out videos by "
-            f"{mean:+.1f} points on average ({detail})")
+        return markdown_table(models)
+    return markdown_table(models, ("pretrained", "random")) + "\n" + comparison_line(results) + "\n"
 
 
 def summary_markdown(results: dict[str, Any]) -> str:
     """The summary page of one evaluation: what was evaluated and the metrics table."""
-    lines = [
-        f"# Evaluation of `{results['weights']}`",
-        "",
-        f"- backbone: `{results['backbone']}`, features: `{results['stage']}`, dataset: `{results['data']}`",
-        f"- {results['n_classes']} classes, {results['n_train']} training / {results['n_test']} test videos "
-        f"({results['split']} split)",
-        "",
-        results_table(results),
-    ]
+    source = (f"descriptors: `{results['descriptors']}`" if results.get("descriptors")
+              else f"backbone: `{results['backbone']}`, features: `{results['stage']}`")
+    lines = [f"# Evaluation of `{results['weights']}`", "", f"- {source}, dataset: `{results['data']}`"]
+    if results.get("missing_descriptors"):
+        missing = results["missing_descriptors"]
+        lines.append(f"- {len(missing)} video(s) have no stored descriptor and count with a zero one: "
+                     f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if "n_train" in results:
+        lines.append(f"- {results['n_classes']} classes, {results['n_train']} training / {results['n_test']} test "
+                     f"videos ({results['split']} split)")
+    if any(t in results.get("tasks", []) for t in ("scenes", "similarity")):
+        lines.append(f"- scenes / similarity: {results.get('n_labelled', '?')} labelled videos, overlapping windows")
+    if "n_pairs" in results:
+        lines.append(f"- similarity pairs: {results['n_pairs']} in {results['n_folds']} folds ({results['pairs']}); "
+                     f"± is the spread over folds")
+    if "finetune" in results.get("tasks", []) and "random" in results["models"]:
+        lines.append(f"- finetune rows: the `random` column is the {SUPERVISED} reference")
+    lines += ["", results_table(results)]
     figures = results.get("figures", [])
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
@@ -132,12 +158,48 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return results
 
 
-def compare_runs(paths: list[str | Path]) -> str:
-    """One Markdown table with a column per (report, model), e.g. ``runA: pretrained``."""
+def protocol_of(metric: str) -> str:
+    """The protocol a flat metric name belongs to (``PROTOCOLS``), or ``other``."""
+    return next((p for p, prefixes in PROTOCOLS.items() if metric.startswith(prefixes)), "other")
+
+
+def column_name(report: str, model: str, protocol: str) -> str:
+    """Column of one model of one report: ``report: model`` with readable model names; the random
+    initialisation fine-tuned with labels is the supervised-from-scratch reference."""
+    if model == "random" and protocol == "finetune":
+        return f"{report}: {SUPERVISED}"
+    return f"{report}: {MODEL_NAMES.get(model, model)}"
+
+
+def comparison_columns(paths: list[str | Path]) -> dict[str, dict[str, dict[str, float]]]:
+    """{protocol: {column: metrics of that protocol (with spreads)}} over several report directories."""
     names = [Path(p).resolve().name for p in paths]
-    columns: dict[str, dict[str, float]] = {}
+    tables: dict[str, dict[str, dict[str, float]]] = {}
     for path, name in zip(paths, names):
         label = name if names.count(name) == 1 else str(path)
         for model, metrics in load_results(path)["models"].items():
-            columns[f"{label}: {model}"] = metrics
-    return markdown_table(columns)
+            for metric, value in metrics.items():
+                protocol = protocol_of(metric.removesuffix(".std"))
+                column = tables.setdefault(protocol, {}).setdefault(column_name(label, model, protocol), {})
+                column[metric] = value
+    order = [*PROTOCOLS, "other"]
+    return {p: tables[p] for p in order if p in tables}
+
+
+def compare_runs(paths: list[str | Path]) -> str:
+    """Markdown: one table per protocol with a column per (report, model), e.g. ``runA: pretrained``;
+    ``mean ± std`` where the protocol has a spread (few-shot draws, similarity folds)."""
+    parts = [f"## {protocol}\n\n{markdown_table(columns)}" for protocol, columns in comparison_columns(paths).items()]
+    return "\n".join(parts)
+
+
+def headline_values(paths: list[str | Path]) -> dict[str, dict[str, tuple[float, float | None]]]:
+    """{metric: {column: (value, spread or None)}} of ``HEADLINE_METRICS`` present in the reports (the input
+    of ``eval.figures.plot_headline_bars``)."""
+    values: dict[str, dict[str, tuple[float, float | None]]] = {}
+    for protocol, columns in comparison_columns(paths).items():
+        for metric in (m for m in HEADLINE_METRICS if protocol_of(m) == protocol):
+            found = {c: (m[metric], m.get(f"{metric}.std")) for c, m in columns.items() if m.get(metric) is not None}
+            if found:
+                values[metric] = found
+    return values

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Task = Literal["linear", "finetune", "fewshot", "retrieval"]
-ALL_TASKS: tuple[str, ...] = ("linear", "finetune", "fewshot", "retrieval")
+Task = Literal["linear", "finetune", "fewshot", "retrieval", "scenes", "similarity"]
+ALL_TASKS: tuple[str, ...] = ("linear", "finetune", "fewshot", "retrieval")  # what ``all`` runs
+WINDOW_TASKS: tuple[str, ...] = ("scenes", "similarity")  # on overlapping-window video features
+TASKS: tuple[str, ...] = ALL_TASKS + WINDOW_TASKS
 
 
 def _check_at_least_one(settings: object, *names: str) -> None:
@@ -131,6 +133,68 @@ class SegmentEvalSettings:
 
 
 @dataclass
+class WindowSettings:
+    """Video features of the scenes and similarity protocols: every ``clip_len``-frame clip (``clips.clip_len``)
+    with consecutive clips sharing ``overlap`` frames, pool3/pool4/pool5 averaged per video, L2-normalised."""
+
+    overlap: int = 8
+    batch_size: int = 8  # clips per forward pass
+
+    def __post_init__(self) -> None:
+        _check_at_least_one(self, "batch_size")
+        if self.overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {self.overlap}")
+
+
+@dataclass
+class ScenesSettings:
+    """Dynamic scene recognition (YUPENN): a linear SVM on one stage's video features, leave-one-out."""
+
+    stage: Literal["pool3", "pool4", "pool5"] = "pool5"
+    svm_c: float = 1.0
+    max_iter: int = 10000
+    n_jobs: int = 1  # threads for the N leave-one-out fits (-1: one per core)
+
+    def __post_init__(self) -> None:
+        _check_at_least_one(self, "max_iter")
+        if self.svm_c <= 0:
+            raise ValueError(f"svm_c must be > 0, got {self.svm_c}")
+
+
+@dataclass
+class SimilaritySettings:
+    """Action similarity labelling (ASLAN): 12 (dis)similarities x pool3/4/5, linear SVM over the folds.
+
+    ``pairs``: a pair list (``*.txt`` of ``eval.pairs.write_pairs`` or an ASLAN view ``*.mat``); without it
+    one is built from the labelled videos with ``n_folds`` folds of disjoint classes.
+    """
+
+    pairs: str | None = None
+    n_folds: int = 10
+    pairs_per_fold: int = 600
+    svm_c: float = 1.0
+    max_iter: int = 10000
+
+    def __post_init__(self) -> None:
+        _check_at_least_one(self, "pairs_per_fold", "max_iter")
+        if self.n_folds < 2:
+            raise ValueError(f"n_folds must be >= 2, got {self.n_folds}")
+        if self.svm_c <= 0:
+            raise ValueError(f"svm_c must be > 0, got {self.svm_c}")
+
+
+@dataclass
+class DescriptorSettings:
+    """Stored video descriptors (``--weights idt`` / ``descriptors:FILE``)."""
+
+    max_missing_fraction: float = 0.05  # videos without a row get a zero descriptor, up to this share
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_missing_fraction < 1.0:
+            raise ValueError(f"max_missing_fraction must lie in [0, 1), got {self.max_missing_fraction}")
+
+
+@dataclass
 class EvalSettings:
     """Which protocols run, how features are taken and how the data is split."""
 
@@ -145,6 +209,10 @@ class EvalSettings:
     fewshot: FewShotSettings = field(default_factory=FewShotSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    windows: WindowSettings = field(default_factory=WindowSettings)
+    scenes: ScenesSettings = field(default_factory=ScenesSettings)
+    similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
+    descriptors: DescriptorSettings = field(default_factory=DescriptorSettings)
     segments: SegmentEvalSettings = field(default_factory=SegmentEvalSettings)
 
     def __post_init__(self) -> None:

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from eval.clips import center_crop, clip_indices, clip_starts
+from eval.scenes import clip_windows
 from preprocess.streams import crop, read_items, stream_length
 from train.clips import crop_offsets
 
@@ -43,6 +44,35 @@ def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: i
     return np.ascontiguousarray(cropped[indices - lo])
 
 
+def window_clips(dataset, stream: str, video_id: str, n_frames: int, clip_len: int, overlap: int,
+                 crop_size: int) -> np.ndarray:
+    """Every ``clip_len`` clip of a video, consecutive clips sharing ``overlap`` items
+    (``eval.scenes.clip_windows`` over the stream's length), centre-cropped: [K, clip_len, S, S, ...]."""
+    length = stream_length(n_frames, stream, where=f"video {video_id!r}")
+    indices = clip_windows(length, clip_len, overlap)
+    lo, hi = int(indices.min()), int(indices.max()) + 1
+    span = read_items(dataset, stream, video_id, np.arange(lo, hi))
+    cropped = center_crop(span, crop_size, where=f"{dataset.path}: {video_id} ({stream})")
+    return np.ascontiguousarray(cropped[indices - lo])
+
+
+class WindowClips(torch.utils.data.Dataset):
+    """Item ``i``: the overlapping windows of ``video_ids[i]`` (see ``window_clips``)."""
+
+    def __init__(self, dataset, stream: str, video_ids: list[str], clip_len: int, overlap: int,
+                 crop_size: int) -> None:
+        self.dataset, self.stream, self.video_ids = dataset, stream, list(video_ids)
+        self.clip_len, self.overlap, self.crop_size = clip_len, overlap, crop_size
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        video_id = self.video_ids[i]
+        return window_clips(self.dataset, self.stream, video_id, self.dataset.video(video_id).n_frames,
+                            self.clip_len, self.overlap, self.crop_size)
+
+
 class EvaluationClips(torch.utils.data.Dataset):
     """Item ``i``: the ``n_clips`` uniformly spaced centre-cropped clips of ``video_ids[i]``
     ([n_clips, clip_len, S, S, ...], see ``uniform_clips``), for a DataLoader with worker processes."""
@@ -61,9 +91,14 @@ class EvaluationClips(torch.utils.data.Dataset):
                              self.n_clips, self.clip_len, self.crop_size)
 
 
-def evaluation_loader(dataset, stream: str, video_ids: list[str], clips, device: torch.device | str = "cpu"):
+def evaluation_loader(dataset, stream: str, video_ids: list[str], clips, device: torch.device | str = "cpu",
+                      overlap: int | None = None):
     """DataLoader yielding each video's evaluation clips as a tensor, in ``video_ids`` order, read by
-    ``clips.num_workers`` processes (``clips`` is an ``eval.settings.ClipSettings``)."""
-    items = EvaluationClips(dataset, stream, video_ids, clips.clips_per_video, clips.clip_len, clips.crop_size)
+    ``clips.num_workers`` processes (``clips`` is an ``eval.settings.ClipSettings``): the uniformly spaced
+    clips, or with ``overlap`` every window of ``clips.clip_len`` sharing ``overlap`` frames."""
+    if overlap is None:
+        items = EvaluationClips(dataset, stream, video_ids, clips.clips_per_video, clips.clip_len, clips.crop_size)
+    else:
+        items = WindowClips(dataset, stream, video_ids, clips.clip_len, overlap, clips.crop_size)
     return torch.utils.data.DataLoader(items, batch_size=None, num_workers=clips.num_workers,
                                        pin_memory=torch.device(device).type == "cuda")

@@ -133,7 +133,7 @@ def test_few_shot_reports_mean_and_spread_over_draws() -> None:
 
 
 def test_retrieval_grid_takes_classes_in_turn() -> None:
-    from eval.evaluate import grid_queries
+    from eval.report_figures import grid_queries
 
     labels = np.array([2, 0, 0, 1, 2, 0])
     assert grid_queries(labels, 6).tolist() == [1, 3, 0, 2, 4, 5]

@@ -220,7 +220,7 @@ def test_demo_videos_have_splits_and_class_dependent_motion(client: object, tmp_
     assert {v.id: v.split for v in ds.videos if v.label == "zoom"} == {"zoom/v_zoom_g01_c01": "train",
                                                                        "zoom/v_zoom_g02_c01": "test"}
     for video in ds.videos:
-        assert video.n_frames == 12 and (video.height, video.width) == (128, 171)
+        assert video.n_frames == 12 and (video.height, video.width) == tuple(pipeline.size)
         flow = ds.read_flow(video.id)
         moving = np.linalg.norm(flow, axis=-1) > 0.4
         u, v = flow[..., 0][moving], flow[..., 1][moving]

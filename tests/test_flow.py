@@ -15,29 +15,9 @@ import pytest
 from preprocess import difference, flow
 from preprocess.flow_codec import dequantize, quantize
 from preprocess.settings import FlowSettings
+from flow_data import gray, read_flo, shrink  # tests/flow_data.py
 
 BACKENDS = ["tvl1", "dis", "farneback"]
-FLO_MAGIC = 202021.25
-
-
-def read_flo(path: Path) -> np.ndarray:
-    """Middlebury .flo -> float32 [H, W, 2] (u, v)."""
-    raw = path.read_bytes()
-    magic = np.frombuffer(raw, np.float32, 1)[0]
-    assert magic == np.float32(FLO_MAGIC), f"{path}: not a .flo file"
-    w, h = np.frombuffer(raw, np.int32, 2, offset=4)
-    return np.frombuffer(raw, np.float32, 2 * w * h, offset=12).reshape(h, w, 2)
-
-
-def shrink(image: np.ndarray, factor: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    return cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-
-
-def gray(path: Path, factor: int = 1) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    assert image is not None, path
-    return shrink(image, factor) if factor > 1 else image
 
 
 def epe(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -119,16 +99,6 @@ def test_flow_direction_and_dtype_on_a_synthetic_translation(flow_fns):
         estimate = fn(np.ascontiguousarray(gray0), np.ascontiguousarray(gray1))
         median = np.median(estimate[20:-20, 20:-20].reshape(-1, 2), axis=0)
         assert np.allclose(median, [3.0, -2.0], atol=0.25), (algo, median)
-
-
-def test_iter_flows_pairs_consecutive_frames(flow_fns):
-    rng = np.random.default_rng(1)
-    frames = [rng.integers(0, 256, (64, 80), dtype=np.uint8) for _ in range(4)]
-    flows = list(flow.iter_flows(iter(frames), flow_fns["dis"]))
-    assert len(flows) == 3
-    for t, f in enumerate(flows):
-        np.testing.assert_array_equal(f, flow_fns["dis"](frames[t], frames[t + 1]))
-    assert list(flow.iter_flows([frames[0]], flow_fns["dis"])) == []
 
 
 def test_tvl1_parameters_reach_the_opencv_object():

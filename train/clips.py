@@ -32,23 +32,6 @@ def pace_span(clip_len: int, pace: float) -> int:
     return int(np.floor((clip_len - 1) * pace + 1e-9)) + 1
 
 
-def arithmetic_runs(sorted_unique: np.ndarray) -> list[tuple[int, int, int]]:
-    """Split increasing ints [N] into maximal runs with a constant step: ``(start, stop, step)`` slices."""
-    runs: list[tuple[int, int, int]] = []
-    i, n = 0, len(sorted_unique)
-    while i < n:
-        j = i + 1
-        step = int(sorted_unique[j] - sorted_unique[i]) if j < n else 1
-        while j + 1 < n and sorted_unique[j + 1] - sorted_unique[j] == step:
-            j += 1
-        if j == n:  # single trailing element
-            runs.append((int(sorted_unique[i]), int(sorted_unique[i]) + 1, 1))
-            break
-        runs.append((int(sorted_unique[i]), int(sorted_unique[j]) + 1, step))
-        i = j + 1
-    return runs
-
-
 def crop_offsets(height: int, width: int, size: int, rng: np.random.Generator | None, where: str) -> tuple[int, int]:
     """Top-left (y, x) of a ``size`` x ``size`` window: uniform when ``rng`` is given, else the centre one."""
     if height < size or width < size:
@@ -56,9 +39,3 @@ def crop_offsets(height: int, width: int, size: int, rng: np.random.Generator | 
     if rng is None:
         return (height - size) // 2, (width - size) // 2
     return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
-
-
-def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator, where: str) -> np.ndarray:
-    """The same random ``size`` x ``size`` window of every frame: [T, H, W, ...] -> [T, size, size, ...]."""
-    y, x = crop_offsets(frames.shape[1], frames.shape[2], size, rng, where)
-    return frames[:, y : y + size, x : x + size]

@@ -13,7 +13,7 @@ cross-entropy on the one positive (same video, same step, same position). Layout
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+
 
 import torch
 import torch.nn.functional as F

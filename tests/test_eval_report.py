@@ -1,0 +1,36 @@
+"""The one-line statement under the results table: what the comparison with random initialisation shows."""
+from __future__ import annotations
+
+from eval.report import comparison_line, is_top1, results_table
+
+PRETRAINED = {"linear.top1": 0.75, "linear.top5": 1.0, "logreg.top1": 0.5, "fewshot.1shot": 0.4,
+              "fewshot.1shot.std": 0.1, "retrieval.R@1": 0.5, "retrieval.R@5": 1.0, "finetune.100%.video_top1": 0.25}
+RANDOM = {"linear.top1": 0.25, "linear.top5": 1.0, "logreg.top1": 0.5, "fewshot.1shot": 0.3,
+          "fewshot.1shot.std": 0.2, "retrieval.R@1": 0.25, "retrieval.R@5": 1.0, "finetune.100%.video_top1": 0.5}
+
+
+def test_top1_metrics_are_the_headline_figures() -> None:
+    names = [n for n in PRETRAINED if is_top1(n)]
+    assert names == ["linear.top1", "logreg.top1", "fewshot.1shot", "retrieval.R@1", "finetune.100%.video_top1"]
+
+
+def test_the_line_counts_metrics_ahead_and_averages_the_gap() -> None:
+    results = {"models": {"pretrained": PRETRAINED, "random": RANDOM}, "n_test": 24}
+    # gaps in points: +50, 0, +10, +25, -25 -> 3 of 5 higher, mean +12
+    expected = ("Shows: the pretrained backbone is ahead of its random initialisation on 24 held-out videos "
+                "(3 of 5 top-1 metrics higher, mean +12.0 points).")
+    assert comparison_line(results) == expected
+    table = results_table(results)
+    assert table.endswith("\n" + expected + "\n") and "| linear.top1 | 75.0 | 25.0 | +50.0 |" in table
+
+
+def test_the_line_says_so_when_pretraining_did_not_help() -> None:
+    results = {"models": {"pretrained": RANDOM, "random": PRETRAINED}, "n_test": 8}
+    assert comparison_line(results).startswith("Shows: the pretrained backbone is not ahead of its random "
+                                               "initialisation on 8 held-out videos (1 of 5 top-1 metrics higher, "
+                                               "mean -12.0 points)")
+
+
+def test_a_single_model_gets_no_line() -> None:
+    table = results_table({"models": {"random": RANDOM}, "n_test": 8})
+    assert "Shows:" not in table and table.endswith("|\n")
