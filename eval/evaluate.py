@@ -27,6 +27,8 @@ from eval.probe import logistic_regression_probabilities, probe_probabilities, t
 from eval.report import differences, write_report
 from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
 from eval.retrieval import l2_normalize, nearest_neighbours, retrieval_recall
+from eval.segment_finetune import segment_finetune
+from eval.segments import SegmentLayout, segment_features
 from eval.settings import ALL_TASKS, TASKS, WINDOW_TASKS, EvalSettings
 from eval.splits import label_fraction
 from eval.video_protocols import pair_list, scenes_protocol, similarity_protocol
@@ -156,15 +158,24 @@ def frozen_feature_protocols(train_x: np.ndarray, test_x: np.ndarray, split: Lab
 
 
 def finetune_protocol(model: Model, dataset: Dataset, split: LabelledSplit, settings: EvalSettings,
-                      device: str | torch.device, progress: bool) -> tuple[dict, dict]:
-    """Fine-tuning at every label fraction; returns (flat metrics, details with histories)."""
+                      device: str | torch.device, progress: bool,
+                      layout: SegmentLayout | None = None) -> tuple[dict, dict]:
+    """Fine-tuning at every label fraction (a segment backbone: its method's protocol, ``eval.segment_finetune``);
+    returns (flat metrics, details with histories)."""
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     for fraction in settings.finetune.label_fractions:
         kept = label_fraction(split.train_labels, fraction, settings.seed)
-        result = finetune(model.backbone, dataset, settings.stream, [split.train_ids[i] for i in kept],
-                          split.train_labels[kept], split.test_ids, split.test_labels, len(split.classes),
-                          settings.finetune, settings.clips, settings.seed, device, progress)
+        train_ids = [split.train_ids[i] for i in kept]
+        if layout is not None:
+            result = segment_finetune(model.backbone, layout, dataset, settings.stream, train_ids,
+                                      split.train_labels[kept], split.test_ids, split.test_labels, len(split.classes),
+                                      settings.finetune, settings.segments, settings.clips.crop_size, settings.seed,
+                                      device, progress)
+        else:
+            result = finetune(model.backbone, dataset, settings.stream, train_ids, split.train_labels[kept],
+                              split.test_ids, split.test_labels, len(split.classes), settings.finetune,
+                              settings.clips, settings.seed, device, progress)
         metrics.update({f"finetune.{_percent(fraction)}.{name}": v for name, v in result.metrics.items()})
         details[_percent(fraction)] = {
             "n_train": len(kept),
@@ -199,23 +210,31 @@ def window_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: l
 
 def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: LabelledSplit | None,
                    labelled: LabelledVideos, pairs, tasks: list[str], settings: EvalSettings, cache_dir: Path,
-                   device: torch.device, progress: bool) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
+                   device: torch.device, progress: bool, layout: SegmentLayout | None = None
+                   ) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
     """Run ``tasks`` on one model: (flat metrics, details, video features [N_train + N_test, D] or None
-    when no frozen-feature protocol on the split ran). ``pairs``: the similarity pair list (or None)."""
+    when no frozen-feature protocol on the split ran). ``pairs``: the similarity pair list (or None). A segment
+    backbone (``layout``) is fed its segments (``eval.segments``)."""
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     features = None
     frozen = [t for t in tasks if t in FROZEN_TASKS]
     if frozen:
         ids = sorted(split.train_ids + split.test_ids)
-        all_x = video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress)
+        if layout is not None:
+            all_x = segment_features(model.backbone, dataset, ids, layout, settings.stream, settings.stage,
+                                     settings.segments.test_segments, settings.clips.crop_size,
+                                     settings.clips.batch_size, device, progress)
+        else:
+            all_x = video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress)
         row = {vid: i for i, vid in enumerate(ids)}
         train_x = all_x[[row[v] for v in split.train_ids]]
         test_x = all_x[[row[v] for v in split.test_ids]]
         features = np.concatenate([train_x, test_x])
         metrics, details = frozen_feature_protocols(train_x, test_x, split, frozen, settings, device)
     if "finetune" in tasks:
-        tuned_metrics, details["finetune"] = finetune_protocol(model, dataset, split, settings, device, progress)
+        tuned_metrics, details["finetune"] = finetune_protocol(model, dataset, split, settings, device, progress,
+                                                               layout)
         metrics.update(tuned_metrics)
     if any(t in WINDOW_TASKS for t in tasks):
         stages = window_features(model, dataset, data_dir, labelled.ids, settings, cache_dir, device, progress)
@@ -267,6 +286,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
     contract: dict[str, Any] = {}
+    layout = None
     descriptors = descriptor_source(weights, data_dir)
     if descriptors is not None:
         refused = [t for t in tasks if t in ("finetune", "similarity")]
@@ -277,6 +297,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
         file = resolve_weights(weights)
         contract = load_backbone(file).input_contract
         settings = with_input_contract(settings, contract, str(file))
+        layout = SegmentLayout.from_contract(contract, str(file))
     with Dataset(data_dir) as dataset:
         if descriptors is None and not dataset.has_stream(settings.stream):
             raise ValueError(f"{data_dir}: dataset has no {settings.stream!r} stream, which the evaluated "
@@ -295,13 +316,15 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
             models = descriptor_model(weights, descriptors)
             missing = read_descriptors(descriptors, labelled.ids, settings.descriptors.max_missing_fraction).missing
         else:
-            models = build_models(weights, backbone, CHANNELS[settings.stream], settings.seed, device, backbone_args)
+            channels = layout.in_channels(settings.stream) if layout is not None else CHANNELS[settings.stream]
+            models = build_models(weights, backbone, channels, settings.seed, device, backbone_args)
         metrics: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}
         features: dict[str, np.ndarray] = {}
         for name, model in models.items():
             metrics[name], details[name], model_features = evaluate_model(
-                model, dataset, data_dir, split, labelled, pairs, tasks, settings, cache_dir, device, progress)
+                model, dataset, data_dir, split, labelled, pairs, tasks, settings, cache_dir, device, progress,
+                layout)
             if model_features is not None:
                 features[name] = model_features
             log.info("%s: %s", name, {k: round(v, 4) for k, v in metrics[name].items()})
@@ -314,7 +337,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
                 for name, model in models.items()})
             for name, quality in clusters["models"].items():
                 metrics[name].update({f"{CLUSTERS_TASK}.{key}": value for key, value in quality.items()})
-        networks = {name: m.backbone for name, m in models.items() if m.backbone is not None}
+        stacked = layout is not None and layout.layout == "stacked"  # attention maps take plain clips
+        networks = {name: m.backbone for name, m in models.items() if m.backbone is not None and not stacked}
         figure_files, shown = (write_figures(out_dir, dataset, split, labelled, networks, features, details, settings,
                                              device) if make_figures else ([], {}))
     first = next(iter(models.values()))

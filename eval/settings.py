@@ -100,6 +100,7 @@ class FinetuneSettings:
     weight_decay: float = 5e-4
     dropout: float = 0.5
     freeze_stages: int = 0  # freeze the first k stages of the backbone
+    l2_to_pretrained: float = 0.0  # coefficient of ||θ - θ_pretrained||² (CPC's fine-tuning: 1e-4; 0: off)
     label_fractions: list[float] = field(default_factory=lambda: [1.0])  # e.g. [0.01, 0.1, 1.0]
 
     def __post_init__(self) -> None:
@@ -110,6 +111,26 @@ class FinetuneSettings:
             raise ValueError(f"label_fractions must lie in (0, 1], got {bad}")
         if self.freeze_stages < 0:
             raise ValueError(f"freeze_stages must be >= 0, got {self.freeze_stages}")
+        if self.l2_to_pretrained < 0:
+            raise ValueError(f"l2_to_pretrained must be >= 0, got {self.l2_to_pretrained}")
+
+
+@dataclass
+class SegmentEvalSettings:
+    """Evaluation of a segment backbone (CPC, DPC: its ``backbone.pt`` records ``segments``).
+
+    Frozen protocols: a video's feature is the mean of the pooled features of ``test_segments`` segments spread
+    uniformly over it (CPC: the mean of z_t). CPC fine-tuning: BN + dropout + linear on the mean of z_t over
+    ``train_segments`` random segments per video (``test_segments`` at test), the L2 penalty towards the
+    pretrained weights ``finetune.l2_to_pretrained``. DPC fine-tuning: backbone + ConvGRU over the N blocks of a
+    clip; test clips start every half clip, softmax averaged per video.
+    """
+
+    test_segments: int = 15
+    train_segments: int = 8
+
+    def __post_init__(self) -> None:
+        _check_at_least_one(self, "test_segments", "train_segments")
 
 
 @dataclass
@@ -193,6 +214,7 @@ class EvalSettings:
     scenes: ScenesSettings = field(default_factory=ScenesSettings)
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     descriptors: DescriptorSettings = field(default_factory=DescriptorSettings)
+    segments: SegmentEvalSettings = field(default_factory=SegmentEvalSettings)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:

@@ -31,9 +31,10 @@ def test_every_command_documents_each_of_its_options() -> None:
 
 
 def test_run_refuses_a_pipeline_whose_method_is_not_implemented(tmp_path) -> None:
-    result = CliRunner().invoke(cli, ["run", "--pipeline", "cpc_flow", str(tmp_path), str(tmp_path / "out")])
+    result = CliRunner().invoke(cli, ["run", "--pipeline", "cpc_flow_tvl1", "--set", "train.method=byol", str(tmp_path),
+                                      str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
-    assert "pipeline 'cpc_flow': its method 'cpc' is not implemented yet" in result.output
+    assert "pipeline 'cpc_flow_tvl1': its method 'byol' is not implemented yet" in result.output
     assert not (tmp_path / "out").exists()  # refused before any work
     unknown = CliRunner().invoke(cli, ["run", "--pipeline", "nope", str(tmp_path), str(tmp_path / "out")])
-    assert unknown.exit_code == 2 and "unknown pipeline 'nope' (known: cpc_flow, demo" in unknown.output
+    assert unknown.exit_code == 2 and "unknown pipeline 'nope' (known: cpc_diff, cpc_flow_dis" in unknown.output

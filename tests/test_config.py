@@ -21,7 +21,7 @@ def test_every_pipeline_in_the_file_loads() -> None:
 def test_paper_defaults() -> None:
     stats = load_pipeline("stats")
     assert stats.preprocess.size == (128, 171) and stats.preprocess.flow.bound == 20
-    cpc = load_pipeline("cpc_flow")
+    cpc = load_pipeline("cpc_flow_tvl1")
     assert cpc.preprocess.size == (256, 342) and cpc.preprocess.flow.bound == 10
 
 

@@ -208,10 +208,15 @@ def not_finite_message(what: str, step: int, last_saved: Path | None) -> str:
 
 def input_contract(settings: TrainSettings, data_dir: Path) -> dict[str, Any]:
     """What the backbone's input was in training (recorded in ``backbone.pt``; evaluation reads it): the stream,
-    clip length, crop size, normalisation and, for flow, the dataset's flow bound."""
-    stream = method_class(settings.method).input_stream(settings)
+    clip length, crop size, normalisation, for flow the dataset's flow bound, and for a segment backbone its
+    ``segments`` (``PretextMethod.segment_contract``)."""
+    method = method_class(settings.method)
+    stream = method.input_stream(settings)
     contract: dict[str, Any] = {"stream": stream, "clip_len": settings.clip_len, "crop_size": settings.crop_size,
                                 "normalization": {"frames": "imagenet", "flow": "bound", "diff": "255"}[stream]}
+    segments = method.segment_contract(settings)
+    if segments is not None:
+        contract["segments"] = segments
     if stream == "flow":
         with Dataset(data_dir) as dataset:
             contract["flow_bound"] = dataset.flow_bound
@@ -244,6 +249,7 @@ def _run(settings: TrainSettings, data_dir: Path, out_dir: Path, ctx: Distribute
         batch_sampler=build_sampler(settings, data, ctx, start_step),
         num_workers=settings.num_workers,
         pin_memory=ctx.device.type == "cuda",
+        generator=torch.Generator().manual_seed(settings.seed),  # not the global RNG: dropout resumes exactly
     )
     logger = MetricsLogger(out_dir, start_step, enabled=ctx.is_main)
     bar = tqdm(total=data.total_steps, initial=start_step, disable=not (progress and ctx.is_main), unit="step")

@@ -26,6 +26,8 @@ def lr_factor(settings: TrainSettings, step: int, steps_per_epoch: int, total_st
     if schedule.kind == "step":
         every = max(1, round(schedule.step_epochs * steps_per_epoch))
         return schedule.gamma ** (step // every)
+    if schedule.kind == "milestones":
+        return schedule.gamma ** sum(step >= milestone for milestone in schedule.milestones)
     if schedule.kind == "cosine":
         span = max(1, total_steps - schedule.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - schedule.warmup_steps) / span)))

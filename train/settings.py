@@ -13,12 +13,19 @@ from typing import Any, Literal
 
 @dataclass
 class ScheduleSettings:
-    """Learning-rate schedule; 'step' divides the lr by 1/gamma every step_epochs epochs."""
+    """Learning-rate schedule; 'step' multiplies the lr by gamma every step_epochs epochs, 'milestones' at each
+    optimizer step listed in ``milestones`` (e.g. CPC's 20k, 40k, 60k iterations)."""
 
-    kind: Literal["constant", "step", "cosine"] = "step"
+    kind: Literal["constant", "step", "cosine", "milestones"] = "step"
     step_epochs: float = 6.0
     gamma: float = 0.1
     warmup_steps: int = 0
+    milestones: list[int] = field(default_factory=list)  # optimizer steps (kind: milestones)
+
+    def __post_init__(self) -> None:
+        if self.kind == "milestones" and (not self.milestones or sorted(self.milestones) != self.milestones
+                                          or self.milestones[0] < 1):
+            raise ValueError(f"milestones must be increasing steps >= 1, got {self.milestones}")
 
 
 @dataclass

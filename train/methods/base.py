@@ -73,6 +73,14 @@ class PretextMethod(nn.Module):
         return "frames"
 
     @classmethod
+    def segment_contract(cls, settings: TrainSettings) -> dict[str, Any] | None:
+        """For a backbone trained on a video's segments (CPC, DPC), what evaluation needs to cut them, recorded
+        in ``backbone.pt``: ``layout`` ('stacked': the frames of a segment stacked into channels of a 2D
+        encoder; 'blocks': each segment a clip), ``count`` segments of ``frames`` frames ``frame_stride``
+        apart, starts ``segment_stride`` frames apart, ``modality``. None (the default): plain clips."""
+        return None
+
+    @classmethod
     def clip_spec(cls, settings: TrainSettings) -> ClipSpec:
         """What one dataset item holds (see :class:`train.data.ClipSpec`)."""
         raise NotImplementedError(f"method {cls.name!r} declares neither clip_spec nor training_data")

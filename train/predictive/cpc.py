@@ -209,34 +209,44 @@ def prediction_pairs(segments: int, steps: int,
     return origin[valid], step[valid]
 
 
-def candidate_keys(batch: int, segments: int, targets: torch.Tensor, exclude_same_video: bool) -> torch.Tensor:
-    """Bool [B, V, B·T]: which of the B·T segment keys enter the softmax of prediction (b, v) whose positive is
-    key index ``targets`` [B, V]; all of them, or without the other segments of the same video."""
-    keys = batch * segments
+def candidate_keys(batch: int, segments: int, targets: torch.Tensor, exclude_same_video: bool,
+                   n_keys: int | None = None, first_video: int = 0) -> torch.Tensor:
+    """Bool [B, V, N_keys]: which segment keys (default N_keys = B·T; more when the keys of other processes
+    are gathered, video ``first_video + b`` being prediction row b's) enter the softmax of prediction (b, v)
+    whose positive is key index ``targets`` [B, V]; all of them, or without the other segments of the same
+    video."""
+    keys = batch * segments if n_keys is None else n_keys
     everything = torch.ones(batch, targets.shape[1], keys, dtype=torch.bool, device=targets.device)
     if not exclude_same_video:
         return everything
     key_video = torch.arange(keys, device=targets.device) // segments
-    own_video = key_video[None, None, :] == torch.arange(batch, device=targets.device)[:, None, None]
+    query_video = first_video + torch.arange(batch, device=targets.device)
+    own_video = key_video[None, None, :] == query_video[:, None, None]
     positive = torch.arange(keys, device=targets.device)[None, None, :] == targets[..., None]
     return everything & (~own_video | positive)
 
 
-def cpc_loss(predictions: torch.Tensor, targets: torch.Tensor, exclude_same_video: bool = False) -> PredictionLoss:
+def cpc_loss(predictions: torch.Tensor, targets: torch.Tensor, exclude_same_video: bool = False,
+             keys: torch.Tensor | None = None, first_video: int = 0) -> PredictionLoss:
     """CPC's loss: sum over the predictions (t, k), t + k < T, of the softmax cross-entropy of the dot products
     <W_k p(c_t), z_j> over the segment keys z_j of the batch, the positive being z_{t+k} of the same video;
     averaged over the B videos. Computed in float32.
 
-    predictions float [B, T, K, D] (``CPC.forward``), targets z float [B, T, D].
+    predictions float [B, T, K, D] (``CPC.forward``), targets z float [B, T, D]. Under data parallelism
+    ``keys`` float [B_all·T, D] are the z of the whole batch (all processes, in order), this process's videos
+    starting at video ``first_video``; by default the keys are ``targets``.
     """
     batch, segments, steps, _ = predictions.shape
     if targets.shape[:2] != (batch, segments) or targets.shape[2] != predictions.shape[3]:
         raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} do not match")
+    keys = targets.flatten(0, 1) if keys is None else keys
     origin, step = prediction_pairs(segments, steps, predictions.device)
     queries = predictions[:, origin, step - 1].float()  # [B, V, D]
-    logits = queries @ targets.flatten(0, 1).float().T  # [B, V, B*T]
-    positives = torch.arange(batch, device=predictions.device)[:, None] * segments + (origin + step)[None, :]
-    logits = logits.masked_fill(~candidate_keys(batch, segments, positives, exclude_same_video), float("-inf"))
+    logits = queries @ keys.float().T  # [B, V, N_keys]
+    videos = first_video + torch.arange(batch, device=predictions.device)
+    positives = videos[:, None] * segments + (origin + step)[None, :]
+    allowed = candidate_keys(batch, segments, positives, exclude_same_video, keys.shape[0], first_video)
+    logits = logits.masked_fill(~allowed, float("-inf"))
     loss = F.cross_entropy(logits.flatten(0, 1), positives.flatten(), reduction="sum") / batch
     correct = (logits.detach().argmax(dim=2) == positives).float()  # [B, V]
     per_step = torch.zeros(steps, device=predictions.device).index_add_(0, step - 1, correct.sum(dim=0))

@@ -82,6 +82,19 @@ def block_maps(backbone: Backbone, blocks: torch.Tensor) -> torch.Tensor:
     return backbone.forward_features(blocks.flatten(0, 1)).unflatten(0, (batch, n_blocks))
 
 
+def predict_sequentially(aggregator: ConvGRU, predictor: nn.Module, context_features: torch.Tensor,
+                         steps: int) -> torch.Tensor:
+    """DPC's sequential prediction: the ConvGRU reads ReLU'd context features [B, N - P, D, h, w]; the predictor
+    turns its state into the next block's prediction, whose ReLU is fed back in -> predictions [B, P, D, h, w]."""
+    _, state = aggregator(context_features)
+    predictions = []
+    for _ in range(steps):
+        prediction = predictor(state)
+        predictions.append(prediction)
+        _, state = aggregator(F.relu(prediction).unsqueeze(1), state)
+    return torch.stack(predictions, dim=1)
+
+
 class DPC(nn.Module):
     """DPC's pretraining network: backbone + ConvGRU + predictor, predicting the last ``pred_steps`` blocks.
 
@@ -102,13 +115,7 @@ class DPC(nn.Module):
 
     def predict(self, context_features: torch.Tensor) -> torch.Tensor:
         """Sequential prediction from ReLU'd features [B, N - P, D, h, w] -> predictions [B, P, D, h, w]."""
-        _, state = self.aggregator(context_features)
-        predictions = []
-        for _ in range(self.pred_steps):
-            prediction = self.predictor(state)
-            predictions.append(prediction)
-            _, state = self.aggregator(F.relu(prediction).unsqueeze(1), state)
-        return torch.stack(predictions, dim=1)
+        return predict_sequentially(self.aggregator, self.predictor, context_features, self.pred_steps)
 
     def forward(self, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if blocks.shape[1] <= self.pred_steps:
@@ -149,18 +156,27 @@ def target_kind_counts(batch: int, steps: int, positions: int) -> dict[str, int]
     return {kind.name.lower(): int(counts[kind]) for kind in TargetKind}
 
 
-def dense_predictive_loss(predictions: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def dense_vectors(maps: torch.Tensor) -> torch.Tensor:
+    """Feature maps [B, P, D, h, w] -> vectors [B·P·hw, D], flattened as (video, step, position)."""
+    return maps.permute(0, 1, 3, 4, 2).flatten(0, 3)
+
+
+def dense_predictive_loss(predictions: torch.Tensor, targets: torch.Tensor, keys: torch.Tensor | None = None,
+                          first_video: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """DPC's loss: mean over the B·P·hw predicted vectors of the cross-entropy of their dot products with all
     B·P·hw target vectors, the positive being the same (video, step, position). Computed in float32.
 
-    predictions, targets float [B, P, D, h, w] -> (scalar loss with graph, detached top-1 accuracy).
+    predictions, targets float [B, P, D, h, w] -> (scalar loss with graph, detached top-1 accuracy). Under data
+    parallelism ``keys`` float [B_all·P·hw, D] are the target vectors of the whole batch (all processes, in
+    order, flattened as (video, step, position)), this process's videos starting at ``first_video``.
     """
     if predictions.shape != targets.shape:
         raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ")
-    queries = predictions.float().permute(0, 1, 3, 4, 2).flatten(0, 3)  # [B*P*hw, D]
-    keys = targets.float().permute(0, 1, 3, 4, 2).flatten(0, 3)
+    queries = dense_vectors(predictions).float()
+    keys = dense_vectors(targets).float() if keys is None else keys.float()
     scores = queries @ keys.T
-    positives = torch.arange(scores.shape[0], device=scores.device)
+    positives = first_video * (scores.shape[0] // predictions.shape[0]) + torch.arange(scores.shape[0],
+                                                                                        device=scores.device)
     accuracy = (scores.detach().argmax(dim=1) == positives).float().mean()
     return F.cross_entropy(scores, positives), accuracy
 
