@@ -99,7 +99,8 @@ def comparison_line(results: dict[str, Any]) -> str:
         return "No top-1 metric to compare pretrained and random initialisation on."
     ahead = sum(gap > 0 for gap in gaps)
     verdict = "ahead of" if ahead > len(gaps) / 2 else "not ahead of"
-    return (f"Shows: the pretrained backbone is {verdict} its random initialisation on {results['n_test']} "
+    videos = results.get("n_test", results.get("n_labelled"))  # scenes / similarity only: every labelled video
+    return (f"Shows: the pretrained backbone is {verdict} its random initialisation on {videos} "
             f"held-out videos ({ahead} of {len(gaps)} top-1 metrics higher, mean {100 * np.mean(gaps):+.1f} points).")
 
 
