@@ -19,13 +19,15 @@ def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimiz
 
 
 def lr_factor(settings: TrainSettings, step: int, steps_per_epoch: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate at ``step`` (linear warmup, then constant / step / cosine)."""
+    """Multiplier of the base learning rate at ``step`` (linear warmup, then constant / step / multistep / cosine)."""
     schedule = settings.schedule
     if step < schedule.warmup_steps:
         return (step + 1) / schedule.warmup_steps
     if schedule.kind == "step":
         every = max(1, round(schedule.step_epochs * steps_per_epoch))
         return schedule.gamma ** (step // every)
+    if schedule.kind == "multistep":
+        return schedule.gamma ** sum(step >= round(epoch * steps_per_epoch) for epoch in schedule.milestones)
     if schedule.kind == "cosine":
         span = max(1, total_steps - schedule.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - schedule.warmup_steps) / span)))

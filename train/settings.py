@@ -13,12 +13,18 @@ from typing import Any, Literal
 
 @dataclass
 class ScheduleSettings:
-    """Learning-rate schedule; 'step' divides the lr by 1/gamma every step_epochs epochs."""
+    """Learning-rate schedule; 'step' multiplies the lr by gamma every step_epochs epochs, 'multistep' at each
+    epoch of ``milestones`` (e.g. Video LA: [160, 190])."""
 
-    kind: Literal["constant", "step", "cosine"] = "step"
+    kind: Literal["constant", "step", "multistep", "cosine"] = "step"
     step_epochs: float = 6.0
     gamma: float = 0.1
     warmup_steps: int = 0
+    milestones: list[float] = field(default_factory=list)  # epochs, for kind 'multistep'
+
+    def __post_init__(self) -> None:
+        if self.kind == "multistep" and (not self.milestones or sorted(self.milestones) != list(self.milestones)):
+            raise ValueError(f"schedule 'multistep' needs increasing milestones (epochs), got {self.milestones}")
 
 
 @dataclass

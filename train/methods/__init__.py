@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from train.backbones.base import Backbone
 from train.methods import pace, stats  # noqa: F401  (each registers its method)
+from train.methods import cvrl, video_ir, video_la  # noqa: F401  (discrimination methods, issue #13)
 from train.methods.base import PretextMethod, StepOutput
 from train.methods.registry import METHODS, build_phases, build_train_settings, method_class, register_method
 from train.settings import TrainSettings
