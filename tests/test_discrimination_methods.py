@@ -7,6 +7,10 @@ only, 48x64). Backbones are a narrow C3D so the file stays within its time budge
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -23,6 +27,7 @@ from train.backbones import build_backbone
 from train.checkpoint import load_checkpoint
 from train.data import VideoClipDataset
 from train.loop import build_data, initialize_from, train
+from train.memory_bank import initial_bank
 from train.methods import build_method, method_class
 from train.methods import video_la as video_la_module
 from train.optim import lr_factor
@@ -262,3 +267,59 @@ def test_multistep_schedule_divides_at_each_milestone() -> None:
     assert settings.schedule.milestones == [160, 190]
     assert [lr_factor(settings, s, 10, 2000) for s in (0, 1599, 1600, 1899, 1900)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01])
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+
+DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import torch
+from torch.utils.data import default_collate
+from commands.pipeline import load_pipeline
+from common.settings import parse_overrides
+from train.distributed import setup_distributed
+from train.loop import apply_gradients, build_data, build_sampler, build_state, wrap_model
+from train.methods import video_la
+
+overrides, data_dir, out = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+settings = load_pipeline("video_la_cpu", overrides=parse_overrides(overrides)).train
+ctx = setup_distributed("cpu")
+if ctx.rank == 1:  # k-means runs on rank 0 only; rank 1 receives its labels
+    video_la.kmeans_runs = None
+data = build_data(settings, data_dir)
+torch.manual_seed(0)
+state = build_state(settings, data, ctx.device)
+model = wrap_model(state.method, settings, ctx)
+for step, keys in enumerate(build_sampler(settings, data, ctx, 0), start=1):
+    inputs = state.method.prepare(default_collate([data.dataset[k] for k in keys]), None)
+    output = model(inputs)
+    apply_gradients(state, output.loss, None)
+    state.method.after_step(inputs, output, step)
+    if step % data.steps_per_epoch == 0:
+        state.method.on_epoch_end(step // data.steps_per_epoch)
+torch.save({{"bank": state.method.bank.vectors, "clusters": state.method.cluster_labels,
+            "history": state.method.clusterings, "ignored": sorted(model.parameters_to_ignore)}},
+           out / f"rank{{ctx.rank}}.pt")
+"""
+
+
+def test_video_la_under_ddp_shares_bank_and_rank0_clusters(dataset_dir: Path, tmp_path: Path) -> None:
+    """Two gloo processes, one clip each per step, 6 steps (2 epochs): both end with the same bank (every row
+    of the global batches written on both) and the clusters k-means made on rank 0; DDP leaves the bank and
+    the clusters out of its buffer broadcast."""
+    overrides = [*SMALL, "train.max_steps=6"]
+    script = tmp_path / "ddp_la.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(Path(__file__).resolve().parents[1])))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         json.dumps(overrides), str(dataset_dir), str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert torch.equal(rank0["bank"], rank1["bank"]) and torch.equal(rank0["clusters"], rank1["clusters"])
+    assert [c["step"] for c in rank0["history"]] == [0, 1, 3, 6] and rank0["history"] == rank1["history"]
+    # every row was written in 2 epochs of 6 videos (each rank saw 3 of every 6): none is still initial
+    assert not torch.isclose(rank0["bank"], initial_bank(6, 128, 0)).all(dim=1).any()
+    assert set(rank0["ignored"]) == {"bank.vectors", "cluster_labels"}
