@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import default_collate
 
 from commands.pipeline import Pipeline, load_pipeline, train_pipeline
+from common.errors import ConfigError
 from common.settings import parse_overrides
 from labels.store import consolidated_path, labels_root
 from preprocess.extract import extract
@@ -267,6 +268,8 @@ def test_multistep_schedule_divides_at_each_milestone() -> None:
     assert settings.schedule.milestones == [160, 190]
     assert [lr_factor(settings, s, 10, 2000) for s in (0, 1599, 1600, 1899, 1900)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01])
+    with pytest.raises(ConfigError, match="increasing milestones"):
+        pipeline("video_la_idt", "train.phases=[{name: a, schedule: {kind: multistep, milestones: [5, 2]}}]")
 
 
 # ------------------------------------------------------------------------------------------------ DDP
@@ -278,6 +281,7 @@ sys.path.insert(0, {repo!r})
 import torch
 from torch.utils.data import default_collate
 from commands.pipeline import load_pipeline
+from common.errors import ConfigError
 from common.settings import parse_overrides
 from train.distributed import setup_distributed
 from train.loop import apply_gradients, build_data, build_sampler, build_state, wrap_model

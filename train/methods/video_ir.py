@@ -23,7 +23,7 @@ from torch import nn
 from train.backbones.base import Backbone
 from train.data import ClipSpec, UniformSampler, VideoClipDataset
 from train.instance_losses import IR_TEMPERATURE, InstanceRecognitionNCE, draw_noise_indices, scaled_num_noise
-from train.ir_augment import ir_augment
+from train.ir_augment import IR_CROP_SIZE, ir_augment
 from train.memory_bank import MemoryBank
 from train.methods.base import PretextMethod, StepOutput, no_decay_groups, to_float_clip
 from train.methods.registry import register_method
@@ -73,7 +73,7 @@ class MemoryBankMethod(PretextMethod):
     def __init__(self, backbone: Backbone, settings: Any) -> None:
         super().__init__(backbone, settings)
         self.head = nn.Linear(backbone.num_features, settings.embedding_dim)
-        self.crop_size = 112
+        self.crop_size = IR_CROP_SIZE  # the pipeline's crop_size from attach
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (bank rows, embeddings) of the step
 
     def attach(self, settings: TrainSettings, dataset: Any) -> None:

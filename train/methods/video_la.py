@@ -31,6 +31,7 @@ import torch.distributed as dist
 from sklearn.metrics import normalized_mutual_info_score
 
 from labels.store import consolidated_path, labels_root
+from train.backbones.base import Backbone
 from train.bank_clustering import kmeans_runs, scaled_num_clusters
 from train.instance_losses import IR_TEMPERATURE, LA_BACKGROUND_NEIGHBOURS, local_aggregation_loss
 from train.methods.base import StepOutput
@@ -95,6 +96,7 @@ def broadcast_from_main(tensor: torch.Tensor) -> None:
 
 
 def is_main_process() -> bool:
+    """True on rank 0, or without a process group."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
@@ -110,7 +112,7 @@ class VideoLocalAggregation(MemoryBankMethod):
     Settings = VideoLASettings
     cluster_labels: torch.Tensor
 
-    def __init__(self, backbone: Any, settings: VideoLASettings) -> None:
+    def __init__(self, backbone: Backbone, settings: VideoLASettings) -> None:
         super().__init__(backbone, settings)
         self.ready = False  # cluster_labels hold clusters of this method's source
         self.steps_done = 0  # optimizer steps of this run so far (for the history)
@@ -142,6 +144,7 @@ class VideoLocalAggregation(MemoryBankMethod):
             self.use_clusters(self.prior)
 
     def num_clusters(self) -> int:
+        """K of the k-means runs: the setting, or the paper's ratio of videos per cluster."""
         return self.settings.num_clusters or scaled_num_clusters(self.bank.size)
 
     def cluster_space(self) -> np.ndarray:
