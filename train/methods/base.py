@@ -8,9 +8,10 @@ registered by name with ``register_method``) declares in one place:
   ``training_data(data_dir, settings)`` when it trains on stored labels;
 - its heads (in ``__init__``), ``prepare`` (on-device augmentation and normalisation) and ``forward`` (the loss);
 - optional hooks: ``attach`` (sees the run's settings and training dataset once, e.g. to size a memory bank),
-  ``parameter_groups`` (own lr / weight decay per group), ``after_step`` (e.g. memory-bank writes), ``on_epoch_end`` (e.g. re-clustering); state a checkpoint must carry besides parameters and buffers
-  goes through ``torch.nn.Module.get_extra_state`` / ``set_extra_state`` (part of ``state_dict``), so resume
-  stays exact.
+  ``parameter_groups`` (own lr / weight decay per group), ``after_step`` (e.g. memory-bank writes),
+  ``on_epoch_end`` (e.g. re-clustering); state a checkpoint must carry besides parameters and buffers goes
+  through ``torch.nn.Module.get_extra_state`` / ``set_extra_state`` (part of ``state_dict``), so resume stays
+  exact.
 
 ``forward`` takes the prepared batch and returns a :class:`StepOutput`, so DistributedDataParallel can wrap the
 whole method.
