@@ -22,7 +22,7 @@ from torch.utils.data import default_collate
 from commands.pipeline import Pipeline, load_pipeline, train_pipeline
 from common.errors import ConfigError
 from common.settings import parse_overrides
-from labels.store import consolidated_path, labels_root
+from labels.store import LabelError, consolidated_path, labels_root
 from preprocess.extract import extract
 from train.backbones import build_backbone
 from train.checkpoint import load_checkpoint
@@ -194,7 +194,7 @@ def test_idt_prior_clusters_are_read_not_recomputed(dataset_dir: Path, tmp_path:
         np.testing.assert_array_equal(model["cluster_labels"].numpy(), expected)
         assert [c["step"] for c in model["_extra_state"]["clusterings"]] == [0]
         write_h5(path, stored[1:], assignments=assignments[:, 1:])  # the dataset's first video is missing
-        with pytest.raises(ValueError, match=rf"clusters.h5: 1 training video\(s\) missing, e.g. {ids[-1]}"):
+        with pytest.raises(LabelError, match=rf"clusters.h5: 1 training video\(s\) missing, e.g. {ids[-1]}"):
             built("video_la_cpu", dataset_dir, "train.video_la.clusters=idt")
     finally:
         path.unlink()

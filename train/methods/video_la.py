@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import normalized_mutual_info_score
 
-from labels.store import consolidated_path, labels_root
+from labels.store import LabelError, consolidated_path, labels_root
 from train.backbones.base import Backbone
 from train.bank_clustering import kmeans_runs, scaled_num_clusters
 from train.instance_losses import IR_TEMPERATURE, LA_BACKGROUND_NEIGHBOURS, local_aggregation_loss
@@ -69,23 +69,23 @@ class VideoLASettings:
 
 def read_per_video(path: Path, field: str, video_ids: list[str]) -> np.ndarray:
     """Rows of ``field`` for ``video_ids`` from a per-video label file (``videos`` str [V] and ``field`` with
-    the video axis last for ``assignments`` [m, V], first otherwise): [m, N] or [N, D]. ValueError naming the
-    file when it is missing, malformed or lacks some of the videos."""
+    the video axis last for ``assignments`` [m, V], first otherwise): [m, N] or [N, D]. ``LabelError`` naming
+    the file when it is missing, malformed or lacks some of the videos (``train`` and ``run`` refuse with it)."""
     if not path.is_file():
-        raise ValueError(f"{path}: missing (make the labels first: make-labels --task {path.parent.name})")
+        raise LabelError(f"{path}: missing (make the labels first: make-labels --task {path.parent.name})")
     try:
         with h5py.File(path, "r") as f:
             stored = [v.decode() if isinstance(v, bytes) else str(v) for v in f["videos"][()]]
             values = np.asarray(f[field][()])
     except (OSError, KeyError) as exc:
-        raise ValueError(f"{path}: cannot read 'videos' and '{field}': {exc}") from exc
+        raise LabelError(f"{path}: cannot read 'videos' and '{field}': {exc}") from exc
     axis = 1 if field == "assignments" else 0
     if values.ndim != 2 or values.shape[axis] != len(stored):
-        raise ValueError(f"{path}: '{field}' has shape {values.shape}, expected {len(stored)} videos on axis {axis}")
+        raise LabelError(f"{path}: '{field}' has shape {values.shape}, expected {len(stored)} videos on axis {axis}")
     position = {video: i for i, video in enumerate(stored)}
     missing = [video for video in video_ids if video not in position]
     if missing:
-        raise ValueError(f"{path}: {len(missing)} training video(s) missing, e.g. {', '.join(missing[:3])}")
+        raise LabelError(f"{path}: {len(missing)} training video(s) missing, e.g. {', '.join(missing[:3])}")
     return np.take(values, [position[video] for video in video_ids], axis=axis)
 
 
