@@ -76,7 +76,8 @@ class InstanceRecognitionNCE(nn.Module):
     """IR loss with its normaliser Z as state (a buffer, NaN until the first call estimates it, so it is
     saved and restored with the checkpoint). Under DDP the first estimate is averaged over the processes.
 
-    forward(features [B, D], indices int [B], bank, generator=None) -> float32 scalar loss.
+    forward(features [B, D], indices int [B], bank, generator=None, noise=None) -> float32 scalar loss; ``noise``
+    int [B, K] gives the noise entries (drawn beforehand, e.g. with a per-step generator) instead of drawing them.
     """
 
     log_normalizer: torch.Tensor
@@ -89,8 +90,11 @@ class InstanceRecognitionNCE(nn.Module):
         self.register_buffer("log_normalizer", torch.tensor(float("nan")))
 
     def forward(self, features: torch.Tensor, indices: torch.Tensor, bank: MemoryBank,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = draw_noise_indices(features.shape[0], self.num_noise, bank.size, generator, features.device)
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is None:
+            noise = draw_noise_indices(features.shape[0], self.num_noise, bank.size, generator, features.device)
+        elif noise.shape != (features.shape[0], self.num_noise):
+            raise ValueError(f"expected noise entries [{features.shape[0]}, {self.num_noise}], got {tuple(noise.shape)}")
         entries = torch.cat([indices.to(features.device, torch.long)[:, None], noise], dim=1)
         logits = bank_logits(features, bank.vectors, entries, self.temperature)
         if torch.isnan(self.log_normalizer):

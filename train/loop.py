@@ -178,7 +178,9 @@ def build_state(settings: TrainSettings, data: TrainData, device: torch.device) 
     and grad scaler."""
     channels = method_class(settings.method).input_channels(settings)
     backbone = build_backbone(settings.backbone, in_channels=channels, **settings.backbone_args)
-    method = build_method(settings, backbone).to(device)
+    method = build_method(settings, backbone)
+    method.attach(settings, data.dataset)
+    method = method.to(device)
     optimizer = build_optimizer(settings, method.parameter_groups(settings))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(settings, step, data.steps_per_epoch, data.total_steps)

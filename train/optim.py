@@ -19,15 +19,16 @@ def build_optimizer(settings: TrainSettings, params: Any) -> torch.optim.Optimiz
 
 
 def lr_factor(settings: TrainSettings, step: int, steps_per_epoch: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate at ``step`` (linear warmup, then constant / step / cosine)."""
+    """Multiplier of the base learning rate at ``step`` (linear warmup, then constant / step / multistep / cosine)."""
     schedule = settings.schedule
     if step < schedule.warmup_steps:
         return (step + 1) / schedule.warmup_steps
     if schedule.kind == "step":
         every = max(1, round(schedule.step_epochs * steps_per_epoch))
         return schedule.gamma ** (step // every)
-    if schedule.kind == "milestones":
-        return schedule.gamma ** sum(step >= milestone for milestone in schedule.milestones)
+    if schedule.kind == "multistep":
+        per_unit = steps_per_epoch if schedule.milestone_unit == "epochs" else 1
+        return schedule.gamma ** sum(step >= round(milestone * per_unit) for milestone in schedule.milestones)
     if schedule.kind == "cosine":
         span = max(1, total_steps - schedule.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - schedule.warmup_steps) / span)))

@@ -13,19 +13,21 @@ from typing import Any, Literal
 
 @dataclass
 class ScheduleSettings:
-    """Learning-rate schedule; 'step' multiplies the lr by gamma every step_epochs epochs, 'milestones' at each
-    optimizer step listed in ``milestones`` (e.g. CPC's 20k, 40k, 60k iterations)."""
+    """Learning-rate schedule; 'step' multiplies the lr by gamma every step_epochs epochs, 'multistep' at each of
+    ``milestones``, counted in epochs (e.g. Video LA: [160, 190]) or in optimizer steps (``milestone_unit:
+    steps``, e.g. CPC's 20k, 40k, 60k iterations)."""
 
-    kind: Literal["constant", "step", "cosine", "milestones"] = "step"
+    kind: Literal["constant", "step", "multistep", "cosine"] = "step"
     step_epochs: float = 6.0
     gamma: float = 0.1
     warmup_steps: int = 0
-    milestones: list[int] = field(default_factory=list)  # optimizer steps (kind: milestones)
+    milestones: list[float] = field(default_factory=list)  # kind 'multistep'
+    milestone_unit: Literal["epochs", "steps"] = "epochs"
 
     def __post_init__(self) -> None:
-        if self.kind == "milestones" and (not self.milestones or sorted(self.milestones) != self.milestones
-                                          or self.milestones[0] < 1):
-            raise ValueError(f"milestones must be increasing steps >= 1, got {self.milestones}")
+        if self.kind == "multistep" and (not self.milestones or sorted(self.milestones) != list(self.milestones)
+                                         or self.milestones[0] <= 0):
+            raise ValueError(f"schedule 'multistep' needs increasing positive milestones, got {self.milestones}")
 
 
 @dataclass

@@ -6,7 +6,7 @@ Each method subclasses ``base.PretextMethod`` and adds its settings, data declar
 from __future__ import annotations
 
 from train.backbones.base import Backbone
-from train.methods import cpc, dpc, pace, stats  # noqa: F401  (each registers its method)
+from train.methods import cpc, cvrl, dpc, pace, stats, video_ir, video_la  # noqa: F401  (each registers its method)
 from train.methods.base import PretextMethod, StepOutput
 from train.methods.registry import METHODS, build_phases, build_train_settings, method_class, register_method
 from train.settings import TrainSettings

@@ -7,10 +7,11 @@ registered by name with ``register_method``) declares in one place:
 - ``clip_spec(settings)``: what its batches hold (streams, views, clip geometry, targets), or
   ``training_data(data_dir, settings)`` when it trains on stored labels;
 - its heads (in ``__init__``), ``prepare`` (on-device augmentation and normalisation) and ``forward`` (the loss);
-- optional hooks: ``parameter_groups`` (own lr / weight decay per group), ``after_step`` (e.g. memory-bank
-  writes), ``on_epoch_end`` (e.g. re-clustering); state a checkpoint must carry besides parameters and buffers
-  goes through ``torch.nn.Module.get_extra_state`` / ``set_extra_state`` (part of ``state_dict``), so resume
-  stays exact.
+- optional hooks: ``attach`` (sees the run's settings and training dataset once, e.g. to size a memory bank),
+  ``parameter_groups`` (own lr / weight decay per group), ``after_step`` (e.g. memory-bank writes),
+  ``on_epoch_end`` (e.g. re-clustering); state a checkpoint must carry besides parameters and buffers goes
+  through ``torch.nn.Module.get_extra_state`` / ``set_extra_state`` (part of ``state_dict``), so resume stays
+  exact.
 
 ``forward`` takes the prepared batch and returns a :class:`StepOutput`, so DistributedDataParallel can wrap the
 whole method.
@@ -97,6 +98,11 @@ class PretextMethod(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> StepOutput:
         """Loss and metrics of prepared ``inputs``."""
         raise NotImplementedError
+
+    def attach(self, settings: TrainSettings, dataset: Any) -> None:
+        """Called once by the loop after construction, with the run's settings and its training dataset, before
+        the optimizer is built and any checkpoint is loaded: state sized by the data (a memory bank with one
+        row per training video) or set by shared settings (the crop size of on-device augmentation)."""
 
     def parameter_groups(self, settings: TrainSettings) -> list[dict[str, Any]]:
         """The optimizer's parameter groups (each may set its own ``lr`` / ``weight_decay``): one group here."""
