@@ -268,7 +268,7 @@ def test_multistep_schedule_divides_at_each_milestone() -> None:
     assert settings.schedule.milestones == [160, 190]
     assert [lr_factor(settings, s, 10, 2000) for s in (0, 1599, 1600, 1899, 1900)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01])
-    with pytest.raises(ConfigError, match="increasing milestones"):
+    with pytest.raises(ConfigError, match="increasing positive milestones"):
         pipeline("video_la_idt", "train.phases=[{name: a, schedule: {kind: multistep, milestones: [5, 2]}}]")
 
 

@@ -262,8 +262,9 @@ def test_ddp_on_two_cpu_processes_gives_the_gradient_of_one_process(dataset_dir:
         method(method.prepare(default_collate([data.dataset[k] for k in keys]), None)).loss.backward()
         ddp = torch.load(tmp_path / f"{name}_grads.pt")
         for param_name, param in method.named_parameters():
-            torch.testing.assert_close(ddp[param_name], param.grad, rtol=1e-4, atol=1e-6,
-                                       msg=f"{name}: gradient of {param_name}")
+            # float32 sums in another order: DPC's unnormalised scores leave ~1e-6 of noise on 1e-4 gradients
+            torch.testing.assert_close(ddp[param_name], param.grad, rtol=1e-4, atol=1e-5,
+                                       msg=lambda m: f"{name}: gradient of {param_name}: {m}")
 
 
 # ------------------------------------------------------------------------------------------ pipelines
