@@ -6,7 +6,8 @@ same video ('context': the dataset gives two clips per video at distinct paces) 
 ('pace'); all other clips in the global batch (gathered over DDP processes) are negatives. Total loss
 ``cls_weight * L_cls + ctr_weight * L_ctr``.
 
-On-device augmentation: horizontal flip consistent over the clip, colour jitter drawn independently per frame.
+On-device augmentation: horizontal flip consistent over the clip, colour jitter drawn independently per frame
+(or once per clip: ``color_jitter.per_frame``).
 """
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ from train.settings import TrainSettings
 
 @dataclass
 class ColorJitterSettings:
-    """Colour jitter of the pace task, drawn independently per frame (``p = 0`` switches it off)."""
+    """Colour jitter of the pace task (``p = 0`` switches it off): drawn independently per frame, as the
+    authors' code, or once per clip (``per_frame: false``). docs/TRAINING.md measures its cost."""
 
     brightness: float = 0.8
     contrast: float = 0.8
     saturation: float = 0.8
     hue: float = 0.2
     p: float = 0.8
+    per_frame: bool = True
 
 
 @dataclass
@@ -152,7 +155,7 @@ class PacePrediction(PretextMethod):
             saturation=jitter.saturation,
             hue=jitter.hue,
             p=jitter.p,
-            per_frame=True,
+            per_frame=jitter.per_frame,
             generator=generator,
         )
         return {
