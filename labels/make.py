@@ -33,7 +33,8 @@ from labels.store import (
     write_failures,
 )
 from preprocess.dataset import Dataset
-from common.runner import Task, exclusive, open_client, remove_stale_temporaries, run_tasks
+from common.runner import (Task, exclusive, failure_record, needs_retry_flag, open_client, remove_stale_temporaries,
+                           retry_now, run_tasks)
 from common.runner import ClusterSettings
 
 
@@ -142,7 +143,7 @@ def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[st
         for task in tasks:
             if part_path(root, task, video.id).exists():
                 already[task] += 1
-            elif video.id not in failures[task]:
+            elif retry_now(failures[task].get(video.id), retry_failed):  # transient failures: a bounded number of runs
                 missing.append(task)
         if missing:
             job = LabelJob(str(dataset.path), str(root), video.id, tuple(missing), settings, recorded)
@@ -159,7 +160,7 @@ def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[st
                 peak = max(peak, outcome.peak_rss_mb)
                 for task in job_tasks.split("+"):
                     if outcome.status == "failed":
-                        failures[task][video_id] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                        failures[task][video_id] = failure_record(outcome, failures[task].get(video_id))
                         write_failures(root, task, failures[task])
                     else:
                         failures[task].pop(video_id, None)
@@ -191,4 +192,6 @@ def format_summary(summary: LabelSummary) -> str:
         lines.append(f"  {t.task}: {t.labelled} videos labelled now, {t.already_done} already labelled, "
                      f"{len(t.failed)} failed; {t.rows} rows in {t.output}")
         lines += [f"    failed {f['path']}: {f['reason']}" for _, f in sorted(t.failed.items())]
+    if any(needs_retry_flag(t.failed) for t in summary.tasks):
+        lines.append("fix the failed inputs, then run the same command with --retry-failed to try them again")
     return "\n".join(lines)
