@@ -63,9 +63,9 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
                     click.echo(f"resumed with {key}: {old!r} -> {new!r} (recorded in {out_dir / 'resumes.jsonl'})")
             export = train(settings, data_dir, out_dir, device=device, resume=resume, progress=not no_progress,
                            record=record)
-        except (FileExistsError, ResumeRefused, LabelError, DatasetError) as exc:
-            raise Refused(str(exc)) from exc
-        except (TrainingDiverged, ValueError) as exc:
+        except (FileExistsError, ResumeRefused, LabelError, DatasetError, ValueError) as exc:
+            raise Refused(str(exc)) from exc  # settings or data that do not fit: nothing was trained
+        except TrainingDiverged as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"backbone written to {export}")
 
