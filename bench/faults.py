@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CLIPS = ["Turn/Turn_1_42.mp4", "Turn/Turn_1_47.mp4", "Turn/Turn_7_38.mp4", "Turn/Turn_1_1.mp4",
-         "Walk/Walk_1_1.mp4", "Run/Run_1_1.mp4"]
+         "Walk/Walk_10_1.mp4", "Run/Run_1_1.mp4"]
 SETS = ["preprocess.size=[48, 64]", "preprocess.flow.algo=dis", "preprocess.flow.dis_preset=fast",
         "preprocess.shard_mb=0.3", "crop_size=32", "labels.crop_variants=[[8, 16, false], [8, 16, true]]",
         "train.stats.pacing={kind: single_step, start_fraction: 0.5, step_length: 2}",
@@ -233,6 +233,8 @@ def main() -> None:
     inputs = args.work / "videos"
     shutil.rmtree(args.work, ignore_errors=True)
     for clip in CLIPS:
+        if not (SHARED / "arid/train" / clip).is_file():
+            raise SystemExit(f"{SHARED / 'arid/train' / clip}: missing input clip")
         (inputs / clip).parent.mkdir(parents=True, exist_ok=True)
         (inputs / clip).symlink_to(SHARED / "arid/train" / clip)
     clean = args.work / "clean"
