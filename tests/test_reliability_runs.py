@@ -7,6 +7,10 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from common.settings import parse_overrides
 from labels.make import make_labels
 from preprocess.extract import extract
 
+REPO = Path(__file__).resolve().parents[1]
 CLIPS = ["Turn/Turn_1_42.mp4", "Turn/Turn_1_47.mp4"]
 BASE = ["preprocess.size=[48, 64]", "preprocess.flow.algo=dis", "preprocess.flow.dis_preset=ultrafast", "crop_size=32",
         "labels.crop_variants=[[8, 16, false], [8, 16, true]]",
@@ -123,3 +128,29 @@ def test_eval_locks_its_folder_and_names_a_file_that_is_not_a_checkpoint(dataset
     with exclusive(held / ".lock", RuntimeError("held")):
         busy = CliRunner().invoke(cli, [*args, "--out", str(held)])
     assert busy.exit_code == 2 and f"{held}: another eval run is writing this report folder" in busy.output
+
+
+def _interrupt_when(args: list[str], ready: Path, signum: int) -> subprocess.CompletedProcess:
+    """Run ``cli.py ARGS``, send ``signum`` once ``ready`` exists (the command is at work), wait for its end."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_real_sigterm_and_sigint_exit_130(dataset_dir: Path, tmp_path: Path) -> None:
+    sets = [a for s in BASE for a in ("--set", s)]
+    training = _interrupt_when(["train", "--pipeline", "demo", "--data", str(dataset_dir), "--out", str(tmp_path / "run"),
+                                "--device", "cpu", "--no-progress", *sets, "--set", "train.max_steps=10000"],
+                               tmp_path / "run" / "checkpoints" / "step_00000001.pt", signal.SIGTERM)
+    assert training.returncode == 130 and "interrupted" in training.stderr, training.stderr[-2000:]
+    assert "Aborted!" not in training.stderr
+    labelling = _interrupt_when(["make-labels", "--data", str(dataset_dir), "--pipeline", "demo", "--labels-dir",
+                                 str(tmp_path / "labels"), "--workers", "1", "--no-progress", *sets],
+                                tmp_path / "labels" / "stats" / "parts", signal.SIGINT)
+    assert labelling.returncode == 130 and "interrupted" in labelling.stderr, labelling.stderr[-2000:]
