@@ -146,10 +146,15 @@ def label_bytes(dataset: Path) -> dict[str, bytes]:
     """Every array of every consolidated labels file, as bytes (``{family/dataset: bytes}``)."""
     import h5py
 
+    def as_bytes(value: Any) -> bytes:
+        if getattr(value, "dtype", None) is not None and value.dtype.kind == "O":  # variable-length strings
+            return b"\0".join(v if isinstance(v, bytes) else str(v).encode() for v in value.ravel())
+        return value.tobytes()
+
     out = {}
     for path in sorted((dataset / "labels").glob("*/*.h5")):
         with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: out.__setitem__(f"{path.stem}/{name}", obj[()].tobytes())
+            f.visititems(lambda name, obj: out.__setitem__(f"{path.stem}/{name}", as_bytes(obj[()]))
                          if isinstance(obj, h5py.Dataset) else None)
     return out
 
