@@ -98,13 +98,18 @@ def extract_frames_command(**opts: Any) -> None:
 
 @click.command("extract-flow")
 @_extract_options
-@click.option("--algo", type=click.Choice(["tvl1", "dis", "farneback"]), help="Optical flow algorithm (default: tvl1).")
+@click.option("--algo", type=click.Choice(["tvl1", "tvl1_torch", "dis", "farneback"]),
+              help="Optical flow algorithm (default: tvl1; tvl1_torch: the same TV-L1 in PyTorch, batched).")
 @click.option("--bound", type=float, help="Flow clipped to [-bound, bound] px before uint8 quantization (default: 20).")
 @click.option("--dis-preset", type=click.Choice(["ultrafast", "fast", "medium"]), help="DIS preset (default: medium).")
-def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str | None, **opts: Any) -> None:
+@click.option("--flow-device", type=click.Choice(["cpu", "cuda"]), help="Device of tvl1_torch (default: cpu).")
+@click.option("--flow-batch", type=click.IntRange(min=1), help="Frame pairs per tvl1_torch call (default: 2).")
+def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str | None, flow_device: str | None,
+                         flow_batch: int | None, **opts: Any) -> None:
     """Like extract-frames, plus quantized optical flow (and image differences). Frames already in OUTPUT
     are reused, not decoded again. Re-running resumes."""
-    _run_extract(True, opts, {"algo": algo, "bound": bound, "dis_preset": dis_preset})
+    _run_extract(True, opts, {"algo": algo, "bound": bound, "dis_preset": dis_preset, "device": flow_device,
+                              "batch": flow_batch})
 
 
 @click.command("inspect", short_help="Print what a dataset holds: videos, streams, shards, sizes, settings, failures.")

@@ -59,10 +59,12 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
         raise SystemExit(1)
 
 
-@click.command("show-labels", short_help="Draw one clip's statistics labels into a PNG.")
+@click.command("show-labels", short_help="Draw one clip's statistics labels or its dense trajectories into a PNG.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--task", type=click.Choice(["stats", "idt"]), default="stats", show_default=True,
+              help="stats: the statistics labels of a crop; idt: the tracked dense trajectories of the clip.")
 @click.option("--video", "video_id", help="Video id (default: the first video of the dataset).")
 @click.option("--start", default=0, show_default=True, help="First frame of the clip.")
 @click.option("--variant", default=0, show_default=True, help="Index into the crop variants.")
@@ -71,10 +73,14 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a pipeline setting (repeatable).")
 @click.option("--labels-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Labels folder whose settings apply (default: DATASET/labels, if present).")
-def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, start: int, variant: int, pipeline: str,
-                        sets: tuple[str, ...], labels_dir: Path | None) -> None:
-    """Draw one clip's statistics labels into a PNG: frames, summed motion boundaries with the chosen
-    regions and direction arrows, per-frame boundary energy, colour consistency, dominant colours."""
+def show_labels_command(data_dir: Path, out_path: Path, task: str, video_id: str | None, start: int, variant: int,
+                        pipeline: str, sets: tuple[str, ...], labels_dir: Path | None) -> None:
+    """Draw one clip's statistics labels into a PNG (frames, summed motion boundaries with the chosen regions
+    and direction arrows, per-frame boundary energy, colour consistency, dominant colours), or with --task idt
+    its Improved Dense Trajectories over the frames."""
+    if task == "idt":
+        _show_idt(data_dir, out_path, video_id, start, pipeline, sets, labels_dir)
+        return
     from labels.show import render_clip_labels
     from labels.store import (SETTINGS_FILE, LabelError, consolidated_path, family_dir, labels_root, load_clip_labels,
                               read_settings)
@@ -119,3 +125,34 @@ def show_labels_command(data_dir: Path, out_path: Path, video_id: str | None, st
 
 
 COMMANDS: list[click.Command] = [make_labels_command, show_labels_command]
+
+
+def _show_idt(data_dir: Path, out_path: Path, video_id: str | None, start: int, pipeline: str, sets: tuple[str, ...],
+              labels_dir: Path | None) -> None:
+    """show-labels --task idt: the trajectories of a clip of 2 x track_length frames, with the idt settings
+    of the labels folder (or of the pipeline when there are none)."""
+    import cv2
+
+    from labels.families.idt import trajectory_montage
+    from labels.store import SETTINGS_FILE, LabelError, family_dir, labels_root, read_settings
+    from preprocess.dataset import Dataset
+    from preprocess.decode import DecodeError
+    from preprocess.index import DatasetError
+
+    try:
+        labels = load_pipeline(pipeline, overrides=parse_overrides(list(sets))).labels
+        settings = labels.of("idt")
+        root = labels_root(data_dir, labels_dir)
+        if (family_dir(root, "idt") / SETTINGS_FILE).exists():
+            recorded = read_settings(root, "idt")["family"]
+            settings = type(settings)(**{**recorded, "size": tuple(recorded["size"]) if recorded["size"] else None})
+        dataset = Dataset(data_dir)
+        video = dataset.video(video_id) if video_id else dataset.videos[0]
+        image, count = trajectory_montage(video.path, settings, start, 2 * settings.track_length)
+    except KeyError as exc:  # unknown video id
+        raise Refused(exc.args[0]) from exc
+    except (ConfigError, LabelError, DatasetError, DecodeError, ValueError) as exc:
+        raise Refused(str(exc)) from exc
+    cv2.imwrite(str(out_path), image)
+    click.echo(f"{count} trajectories in frames {start}-{start + 2 * settings.track_length - 1} of {video.path}\n"
+               f"written to {out_path}")

@@ -16,10 +16,10 @@ from common.errors import ConfigError
 from common.runner import ClusterSettings
 from common.settings import build, merge
 from eval.settings import EvalSettings
-from labels.settings import LabelSettings
+from labels.settings import LabelSettings, build_label_settings
 from preprocess.flow import make_flow
 from preprocess.settings import ExtractSettings
-from train.methods import METHODS, build_train_settings
+from train.methods import METHODS, build_phases, build_train_settings
 from train.settings import TrainSettings
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "pipelines.yaml"
@@ -56,7 +56,8 @@ class Pipeline:
     """One named pipeline: the settings of every stage, validated.
 
     ``train`` is None while the pipeline's method is not implemented yet: ``pending`` then says which method
-    it waits for, and training refuses with that message (extraction and labels still run).
+    it waits for, and training refuses with that message (extraction and labels still run). A pipeline trained
+    in ``phases`` (``[(name, settings)]``, see ``train.phases``) has its last phase as ``train``.
     """
 
     name: str
@@ -66,6 +67,7 @@ class Pipeline:
     eval: EvalSettings
     description: str = ""
     pending: str | None = None
+    phases: list[tuple[str, TrainSettings]] = dataclasses.field(default_factory=list)
 
     def trainable(self) -> TrainSettings:
         """``train``, or ConfigError saying which method this pipeline waits for."""
@@ -110,28 +112,33 @@ def load_pipeline(
     raw = _place_shared(raw, name)
     preprocess = build(ExtractSettings, raw["preprocess"], f"{name}.preprocess")
     try:
-        make_flow(preprocess.flow)  # OpenCV refuses unknown or ill-typed backend parameters here
+        make_flow(preprocess.flow)  # the backend refuses unknown or ill-typed parameters here
     except ValueError as exc:
         raise ConfigError(f"{name}.preprocess.flow: {exc}") from exc
-    train, pending = None, None
-    method = (raw["train"] or {}).get("method", TrainSettings.method)
-    if isinstance(method, str) and method not in METHODS:
-        pending = (f"its method {method!r} is not implemented yet (known methods: {', '.join(sorted(METHODS))}); "
-                   "extraction and labels work, training does not")
+    train, pending, phases = None, None, []
+    section = raw["train"] or {}
+    listed = section.get("phases") if isinstance(section.get("phases"), list) else []
+    methods = [section.get("method", TrainSettings.method)]
+    methods += [phase.get("method") for phase in listed if isinstance(phase, Mapping) and "method" in phase]
+    missing = sorted({m for m in methods if isinstance(m, str) and m not in METHODS})
+    if missing:
+        pending = (f"its method {', '.join(map(repr, missing))} is not implemented yet (known methods: "
+                   f"{', '.join(sorted(METHODS))}); extraction and labels work, training does not")
     else:
-        train = build_train_settings(raw["train"], f"{name}.train")
+        phases = build_phases(section, f"{name}.train")
+        train = phases[-1][1] if phases else build_train_settings(section, f"{name}.train")
     return Pipeline(name=name, description=str(raw.get("description", "")), preprocess=preprocess,
-                    labels=build(LabelSettings, raw["labels"], f"{name}.labels"), train=train,
-                    eval=build(EvalSettings, raw["eval"], f"{name}.eval"), pending=pending)
+                    labels=build_label_settings(raw["labels"], f"{name}.labels"), train=train,
+                    eval=build(EvalSettings, raw["eval"], f"{name}.eval"), pending=pending, phases=phases)
 
 
 def pipeline_record(pipeline: Pipeline) -> dict[str, Any]:
     """The resolved pipeline as plain data in the layout of pipelines.yaml (a method's settings under
     ``train.<method>``), as written to a run's ``config.yaml``."""
     record = dataclasses.asdict(pipeline)
-    train = record.get("train")
-    if train is not None:
-        train[pipeline.train.method] = train.pop("method_settings")
+    for train in [record.get("train")] + [settings for _, settings in record["phases"]]:
+        if train is not None:
+            train[train["method"]] = train.pop("method_settings")
     return record
 
 
@@ -139,3 +146,18 @@ def load_cluster(path: str | Path | None = None, overrides: Mapping[str, Any] | 
     """The ``cluster`` section of the pipelines file (how the CPU stage runs), with overrides."""
     raw = merge(read_file(path).get("cluster") or {}, overrides or {})
     return build(ClusterSettings, raw, "cluster")
+
+
+def train_pipeline(pipeline: Pipeline, data_dir: str | Path, out_dir: str | Path, *, device: str = "cpu",
+                   resume: bool = False, progress: bool = True) -> Path:
+    """Pretext training of ``pipeline`` (in its phases, if it has them) into ``out_dir``; returns the exported
+    ``backbone.pt``. ConfigError when its method is not implemented yet."""
+    from train.loop import train
+    from train.phases import train_in_phases
+
+    settings = pipeline.trainable()
+    record = pipeline_record(pipeline)
+    if pipeline.phases:
+        return train_in_phases(pipeline.phases, data_dir, out_dir, device=device, resume=resume,
+                               progress=progress, record=record)
+    return train(settings, data_dir, out_dir, device=device, resume=resume, progress=progress, record=record)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from commands.pipeline import Pipeline, load_cluster, load_pipeline, pipeline_record
+from commands.pipeline import Pipeline, load_cluster, load_pipeline, train_pipeline
 from common.errors import ConfigError, Refused
 from common.runner import ClusterSettings
 from common.settings import parse_overrides
@@ -27,8 +27,6 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     from labels.make import make_labels
     from preprocess.extract import extract
     from preprocess.extract import format_summary as extract_summary
-    from train.loop import train
-
     settings = pipeline.trainable()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset, run, report = out / "dataset", out / "run", out / "report"
@@ -46,8 +44,7 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     else:
         click.echo("[2/4] no labels needed by this pipeline")
     click.echo(f"[3/4] pretext training ({settings.method}, {settings.backbone}) into {run}")
-    weights = train(settings, dataset, run, device=device, resume=True, progress=progress,
-                    record=pipeline_record(pipeline))
+    weights = train_pipeline(pipeline, dataset, run, device=device, resume=True, progress=progress)
     click.echo(f"backbone saved to {weights}")
     click.echo(f"[4/4] evaluating pretrained vs random initialisation into {report}")
     results = evaluate(run, dataset, report, settings=pipeline.eval, device=device, progress=progress)

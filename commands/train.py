@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 
-from commands.pipeline import load_pipeline, pipeline_record
+from commands.pipeline import load_pipeline, pipeline_record, train_pipeline
 from common.errors import ConfigError, Refused
 from common.runner import exclusive
 from common.settings import parse_overrides
@@ -38,31 +38,27 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
 
     from labels.store import LabelError
     from preprocess.index import DatasetError
-    from train.loop import TrainingDiverged, train
+    from train.loop import TrainingDiverged
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     try:
         pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(overrides)))
-        settings = pipeline.trainable()
+        pipeline.trainable()
     except ConfigError as exc:
         raise Refused(str(exc)) from exc
-    from train.checkpoint import latest_checkpoint
     from train.resume import ResumeRefused, check_resume
 
-    record = pipeline_record(pipeline)
     main = os.environ.get("RANK", "0") == "0"
     out_dir.mkdir(parents=True, exist_ok=True)
     busy = Refused(f"{out_dir}: another train run is writing this folder; wait for it or choose another --out")
     with exclusive(out_dir / LOCK_NAME, busy) if main else contextlib.nullcontext():
         try:
-            latest = latest_checkpoint(out_dir / "checkpoints")
-            if resume and latest is not None and main:
-                step = int(latest.stem.split("_")[1])
-                for key, (old, new) in check_resume(out_dir, json.loads(json.dumps(record)), step).items():
+            if resume and main:
+                record = json.loads(json.dumps(pipeline_record(pipeline)))
+                for key, (old, new) in check_resume(out_dir, record).items():
                     click.echo(f"resumed with {key}: {old!r} -> {new!r} (recorded in {out_dir / 'resumes.jsonl'})")
-            export = train(settings, data_dir, out_dir, device=device, resume=resume, progress=not no_progress,
-                           record=record)
+            export = train_pipeline(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
         except (FileExistsError, ResumeRefused, LabelError, DatasetError, ValueError) as exc:
             raise Refused(str(exc)) from exc  # settings or data that do not fit: nothing was trained
         except TrainingDiverged as exc:

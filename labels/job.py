@@ -14,9 +14,9 @@ import numpy as np
 
 from common.atomic import atomic_path
 from labels.crops import check_crop, clip_starts
-from labels.families import ClipView, family
+from labels.families import ClipView, VideoContext, family
 from labels.settings import LabelSettings
-from labels.store import VideoLabels, part_path, write_part
+from labels.store import VideoLabels, family_dir, part_path, read_arrays, write_arrays, write_part
 from preprocess.dataset import Dataset
 
 
@@ -105,3 +105,33 @@ def label_video(job: LabelJob, out_path: str) -> dict[str, int]:
             write_part(tmp, task, job.video_id, labels[task], job.recorded[task])
     write_part(out_path, job.tasks[0], job.video_id, labels[job.tasks[0]], job.recorded[job.tasks[0]])
     return {"rows": len(labels[job.tasks[0]].start), "clips": len(np.unique(labels[job.tasks[0]].start))}
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoFamilyJob:
+    """What to encode: one video of a dataset for the video family ``tasks[0]``, whose part goes to the labels
+    folder ``labels_dir``."""
+
+    dataset_dir: str
+    labels_dir: str
+    video_id: str
+    tasks: tuple[str, ...]
+    settings: LabelSettings
+    recorded: dict[str, dict[str, Any]]
+
+
+def encode_video(job: VideoFamilyJob, out_path: str) -> dict[str, int]:
+    """Sandbox entry point: the family's arrays of one video, written to ``out_path``; returns ``{"rows"}``
+    (length of the first array). The family's failure (a ValueError with the reason) fails this video only."""
+    cv2.setNumThreads(1)
+    task = job.tasks[0]
+    fam, root = family(task), Path(job.labels_dir)
+    dataset = open_dataset(job.dataset_dir)
+    required = job.recorded[task]["requires"]
+    context = VideoContext(
+        video=dataset.video(job.video_id), dataset=dataset, folder=family_dir(root, task),
+        settings=job.settings.of(task),
+        read=lambda name: read_arrays(part_path(root, name, job.video_id), name, required[name]))
+    arrays = fam.encode(context)
+    write_arrays(out_path, task, job.video_id, arrays, job.recorded[task])
+    return {"rows": len(next(iter(arrays.values())))}

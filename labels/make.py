@@ -6,15 +6,20 @@ interrupted run only does the missing work. Failures are recorded by source path
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import h5py
+from distributed import Client
 
-from labels.families import FAMILIES, family
-from labels.job import LabelJob, label_video
+from common.atomic import atomic_path, write_json_atomic
+from labels.families import FAMILIES, ClipFamily, FamilyContext, GlobalFamily, family
+from labels.job import LabelJob, VideoFamilyJob, encode_video, label_video
 from labels.settings import LabelSettings
 from labels.store import (
     FORMAT,
@@ -24,12 +29,16 @@ from labels.store import (
     LabelError,
     claim_settings,
     consolidate,
+    consolidate_arrays,
     consolidated_path,
     consolidated_videos,
     family_dir,
     labels_root,
     part_path,
+    read_arrays,
     read_failures,
+    read_settings,
+    write_arrays,
     write_failures,
 )
 from preprocess.dataset import Dataset
@@ -38,8 +47,11 @@ from common.runner import (Task, exclusive, failure_record, needs_retry_flag, op
 from common.runner import ClusterSettings
 
 
+FIT_MARK = "fitted.json"  # written once a family's fit is complete (its model files are then in the folder)
+
+
 def recorded_settings(settings: LabelSettings, dataset: Dataset) -> dict[str, Any]:
-    """What a labels folder records: the clip/crop geometry and the source streams' settings."""
+    """What a clip family's folder records: the clip/crop geometry and the source streams' settings."""
     source = dataset.settings
     return {
         "format": FORMAT,
@@ -126,9 +138,102 @@ def make_labels(
 def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[str], cluster: ClusterSettings,
            workers: int | None, scheduler: str | None, retry_failed: bool,
            progress: bool) -> tuple[list[TaskSummary], float]:
-    """The body of :func:`make_labels`, run while holding the labels folder: claim the settings, label the
-    videos lacking parts, consolidate; returns the per-task summaries and the peak worker memory (MB)."""
-    recorded = {task: recorded_settings(settings, dataset) for task in tasks}
+    """The body of :func:`make_labels`, run while holding the labels folder: the clip families in one pass over
+    each video, then each video family (fit, then encode) and each global family, in the order given; a
+    family's requirements must be made first (earlier in ``tasks`` or by an earlier run)."""
+    summaries: list[TaskSummary] = []
+    peak = 0.0
+    with contextlib.ExitStack() as stack:
+        clients: list[Client] = []
+
+        def client() -> Client:
+            if not clients:
+                clients.append(stack.enter_context(open_client(cluster, workers=workers, scheduler=scheduler)))
+            return clients[0]
+
+        clip_tasks = [t for t in tasks if isinstance(family(t), ClipFamily)]
+        if clip_tasks:
+            recorded = {task: recorded_settings(settings, dataset) for task in clip_tasks}
+            job = partial(LabelJob, str(dataset.path), str(root), settings=settings, recorded=recorded)
+            done, peak = _per_video_pass(dataset, root, clip_tasks, recorded, job, label_video, settings,
+                                         client, retry_failed, progress)
+            summaries += done
+        for task in (t for t in tasks if t not in clip_tasks):
+            fam = family(task)
+            recorded = {task: family_recorded_settings(settings, task, root, dataset)}
+            if isinstance(fam, GlobalFamily):
+                summaries.append(_compute_global(dataset, root, settings, task, recorded[task]))
+                continue
+            claim_settings(root, task, recorded[task])
+            if fam.fit is not None and not (family_dir(root, task) / FIT_MARK).exists():
+                _fit(dataset, root, settings, task, recorded[task])
+            job = partial(VideoFamilyJob, str(dataset.path), str(root), settings=settings, recorded=recorded)
+            done, task_peak = _per_video_pass(dataset, root, [task], recorded, job, encode_video, settings,
+                                              client, retry_failed, progress)
+            summaries += done
+            peak = max(peak, task_peak)
+    return summaries, peak
+
+
+def family_recorded_settings(settings: LabelSettings, task: str, root: Path, dataset: Dataset) -> dict[str, Any]:
+    """What a video or global family's folder records: its own settings, the recorded settings of the families
+    it requires (so a change upstream is noticed) and the source dataset's settings; LabelError when a
+    required family has not been made."""
+    recorded = {"format": FORMAT, "version": VERSION, "family": dataclasses.asdict(settings.of(task)),
+                "requires": {name: read_settings(root, name) for name in family(task).requires},
+                "source": {"frames": dataset.settings.get("frames"), "flow": dataset.settings.get("flow")}}
+    return json.loads(json.dumps(recorded))  # as it reads back from settings.json (tuples as lists)
+
+
+def _context(dataset: Dataset, root: Path, settings: LabelSettings, task: str, recorded: dict[str, Any],
+             video_ids: list[str]) -> FamilyContext:
+    required = recorded["requires"]
+    return FamilyContext(
+        dataset=dataset, folder=family_dir(root, task), settings=settings.of(task), video_ids=video_ids,
+        read=lambda name, video_id: read_arrays(part_path(root, name, video_id), name, required[name]),
+        consolidated=lambda name: read_arrays(consolidated_path(root, name), name, required[name]))
+
+
+def _with_parts(dataset: Dataset, root: Path, names: tuple[str, ...]) -> list[str]:
+    """Ids of the videos that have a part of every family in ``names``."""
+    return [v.id for v in dataset.videos if all(part_path(root, n, v.id).exists() for n in names)]
+
+
+def _fit(dataset: Dataset, root: Path, settings: LabelSettings, task: str, recorded: dict[str, Any]) -> None:
+    """Run ``task``'s fit on the client over the videos whose required outputs exist, then mark it done."""
+    ready = _with_parts(dataset, root, family(task).requires)
+    if not ready:
+        raise LabelError(f"{family_dir(root, task)}: nothing to fit {task} on: no video has "
+                         f"{' and '.join(family(task).requires)} labels")
+    family(task).fit(_context(dataset, root, settings, task, recorded, ready))
+    write_json_atomic(family_dir(root, task) / FIT_MARK, {"videos": len(ready)})
+
+
+def _compute_global(dataset: Dataset, root: Path, settings: LabelSettings, task: str,
+                    recorded: dict[str, Any]) -> TaskSummary:
+    """Compute a global family (always again: its inputs may have grown) into ``ROOT/<task>/<task>.h5``."""
+    claim_settings(root, task, recorded)
+    arrays = family(task).compute(_context(dataset, root, settings, task, recorded, [v.id for v in dataset.videos]))
+    target = consolidated_path(root, task)
+    with atomic_path(target) as tmp:
+        write_arrays(tmp, task, "", arrays, recorded)
+    rows = len(arrays.get("videos", ()))
+    return TaskSummary(task, rows, 0, {}, rows, str(target))
+
+
+def _upstream_reason(root: Path, task: str, video_id: str) -> str:
+    """Why ``task`` has no labels for a video: its recorded failure, or that it was not made for it."""
+    failure = read_failures(root, task).get(video_id)
+    return f"{task} failed: {failure['reason']}" if failure else f"run make-labels --task {task} for it"
+
+
+def _per_video_pass(dataset: Dataset, root: Path, tasks: list[str], recorded: dict[str, dict[str, Any]],
+                    make_job: Callable[..., Any], function: Callable[[Any, str | None], Any],
+                    settings: LabelSettings, client: Callable[[], Client], retry_failed: bool,
+                    progress: bool) -> tuple[list[TaskSummary], float]:
+    """One Dask task per video for every task of ``tasks`` it still lacks (those already on disk, or failed in an
+    earlier run unless ``retry_failed``, are skipped); records failures; consolidates. Returns the summaries
+    and the peak worker memory (MB)."""
     failures = {}
     already = dict.fromkeys(tasks, 0)
     for task in tasks:
@@ -138,44 +243,56 @@ def _label(dataset: Dataset, root: Path, settings: LabelSettings, tasks: list[st
         remove_stale_temporaries(folder)
         failures[task] = {} if retry_failed else read_failures(root, task)
     planned: list[Task] = []
-    for video in dataset.videos:  # one job per video for every task it still lacks (one pass over the video)
+    for video in dataset.videos:
         missing = []
         for task in tasks:
             if part_path(root, task, video.id).exists():
                 already[task] += 1
             elif retry_now(failures[task].get(video.id), retry_failed):  # transient failures: a bounded number of runs
-                missing.append(task)
+                lacking = [name for name in getattr(family(task), "requires", ())
+                           if not part_path(root, name, video.id).exists()]
+                if lacking:  # an upstream family failed on this video (or was not made for it)
+                    failures[task][video.id] = {"path": video.path, "reason": f"no {lacking[0]} labels for this "
+                                                f"video ({_upstream_reason(root, lacking[0], video.id)})"}
+                else:
+                    missing.append(task)
         if missing:
-            job = LabelJob(str(dataset.path), str(root), video.id, tuple(missing), settings, recorded)
             planned.append(Task(f"{'+'.join(missing)}:{video.id}", video.path,
-                                str(part_path(root, missing[0], video.id)), job))
+                                str(part_path(root, missing[0], video.id)), make_job(video.id, tuple(missing))))
     labelled = dict.fromkeys(tasks, 0)
     peak = 0.0
     if planned:
-        with open_client(cluster, workers=workers, scheduler=scheduler) as client:
-            outcomes = run_tasks(client, label_video, planned, time_limit_s=settings.video_timeout_s,
-                                 progress=progress, desc="labels")
-            for outcome in outcomes:
-                job_tasks, video_id = outcome.key.split(":", 1)
-                peak = max(peak, outcome.peak_rss_mb)
-                for task in job_tasks.split("+"):
-                    if outcome.status == "failed":
-                        failures[task][video_id] = failure_record(outcome, failures[task].get(video_id))
-                        write_failures(root, task, failures[task])
-                    else:
-                        failures[task].pop(video_id, None)
-                        labelled[task] += outcome.status == "done"
-    for task in tasks:
-        write_failures(root, task, failures[task])
+        outcomes = run_tasks(client(), function, planned, time_limit_s=settings.video_timeout_s,
+                             progress=progress, desc=f"labels {'+'.join(tasks)}")
+        for outcome in outcomes:
+            job_tasks, video_id = outcome.key.split(":", 1)
+            peak = max(peak, outcome.peak_rss_mb)
+            for task in job_tasks.split("+"):
+                if outcome.status == "failed":
+                    failures[task][video_id] = failure_record(outcome, failures[task].get(video_id))
+                    write_failures(root, task, failures[task])
+                else:
+                    failures[task].pop(video_id, None)
+                    labelled[task] += outcome.status == "done"
     ids = [v.id for v in dataset.videos]
     summaries = []
     for task in tasks:
+        write_failures(root, task, failures[task])
+        fam = family(task)
         present = [i for i in ids if part_path(root, task, i).exists()]
-        if labelled[task] or consolidated_videos(root, task) != present:
-            consolidate(root, task, ids, recorded[task])
+        consolidated = consolidated_path(root, task)
+        if isinstance(fam, ClipFamily):
+            if labelled[task] or consolidated_videos(root, task) != present:
+                consolidate(root, task, ids, recorded[task])
+            rows = _count_rows(consolidated)
+        elif fam.fields is not None:
+            if labelled[task] or consolidated_videos(root, task) != present:
+                consolidate_arrays(root, task, fam.fields, ids, recorded[task])
+            rows = len(present)
+        else:
+            rows, consolidated = len(present), family_dir(root, task) / PART_DIR
         failed = {i: failures[task][i] for i in ids if i in failures[task]}
-        summaries.append(TaskSummary(task, labelled[task], already[task], failed,
-                                     _count_rows(consolidated_path(root, task)), str(consolidated_path(root, task))))
+        summaries.append(TaskSummary(task, labelled[task], already[task], failed, rows, str(consolidated)))
     return summaries, peak
 
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from labels.families import FAMILIES
+from common.errors import ConfigError
+from common.settings import build
+from labels.families import FAMILIES, NoSettings, family_settings_class
 
 
 @dataclass
@@ -19,6 +22,7 @@ class LabelSettings:
         default_factory=lambda: [(8, 29, False), (8, 29, True), (0, 0, False), (16, 59, False)]
     )
     video_timeout_s: float = 600.0  # labelling one video taking longer is recorded as a failure
+    family_settings: dict[str, Any] = field(default_factory=dict)  # each family's own section labels.<family>
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tasks) - set(FAMILIES))
@@ -36,3 +40,23 @@ class LabelSettings:
             raise ValueError(f"crop_variants has duplicates: {self.crop_variants}")
         if any(y < 0 or x < 0 for y, x, _ in self.crop_variants):
             raise ValueError(f"crop offsets must be >= 0, got {self.crop_variants}")
+
+    def of(self, family: str) -> Any:
+        """The settings of ``family`` (its section, or its defaults)."""
+        return self.family_settings.get(family) or family_settings_class(family)()
+
+
+def build_label_settings(values: Mapping[str, Any] | None, where: str) -> LabelSettings:
+    """``LabelSettings`` from a pipeline's ``labels:`` mapping; a sub-section named after a registered family
+    is checked against that family's settings dataclass (families without settings take none)."""
+    values = dict(values or {})
+    if "family_settings" in values:
+        raise ConfigError(f"{where}: unknown key 'family_settings' (a family's settings go in {where}.<family>)")
+    sections = {name: values.pop(name) for name in list(values) if name in FAMILIES}
+    settings = build(LabelSettings, values, where)
+    for name, section in sections.items():
+        cls = family_settings_class(name)
+        if cls is NoSettings:
+            raise ConfigError(f"{where}.{name}: the {name} family has no settings of its own")
+        settings.family_settings[name] = build(cls, section, f"{where}.{name}")
+    return settings

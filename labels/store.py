@@ -147,7 +147,7 @@ def consolidated_videos(root: Path, task: str) -> list[str] | None:
     if not path.exists():
         return None
     with h5py.File(path, "r") as f:
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in f["videos"][()]]
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in f["videos"][()]] if "videos" in f else []
 
 
 def consolidate(root: Path, task: str, video_ids: Iterable[str], recorded: Mapping[str, Any]) -> Path:
@@ -275,3 +275,57 @@ def load_clip_labels(dataset_dir: str | Path, labels_dir: str | Path | None = No
         crop_variants=variants,
         settings=recorded,
     )
+
+
+def write_arrays(path: str | Path, task: str, video_id: str, arrays: Mapping[str, np.ndarray],
+                 recorded: Mapping[str, Any]) -> None:
+    """Write named arrays of a video family (one video's part, ``video_id``) or of a global family (its whole
+    result, ``video_id`` ``""``) to a new file ``path``; string arrays are stored as UTF-8."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format=f"{FORMAT}-arrays", version=VERSION, task=task, video_id=video_id,
+                       settings=json.dumps(recorded, sort_keys=True))
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if value.dtype.kind in "UO":
+                f.create_dataset(name, data=value.astype(object), dtype=h5py.string_dtype())
+            else:
+                f.create_dataset(name, data=value, chunks=True if value.ndim == 2 and len(value) else None)
+
+
+def read_arrays(path: str | Path, task: str, recorded: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Read a file written by :func:`write_arrays` (strings back as ``str``); LabelError naming the file when
+    it is foreign, unreadable, or was made with other settings than ``recorded``."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != f"{FORMAT}-arrays" or f.attrs.get("task") != task:
+                raise LabelError(f"{path}: not a {task} labels file")
+            if recorded is not None and json.loads(f.attrs["settings"]) != recorded:
+                raise LabelError(f"{path}: made with other label settings than the rest of its labels folder")
+            out = {}
+            for name, data in f.items():
+                value = data[()]
+                out[name] = (np.array([v.decode() if isinstance(v, bytes) else str(v) for v in value], dtype=str)
+                             if data.dtype.kind == "O" else value)
+            return out
+    except OSError as exc:
+        raise LabelError(f"{path}: unreadable labels: {exc}") from exc
+
+
+def consolidate_arrays(root: Path, task: str, fields: Iterable[str], video_ids: Iterable[str],
+                       recorded: Mapping[str, Any]) -> Path:
+    """Stack the fixed-shape ``fields`` of every existing part of ``video_ids`` into ``ROOT/<task>/<task>.h5``
+    with ``videos`` (str [V]) in that order."""
+    videos, stacked = [], {name: [] for name in fields}
+    for video_id in video_ids:
+        path = part_path(root, task, video_id)
+        if path.exists():
+            arrays = read_arrays(path, task, recorded)
+            videos.append(video_id)
+            for name in stacked:
+                stacked[name].append(arrays[name])
+    result = {"videos": np.array(videos, dtype=str)}
+    result.update({name: np.stack(values) if values else np.zeros((0, 0)) for name, values in stacked.items()})
+    target = consolidated_path(root, task)
+    with atomic_path(target) as tmp:
+        write_arrays(tmp, task, "", result, recorded)
+    return target

@@ -1,8 +1,11 @@
-"""Dense optical flow between consecutive gray frames: TV-L1, DIS or Farneback (OpenCV).
+"""Dense optical flow between consecutive gray frames: TV-L1, DIS or Farneback (OpenCV), and TV-L1 in PyTorch
+(``tvl1_torch``: batched over pairs, on the CPU or a GPU; ``preprocess.tvl1_torch``).
 
-:func:`make_flow` builds the OpenCV object once and returns a plain function
+:func:`make_flow` builds the backend once and returns a plain function
 ``flow_fn(gray0, gray1) -> float32 [H, W, 2]`` giving (u, v) in pixels from frame 0 to frame 1
-(``gray0[y, x]`` moves to ``gray1[y + v, x + u]``). Storage is ``preprocess.flow_codec``.
+(``gray0[y, x]`` moves to ``gray1[y + v, x + u]``); :func:`make_pair_flows` returns the function of a list of
+pairs the extraction calls (``tvl1_torch`` iterates ``batch`` pairs together). Storage is
+``preprocess.flow_codec``.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import numpy as np
 from preprocess.settings import FlowSettings
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+PairFlows = Callable[[list[tuple[np.ndarray, np.ndarray]]], list[np.ndarray]]
 
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -84,6 +88,9 @@ def make_flow(settings: FlowSettings) -> FlowFn:
 
     The OpenCV object is built once here and reused by every call (not thread-safe: one per thread).
     """
+    if settings.algo == "tvl1_torch":
+        pair_flows = make_pair_flows(settings)
+        return lambda gray0, gray1: pair_flows([(gray0, gray1)])[0]
     if settings.algo == "tvl1":
         calc = configure_tvl1(settings.tvl1).calc
     elif settings.algo == "dis":
@@ -97,7 +104,7 @@ def make_flow(settings: FlowSettings) -> FlowFn:
         def calc(gray0: np.ndarray, gray1: np.ndarray, flow: None) -> np.ndarray:
             return cv2.calcOpticalFlowFarneback(gray0, gray1, flow, *args)
     else:
-        raise ValueError(f"flow.algo: unknown backend {settings.algo!r} (known: tvl1, dis, farneback)")
+        raise ValueError(f"flow.algo: unknown backend {settings.algo!r} (known: tvl1, tvl1_torch, dis, farneback)")
 
     def flow_fn(gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:
         _check_pair(gray0, gray1)
@@ -105,6 +112,40 @@ def make_flow(settings: FlowSettings) -> FlowFn:
 
     flow_fn.__doc__ = f"{settings.algo} flow: gray uint8 [H, W] x2 -> float32 [H, W, 2] (u, v) px, frame0 -> frame1."
     return flow_fn
+
+
+def make_pair_flows(settings: FlowSettings) -> PairFlows:
+    """The flows of a list of gray frame pairs, ``[(gray0, gray1), ...] -> [float32 [H, W, 2], ...]``: pair by
+    pair for the OpenCV backends; ``settings.batch`` pairs per call for ``tvl1_torch`` (on ``settings.device``,
+    one torch thread per process on the CPU, as OpenCV's pool is pinned)."""
+    if settings.algo != "tvl1_torch":
+        flow_fn = make_flow(settings)
+        return lambda pairs: [flow_fn(gray0, gray1) for gray0, gray1 in pairs]
+    import torch
+
+    from preprocess.tvl1_parameters import TVL1Parameters
+    from preprocess.tvl1_torch import tvl1_flow
+
+    TVL1Parameters.from_mapping(settings.tvl1)  # unknown or ill-typed parameters fail here
+    if settings.batch < 1:
+        raise ValueError(f"flow.batch must be >= 1, got {settings.batch}")
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("flow.device is cuda but torch sees no CUDA device")
+    if settings.device == "cpu":
+        torch.set_num_threads(1)
+
+    def pair_flows(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        for gray0, gray1 in pairs:
+            _check_pair(gray0, gray1)
+        flows: list[np.ndarray] = []
+        for i in range(0, len(pairs), settings.batch):
+            chunk = pairs[i:i + settings.batch]
+            out = tvl1_flow(np.stack([p[0] for p in chunk]), np.stack([p[1] for p in chunk]), device=settings.device,
+                            **settings.tvl1)
+            flows.extend(np.asarray(out))
+        return flows
+
+    return pair_flows
 
 
 def iter_flows(gray_frames: Iterable[np.ndarray], flow_fn: FlowFn) -> Iterator[np.ndarray]:

@@ -9,9 +9,11 @@ from typing import Any, Literal
 class FlowSettings:
     """Optical flow backend and its storage."""
 
-    algo: Literal["tvl1", "dis", "farneback"] = "tvl1"
+    algo: Literal["tvl1", "tvl1_torch", "dis", "farneback"] = "tvl1"
     bound: float = 20.0  # flow clipped to [-bound, bound] px, quantized linearly to uint8
     tvl1: dict[str, Any] = field(default_factory=dict)  # DualTVL1 setters, e.g. {tau: 0.25, lambda: 0.15}
+    device: Literal["cpu", "cuda"] = "cpu"  # tvl1_torch: where the pairs are iterated
+    batch: int = 2  # tvl1_torch: frame pairs per call (1-2 on a CPU core, 16 on a GPU: one frame batch)
     dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
     farneback: dict[str, Any] = field(default_factory=dict)  # calcOpticalFlowFarneback keyword arguments
 

@@ -21,7 +21,7 @@ import numpy as np
 from preprocess import decode, difference, flow, shards
 from preprocess.flow_codec import quantize
 from preprocess.inputs import fingerprint
-from preprocess.settings import ExtractSettings
+from preprocess.settings import ExtractSettings, FlowSettings
 
 GRAY_SOURCES = ("decoded", "stored")  # the frames flow and differences are computed from
 
@@ -81,13 +81,25 @@ def stream_settings(settings: ExtractSettings, flow_from: str = "decoded",
         "ffmpeg": ffmpeg_versions(cv2.getBuildInformation()),
     }
     flow = settings.flow
-    params = {"tvl1": flow.tvl1, "dis": {"preset": flow.dis_preset}, "farneback": flow.farneback}[flow.algo]
+    params = {"tvl1": lambda: flow.tvl1, "dis": lambda: {"preset": flow.dis_preset},
+              "farneback": lambda: flow.farneback, "tvl1_torch": lambda: tvl1_torch_params(flow)}[flow.algo]()
     return _plain({
         "frames": frames,
         "flow": {"frames": frames, "from": flow_from, "algo": flow.algo, "bound": flow.bound, "params": params,
                  "numpy": np.__version__},
         "diff": {"frames": frames, "from": diff_from, "numpy": np.__version__},
     })
+
+
+def tvl1_torch_params(settings: FlowSettings) -> dict[str, Any]:
+    """What shapes ``tvl1_torch`` flow: every parameter (defaults included), the device and torch's version
+    (the pair batch size does not change the flow on the CPU)."""
+    import torch
+
+    from preprocess.tvl1_parameters import TVL1Parameters
+
+    parameters = dataclasses.asdict(TVL1Parameters.from_mapping(settings.tvl1))
+    return {"parameters": parameters, "device": settings.device, "torch": torch.__version__}
 
 
 class TaskFrame(NamedTuple):
@@ -184,7 +196,7 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
     source_print = fingerprint(job.source) if os.path.isfile(job.source) else None
     pairwise = bool({"flow", "diff"} & set(job.streams))
     batches, fps = (_stored_frames if job.frames_shard is not None else _decoded_frames)(job)
-    flow_fn = flow.make_flow(s.flow) if "flow" in job.streams else None
+    pair_flows = flow.make_pair_flows(s.flow) if "flow" in job.streams else None
     writer: shards.VideoWriter | None = None
     previous: dict[str, np.ndarray] | None = None
     with h5py.File(out_path, "w") as f:
@@ -203,9 +215,9 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
                 continue
             grays = ([] if previous is None else [previous]) + [frame.gray for frame in batch]
             pairs = list(zip(grays[:-1], grays[1:]))
-            if flow_fn is not None:
-                for before, after in pairs:
-                    writer.add_flow(quantize(flow_fn(before[job.flow_from], after[job.flow_from]), s.flow.bound))
+            if pair_flows is not None:
+                for flow_item in pair_flows([(before[job.flow_from], after[job.flow_from]) for before, after in pairs]):
+                    writer.add_flow(quantize(flow_item, s.flow.bound))
             if "diff" in job.streams:
                 for before, after in pairs:
                     writer.add_diff(difference.image_difference(before[job.diff_from], after[job.diff_from]))

@@ -1,6 +1,8 @@
 """pipelines.yaml loading, validation and overrides."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,20 @@ def test_flow_codec_round_trip_matches_reference_convention() -> None:
     inside = np.abs(values) <= 20
     assert np.abs(back[inside] - values[inside]).max() <= 20 / 255 + 1e-5
     assert np.allclose(back[values > 20], 20) and np.allclose(back[values < -20], -20)
+
+
+def test_phases_are_checked_by_name() -> None:
+    bad = [("train.phases=[]", "expected a non-empty list"),
+           ("train.phases=[{name: a}, {name: a}]", r"phases\[1\]: each phase is a mapping with a unique 'name'"),
+           ("train.phases=[{name: a, lrr: 1}]", r"phases\[0\]: unknown key\(s\) 'lrr'"),
+           ("train.phases=[{name: a, method: nope}]", "its method 'nope' is not implemented yet")]
+    for override, message in bad:
+        try:
+            loaded = load_pipeline("stats", overrides=parse_overrides([override]))
+            loaded.trainable()
+        except ConfigError as exc:
+            assert re.search(message, str(exc)), (override, str(exc))
+        else:
+            raise AssertionError(f"{override} was accepted")
+    two = load_pipeline("stats", overrides=parse_overrides(["train.phases=[{name: a}, {name: b, lr: 0.5}]"]))
+    assert [(n, s.lr) for n, s in two.phases] == [("a", 0.0005), ("b", 0.5)] and two.train.lr == 0.5

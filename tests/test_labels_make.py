@@ -140,7 +140,7 @@ def test_both_tasks_in_one_pass_and_a_missing_task_alone(dataset_dir: Path, tmp_
         np.testing.assert_array_equal(both[task].start, labels.start)
         for name, values in labels.values.items():
             np.testing.assert_array_equal(both[task].values[name], values)
-    with pytest.raises(ValueError, match=r"unknown label task 'motion' \(known: curriculum, stats\)"):
+    with pytest.raises(ValueError, match=r"unknown label task 'motion' \(known: clusters, curriculum, fisher, idt, stats\)"):
         label_video_clips(Dataset(dataset_dir), "Turn/Turn_1_42", ("motion",), SETTINGS)
 
     labels_dir = tmp_path / "labels"

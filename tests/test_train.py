@@ -461,3 +461,29 @@ def test_method_hooks_run_and_their_state_resumes_exactly(dataset_dir: Path, tmp
                 assert torch.equal(value, resumed["model"][name]), name
     finally:
         del METHODS["_counting_test"]
+
+
+def test_phases_start_from_the_previous_phase_and_export_the_last(dataset_dir: Path, tmp_path: Path) -> None:
+    """Statistics regression, then pace prediction starting from its weights (new heads fresh), in one
+    pipeline: phase 2 at a vanishing lr ends with phase 1's backbone; RUN/backbone.pt is phase 2's."""
+    from commands.pipeline import train_pipeline
+    from train.loop import initialize_from
+
+    phases = ("train.phases=[{name: stats, max_steps: 2}, "
+              "{name: pace, method: pace, max_steps: 2, lr: 1.0e-30, pace: {color_jitter: {p: 0}}}]")
+    loaded = pipeline(phases, "train.checkpoint_every=2")
+    assert [name for name, _ in loaded.phases] == ["stats", "pace"] and loaded.train.method == "pace"
+    export = train_pipeline(loaded, dataset_dir, tmp_path, progress=False)
+    first = load_checkpoint(tmp_path / "phase1_stats/checkpoints/step_00000002.pt")["model"]
+    second = load_checkpoint(tmp_path / "phase2_pace/checkpoints/step_00000002.pt")["model"]
+    backbone = [k for k in first if k.startswith("backbone.")]
+    assert backbone and all(torch.allclose(first[k], second[k], atol=1e-12) for k in backbone)
+    assert "motion_head.weight" in first and "classifier.weight" in second and "motion_head.weight" not in second
+    config = yaml.safe_load((tmp_path / "phase2_pace/config.yaml").read_text())
+    assert config["phases"][1][1]["pace"]["color_jitter"]["p"] == 0
+    assert torch.equal(load_backbone(export).stages["conv1"][0].weight,
+                       load_backbone(tmp_path / "phase2_pace/backbone.pt").stages["conv1"][0].weight)
+    again = train_pipeline(loaded, dataset_dir, tmp_path, resume=True, progress=False)  # finished phases kept
+    assert again == export
+    with pytest.raises(ValueError, match="no checkpoint to start from"):
+        initialize_from(StatsRegression(tiny_backbone(), loaded.phases[0][1].method_settings), tmp_path / "none")

@@ -39,6 +39,9 @@ from train.sampling import CurriculumBatchSampler, EpochBatchSampler, StepBatchS
 from train.settings import TrainSettings
 
 
+BACKBONE_FILE = "backbone.pt"
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stopped before applying that step."""
 
@@ -225,7 +228,12 @@ def _run(settings: TrainSettings, data_dir: Path, out_dir: Path, ctx: Distribute
     np.random.seed(settings.seed)
     data = build_data(settings, data_dir)
     state = build_state(settings, data, ctx.device)
-    start_step = state.load(load_checkpoint(existing)) if existing is not None else 0
+    if existing is not None:
+        start_step = state.load(load_checkpoint(existing))
+    else:
+        start_step = 0
+        if settings.init_from is not None:
+            initialize_from(state.method, settings.init_from)
     model = wrap_model(state.method, settings, ctx)
     amp_dtype = autocast_dtype(ctx.device, settings.amp)
     if ctx.is_main:
@@ -270,11 +278,30 @@ def _run(settings: TrainSettings, data_dir: Path, out_dir: Path, ctx: Distribute
     finally:
         bar.close()
         logger.close()
-    export = out_dir / "backbone.pt"
+    export = out_dir / BACKBONE_FILE
     if ctx.is_main:
         save_backbone(state.method.backbone, export, contract=input_contract(settings, data_dir))
     barrier(ctx)
     return export
+
+
+def initialize_from(method: PretextMethod, source: str | Path) -> list[str]:
+    """Load the method state of ``source`` (a run folder: its latest checkpoint; or a checkpoint file) into
+    ``method``: every entry whose name and shape match (weights, buffers such as a memory bank, extra state).
+    Returns the names of this method's entries that were not there (new heads stay freshly initialised);
+    ValueError when nothing matches."""
+    path = Path(source)
+    checkpoint = latest_checkpoint(path / "checkpoints") if path.is_dir() else path
+    if checkpoint is None or not Path(checkpoint).is_file():
+        raise ValueError(f"{source}: no checkpoint to start from (init_from needs a run folder or a checkpoint)")
+    saved = load_checkpoint(checkpoint)["model"]
+    own = method.state_dict()
+    usable = {k: v for k, v in saved.items()
+              if k in own and (not isinstance(v, torch.Tensor) or v.shape == own[k].shape)}
+    if not any(isinstance(v, torch.Tensor) for v in usable.values()):
+        raise ValueError(f"{checkpoint}: no parameter fits this method (another backbone?)")
+    method.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
 
 
 def apply_gradients(state: TrainingState, loss: torch.Tensor, grad_clip: float | None) -> None:

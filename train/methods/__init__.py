@@ -8,7 +8,7 @@ from __future__ import annotations
 from train.backbones.base import Backbone
 from train.methods import pace, stats  # noqa: F401  (each registers its method)
 from train.methods.base import PretextMethod, StepOutput
-from train.methods.registry import METHODS, build_train_settings, method_class, register_method
+from train.methods.registry import METHODS, build_phases, build_train_settings, method_class, register_method
 from train.settings import TrainSettings
 
 
@@ -17,5 +17,5 @@ def build_method(settings: TrainSettings, backbone: Backbone) -> PretextMethod:
     return method_class(settings.method)(backbone, settings.method_settings)
 
 
-__all__ = ["METHODS", "PretextMethod", "StepOutput", "build_method", "build_train_settings", "method_class",
-           "register_method"]
+__all__ = ["METHODS", "PretextMethod", "StepOutput", "build_method", "build_phases", "build_train_settings",
+           "method_class", "register_method"]
