@@ -65,9 +65,10 @@ def test_damaged_shards_are_named_verified_and_repaired(client: Client, shared_d
     truncated, deleted = out / first.new_shards[0], out / first.new_shards[1]
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     deleted.unlink()
-    with pytest.raises(DatasetError, match=rf"{truncated}.*bytes, the index says.*{deleted} \(missing\).*run the same "
-                                           "extract command again"):
+    with pytest.raises(DatasetError, match="run the same extract command again") as refused:
         Dataset(out)  # what training and labels open first
+    assert f"{truncated} ({truncated.stat().st_size} bytes, the index says" in str(refused.value)
+    assert f"{deleted} (missing)" in str(refused.value)
     for args in ([str(out)], [str(out), "--verify"]):
         report = CliRunner().invoke(cli, ["inspect", *args])
         assert report.exit_code == 2 and "2 damaged shard(s)" in report.output, report.output
