@@ -96,6 +96,13 @@ def _is_sandbox(proc: Any) -> bool:
         return False
 
 
+def _parent(proc: Any) -> int | None:
+    try:
+        return proc.ppid()
+    except Exception:  # gone meanwhile
+        return None
+
+
 def kill_during(stage: str, kind: str, delay: float, inputs: Path, dataset: Path, run: Path) -> str:
     """Start ``stage`` and SIGKILL the client, a worker or a sandbox process after ``delay`` s; returns what died."""
     proc = subprocess.Popen(stage_command(stage, inputs, dataset, run), stdout=subprocess.DEVNULL,
@@ -110,7 +117,7 @@ def kill_during(stage: str, kind: str, delay: float, inputs: Path, dataset: Path
                 break
             found = [p for p in _descendants(proc.pid) if _is_sandbox(p) == (kind == "kill-sandbox")]
             if kind == "kill-worker":  # worker processes: children of a nanny, not sandboxes
-                found = [p for p in found if p.ppid() != proc.pid]
+                found = [p for p in found if _parent(p) not in (None, proc.pid)]
             if found:
                 target = random.choice(found)
                 try:
