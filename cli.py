@@ -8,13 +8,14 @@ from __future__ import annotations
 import click
 
 from commands import eval as eval_commands
+from commands.contract import ContractGroup
 from commands import extract as preprocess_commands
 from commands import labels as label_commands
 from commands import run as run_commands
 from commands import train as train_commands
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120})
+@click.group(cls=ContractGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120})
 def cli() -> None:
     """Self-supervised video representation learning: CPU stage (frames, flow, labels) and GPU stage
     (pretext training, evaluation)."""

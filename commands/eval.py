@@ -7,8 +7,11 @@ import click
 
 from eval.settings import TASKS
 from commands.pipeline import load_pipeline
-from common.errors import ConfigError
+from common.errors import ConfigError, Refused
+from common.runner import exclusive
 from common.settings import build, parse_overrides
+
+LOCK_NAME = ".lock"  # held by the eval run writing the report folder
 
 
 def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...], **options):
@@ -86,14 +89,19 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
                                 "similarity.pairs": pairs})
         constructor_args = parse_overrides(list(backbone_args))
     except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    try:
-        results = evaluate(weights, data_dir, out_dir, list(tasks) or None, backbone=backbone,
-                           backbone_args=constructor_args or None, settings=settings,
-                           cache_dir=cache_dir, device=device, make_figures=not no_figures,
-                           progress=not no_progress, labels_dir=labels_dir)
-    except (ValueError, FileNotFoundError, KeyError, LabelError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Refused(str(exc)) from exc
+    from preprocess.index import DatasetError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    busy = Refused(f"{out_dir}: another eval run is writing this report folder; wait for it or choose another --out")
+    with exclusive(out_dir / LOCK_NAME, busy):
+        try:
+            results = evaluate(weights, data_dir, out_dir, list(tasks) or None, backbone=backbone,
+                               backbone_args=constructor_args or None, settings=settings,
+                               cache_dir=cache_dir, device=device, make_figures=not no_figures,
+                               progress=not no_progress, labels_dir=labels_dir)
+        except (ValueError, FileNotFoundError, KeyError, DatasetError, LabelError) as exc:
+            raise Refused(exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) from exc
     click.echo(results_table(results))
     click.echo(f"report written to {out_dir}")
 

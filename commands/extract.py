@@ -1,8 +1,7 @@
 """Command-line commands of the preprocess stage (assembled by cli.py): extract-frames, extract-flow,
 inspect, make-demo-data.
 
-Exit status of the extract commands: 0 all videos done, 1 some video failed (listed at the end),
-2 nothing was done (bad input, bad settings, or a dataset made with other settings), 130 interrupted.
+Exit status: the contract of ``commands.contract`` (README "Exit status").
 """
 from __future__ import annotations
 
@@ -120,15 +119,25 @@ def extract_flow_command(algo: str | None, bound: float | None, dis_preset: str 
 
 @click.command("inspect", short_help="Print what a dataset holds: videos, streams, shards, sizes, settings, failures.")
 @click.argument("dataset", metavar="OUTPUT", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def inspect_command(dataset: Path) -> None:
-    """Print what dataset folder OUTPUT holds: videos, frames, streams, shards and sizes, settings, failures."""
-    from preprocess.index import DatasetError
+@click.option("--verify", is_flag=True, help="Read every indexed video's datasets in every shard (slow: reads it all).")
+def inspect_command(dataset: Path, verify: bool) -> None:
+    """Print what dataset folder OUTPUT holds: videos, frames, streams, shards and sizes, settings, failures.
+    Shards missing, truncated or unreadable are listed and the exit status is 2."""
+    from preprocess.index import DatasetError, load_index
+    from preprocess.integrity import REPAIR_HINT, damaged_shards
     from preprocess.report import describe_dataset
 
     try:
         click.echo(describe_dataset(dataset))
+        index = load_index(dataset)
     except DatasetError as exc:
         raise Refused(str(exc)) from exc
+    damaged = damaged_shards(dataset, index, deep=verify)
+    if damaged:
+        lines = [f"  {dataset / rel}: {problem}" for rel, problem in sorted(damaged.items())]
+        raise Refused(f"{len(damaged)} damaged shard(s):\n" + "\n".join(lines) + f"\n{REPAIR_HINT}")
+    if verify:
+        click.echo(f"verified: every dataset of the {len(index.videos)} indexed videos in {len(index.shards)} shard(s) reads")
 
 
 @click.command("make-demo-data", short_help="Write synthetic demo videos (4 motion classes) with split files.")

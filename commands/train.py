@@ -5,9 +5,16 @@ from pathlib import Path
 
 import click
 
-from commands.pipeline import load_pipeline, train_pipeline
-from common.errors import ConfigError
+import contextlib
+import json
+import os
+
+from commands.pipeline import load_pipeline, pipeline_record, train_pipeline
+from common.errors import ConfigError, Refused
+from common.runner import exclusive
 from common.settings import parse_overrides
+
+LOCK_NAME = ".lock"  # held by the run writing the folder (rank 0 under torchrun)
 
 
 @click.command("train")
@@ -39,11 +46,23 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
         pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(overrides)))
         pipeline.trainable()
     except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    try:
-        export = train_pipeline(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
-    except (TrainingDiverged, FileExistsError, ValueError, LabelError, DatasetError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Refused(str(exc)) from exc
+    from train.resume import ResumeRefused, check_resume
+
+    main = os.environ.get("RANK", "0") == "0"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    busy = Refused(f"{out_dir}: another train run is writing this folder; wait for it or choose another --out")
+    with exclusive(out_dir / LOCK_NAME, busy) if main else contextlib.nullcontext():
+        try:
+            if resume and main:
+                record = json.loads(json.dumps(pipeline_record(pipeline)))
+                for key, (old, new) in check_resume(out_dir, record).items():
+                    click.echo(f"resumed with {key}: {old!r} -> {new!r} (recorded in {out_dir / 'resumes.jsonl'})")
+            export = train_pipeline(pipeline, data_dir, out_dir, device=device, resume=resume, progress=not no_progress)
+        except (FileExistsError, ResumeRefused, LabelError, DatasetError, ValueError) as exc:
+            raise Refused(str(exc)) from exc  # settings or data that do not fit: nothing was trained
+        except TrainingDiverged as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(f"backbone written to {export}")
 
 

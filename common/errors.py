@@ -12,3 +12,7 @@ class Refused(click.ClickException):
     """The command did nothing (bad settings, a dataset it must not touch): the message says why (exit status 2)."""
 
     exit_code = 2
+
+
+class Unwritable(Refused):
+    """A folder or file the run must write is read-only or not ours (exit status 2)."""

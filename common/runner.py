@@ -28,10 +28,15 @@ from distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
 from common.atomic import TMP_MARK, publish, temporary_name
-from common.errors import ConfigError
+from common.errors import ConfigError, Unwritable
 from common.sandbox import CallError, Sandbox, SandboxCrash, SandboxTimeout, THREAD_ENV
 
 MAX_IN_FLIGHT = 1000  # tasks submitted to the scheduler at once (a few hundred bytes each)
+MAX_TRANSIENT_ATTEMPTS = 3  # runs that try an item again by themselves after the run was disturbed
+CONNECT_TIMEOUT_S = 10.0  # seconds to reach a running scheduler before giving up
+# what a disturbed run (not a bad input) looks like in a failure reason: out of memory, a full disk or quota
+_TRANSIENT_MARKS = ("MemoryError", "No space left on device", "Errno 28", "Disk quota exceeded", "Errno 122",
+                    "Cannot allocate memory", "Errno 12")
 _SLURM_PROLOGUE = [f"export {k}={v}" for k, v in THREAD_ENV.items()]
 
 
@@ -44,6 +49,7 @@ class ClusterSettings:
     workers: int = 2
     address: str | None = None  # for kind: address
     slurm: dict[str, Any] = dataclasses.field(default_factory=dict)  # keyword arguments of dask_jobqueue.SLURMCluster
+    connect_timeout_s: float = CONNECT_TIMEOUT_S  # for kind: address / --scheduler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +77,34 @@ class Outcome:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     cpu_seconds: float = 0.0
+    transient: bool = False  # a failure of the run (killed, timed out, out of memory, disk full), not of the input
+
+
+def is_transient(reason: str) -> bool:
+    """Whether a failure ``reason`` of a call that raised says the run was disturbed (out of memory, disk full)
+    rather than that the input is bad."""
+    return any(mark in reason for mark in _TRANSIENT_MARKS)
+
+
+def failure_record(outcome: Outcome, earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """What a failed outcome records: ``{path, reason, kind: transient|permanent, attempts}`` (attempts counts
+    the transient failures in a row, so a disturbed item is retried a bounded number of runs)."""
+    kind = "transient" if outcome.transient else "permanent"
+    attempts = 1 + (earlier.get("attempts", 1) if earlier and earlier.get("kind") == kind == "transient" else 0)
+    return {"path": outcome.source, "reason": outcome.reason or "unknown", "kind": kind, "attempts": attempts}
+
+
+def retry_now(record: dict[str, Any] | None, retry_failed: bool) -> bool:
+    """Whether an item with failure ``record`` (None: it never failed) is tried in this run: always with
+    ``retry_failed``; a transient failure by itself until it failed ``MAX_TRANSIENT_ATTEMPTS`` runs in a row."""
+    if record is None or retry_failed:
+        return True
+    return record.get("kind") == "transient" and record.get("attempts", 1) < MAX_TRANSIENT_ATTEMPTS
+
+
+def needs_retry_flag(failures: dict[str, dict[str, Any]]) -> bool:
+    """Whether some failure will be tried again only with ``--retry-failed`` (bad input, or disturbed too often)."""
+    return any(not retry_now(record, False) for record in failures.values())
 
 
 def make_slurm_cluster(settings: ClusterSettings) -> Any:
@@ -101,7 +135,14 @@ def open_client(settings: ClusterSettings, *, workers: int | None = None, schedu
     check_cluster(settings, scheduler)
     n = workers or settings.workers
     if scheduler or settings.kind == "address":
-        with Client(scheduler or settings.address) as client:
+        address = scheduler or settings.address
+        try:
+            client = Client(address, timeout=settings.connect_timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise ConfigError(f"cannot reach the Dask scheduler at {address} within {settings.connect_timeout_s:g} s "
+                              f"({type(exc).__name__}: {reason}); is it running?") from None
+        with client:
             yield client
         return
     if settings.kind == "slurm":
@@ -129,20 +170,26 @@ def run_task(function: Callable[[Any, str | None], Any], task: Task, time_limit_
     if task.output is not None and os.path.exists(task.output):
         return Outcome(task.key, task.source, task.output, "skipped")
     tmp = None if task.output is None else str(temporary_name(task.output))
-    reason, call = None, None
+    reason, call, transient = None, None, True
     try:
         call = _sandbox().call(function, (task.args, tmp), time_limit_s)
         if tmp is not None:
             publish(tmp, task.output)
     except SandboxTimeout:
         reason = f"timed out after {time_limit_s:g} s (process killed)"
-    except (CallError, SandboxCrash) as exc:
+    except SandboxCrash as exc:
         reason = str(exc)
+    except CallError as exc:
+        reason = str(exc)
+        transient = is_transient(reason)
+    except OSError as exc:  # publishing the output: a full disk
+        call, reason = None, f"{type(exc).__name__}: {exc}"
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-    if call is None:
-        return Outcome(task.key, task.source, task.output, "failed", reason, seconds=time.monotonic() - start)
+    if call is None or reason is not None:
+        return Outcome(task.key, task.source, task.output, "failed", reason, seconds=time.monotonic() - start,
+                       transient=transient)
     return Outcome(task.key, task.source, task.output, "done", None, call.value, time.monotonic() - start,
                    call.peak_rss_mb, call.cpu_seconds)
 
@@ -178,7 +225,8 @@ def run_tasks(client: Client, function: Callable[[Any, str | None], Any], tasks:
             try:
                 outcome = future.result()
             except Exception as exc:  # the worker died repeatedly on this task (KilledWorker) or similar
-                outcome = Outcome(task.key, task.source, task.output, "failed", f"{type(exc).__name__}: {exc}")
+                outcome = Outcome(task.key, task.source, task.output, "failed", f"{type(exc).__name__}: {exc}",
+                                  transient=True)
             submit_next()
             failed += outcome.status == "failed"
             bar.set_postfix(failed=failed, refresh=False)
@@ -198,7 +246,11 @@ def exclusive(lock_file: str | Path, busy: Exception) -> Iterator[str]:
     publish its output."""
     import fcntl
 
-    with open(lock_file, "a+") as lock:  # not "w": truncating before the lock is held would wipe a live token
+    try:
+        lock = open(lock_file, "a+")
+    except OSError as exc:
+        raise Unwritable(f"{lock_file}: cannot take the lock ({exc.strerror or exc}); the folder must be writable") from None
+    with lock:  # not "w": truncating before the lock is held would wipe a live token
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -42,7 +42,8 @@ from labels.store import (
     write_failures,
 )
 from preprocess.dataset import Dataset
-from common.runner import Task, exclusive, open_client, remove_stale_temporaries, run_tasks
+from common.runner import (Task, exclusive, failure_record, needs_retry_flag, open_client, remove_stale_temporaries,
+                           retry_now, run_tasks)
 from common.runner import ClusterSettings
 
 
@@ -247,7 +248,7 @@ def _per_video_pass(dataset: Dataset, root: Path, tasks: list[str], recorded: di
         for task in tasks:
             if part_path(root, task, video.id).exists():
                 already[task] += 1
-            elif video.id not in failures[task]:
+            elif retry_now(failures[task].get(video.id), retry_failed):  # transient failures: a bounded number of runs
                 lacking = [name for name in getattr(family(task), "requires", ())
                            if not part_path(root, name, video.id).exists()]
                 if lacking:  # an upstream family failed on this video (or was not made for it)
@@ -268,7 +269,7 @@ def _per_video_pass(dataset: Dataset, root: Path, tasks: list[str], recorded: di
             peak = max(peak, outcome.peak_rss_mb)
             for task in job_tasks.split("+"):
                 if outcome.status == "failed":
-                    failures[task][video_id] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+                    failures[task][video_id] = failure_record(outcome, failures[task].get(video_id))
                     write_failures(root, task, failures[task])
                 else:
                     failures[task].pop(video_id, None)
@@ -308,4 +309,6 @@ def format_summary(summary: LabelSummary) -> str:
         lines.append(f"  {t.task}: {t.labelled} videos labelled now, {t.already_done} already labelled, "
                      f"{len(t.failed)} failed; {t.rows} rows in {t.output}")
         lines += [f"    failed {f['path']}: {f['reason']}" for _, f in sorted(t.failed.items())]
+    if any(needs_retry_flag(t.failed) for t in summary.tasks):
+        lines.append("fix the failed inputs, then run the same command with --retry-failed to try them again")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from preprocess import motion_boundaries, shards
 from preprocess.difference import decode_difference
 from preprocess.flow_codec import dequantize
 from preprocess.index import DatasetError, load_index
+from preprocess.integrity import REPAIR_HINT
 
 OPEN_VIDEOS = 2048  # video readers kept open per process (each holds its frame offsets: T+1 int64)
 
@@ -42,12 +43,27 @@ class VideoRecord:
     width: int
 
 
+def _check_shard_files(root: Path, recorded: dict[str, dict[str, Any]]) -> None:
+    """Raise DatasetError naming every shard that is missing or has another size than the index recorded."""
+    bad = []
+    for rel, info in sorted(recorded.items()):
+        path = root / rel
+        if not path.is_file():
+            bad.append(f"{path} (missing)")
+        elif "bytes" in info and path.stat().st_size != info["bytes"]:
+            bad.append(f"{path} ({path.stat().st_size} bytes, the index says {info['bytes']})")
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DatasetError(f"{root}: damaged shard(s) {'; '.join(bad[:5])}{more}: {REPAIR_HINT}")
+
+
 class Dataset:
     """An extracted dataset directory (see docs/FORMAT.md); never writes."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         index = load_index(self.path)
+        _check_shard_files(self.path, index.shards)
         self._settings = index.settings
         self._classes = list(index.classes)
         self._shards = {vid: rec["shards"] for vid, rec in index.videos.items()}
@@ -123,19 +139,35 @@ class Dataset:
             try:
                 f = self._files[rel] = shards.open_read_only(self.path / rel)
             except OSError as exc:
-                raise DatasetError(f"{self.path / rel}: cannot open shard: {exc}") from exc
+                raise DatasetError(f"{self.path / rel}: cannot open shard: {exc}; {REPAIR_HINT}") from exc
         if len(self._open) >= OPEN_VIDEOS:
             del self._open[next(iter(self._open))]
-        stored = self._open[(video_id, stream)] = shards.StoredVideo(f[f"{shards.VIDEOS}/{video_id}"])
+        try:
+            group = f[f"{shards.VIDEOS}/{video_id}"]
+        except KeyError:
+            raise DatasetError(f"{self.path / rel}: holds no video {video_id!r} though the index says so; "
+                               f"{REPAIR_HINT}") from None
+        stored = self._open[(video_id, stream)] = shards.StoredVideo(group)
         return stored
+
+    def _read(self, video_id: str, stream: str, name: str, start: int, stop: int | None, step: int) -> np.ndarray:
+        """Stored items of one stream (frames decoded to RGB); a damaged shard raises DatasetError naming it."""
+        stored = self._stored(video_id, stream)
+        try:
+            if name == "frames":
+                return stored.read_frames(start, stop, step)
+            return stored.read_items(name, start, stop, step)
+        except (OSError, RuntimeError) as exc:  # h5py on a corrupted chunk
+            shard = self.path / self._shards[video_id][stream]
+            raise DatasetError(f"{shard}: cannot read the {stream} of video {video_id!r} ({exc}); {REPAIR_HINT}") from exc
 
     def read_frames(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Frames ``start:stop:step`` as RGB uint8 [T,H,W,3]."""
-        return self._stored(video_id, "frames").read_frames(start, stop, step)
+        return self._read(video_id, "frames", "frames", start, stop, step)
 
     def read_flow_codes(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Stored flow codes ``start:stop:step`` as uint8 [T,H,W,2]; flow t goes from frame t to t+1."""
-        return self._stored(video_id, "flow").read_items("flow", start, stop, step)
+        return self._read(video_id, "flow", "flow", start, stop, step)
 
     def read_flow(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Flow ``start:stop:step`` in px as float32 [T,H,W,2] (u, v); a video has n_frames-1 flows."""
@@ -143,7 +175,7 @@ class Dataset:
 
     def read_diff(self, video_id: str, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
         """Image differences ``start:stop:step`` as float32 [T,H,W]: gray frame t+1 minus frame t, in [-255, 255]."""
-        return decode_difference(self._stored(video_id, "diff").read_items("diff", start, stop, step))
+        return decode_difference(self._read(video_id, "diff", "diff", start, stop, step))
 
     def read_motion_boundaries(self, video_id: str, start: int = 0, stop: int | None = None,
                                step: int = 1) -> np.ndarray:

@@ -33,14 +33,18 @@ from preprocess.index import (
     save_index,
 )
 from preprocess.flow import make_flow
-from preprocess.inputs import VideoSource, find_videos
+from preprocess.inputs import MISSING, VideoSource, find_videos, fingerprint, same_source
+from preprocess.integrity import damaged_shards, forget_shards
 from common.runner import (
     TMP_MARK,
     Task,
     check_cluster,
     exclusive,
+    failure_record,
+    needs_retry_flag,
     open_client,
     remove_stale_temporaries,
+    retry_now,
     run_tasks,
     still_running,
 )
@@ -55,6 +59,10 @@ MB = 1 << 20
 
 class SettingsMismatch(DatasetError):
     """The dataset already holds a stream extracted with other settings."""
+
+
+class SourceChanged(DatasetError):
+    """An input video has the id of a dataset video extracted from another file (fingerprints differ)."""
 
 
 @dataclasses.dataclass
@@ -72,10 +80,16 @@ class ExtractSummary:
     peak_rss_mb: float
     cpu_seconds: float = 0.0  # CPU time of the videos extracted now, summed over worker processes
     computed_from: dict[str, str] = dataclasses.field(default_factory=dict)  # flow/diff -> "decoded" | "stored"
+    repaired: dict[str, str] = dataclasses.field(default_factory=dict)  # damaged shard -> problem (its videos redone)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def retry_flag_needed(self) -> bool:
+        """Whether some failure is tried again only with ``--retry-failed`` (bad input, or disturbed too often)."""
+        return needs_retry_flag(self.failed)
 
 
 def wanted_streams(settings: ExtractSettings, flow: bool) -> list[str]:
@@ -185,7 +199,8 @@ def _open_index(root: Path, input_path: Path) -> Index:
 def _plan(sources: list[VideoSource], index: Index, root: Path, settings: ExtractSettings, streams: list[str],
           gray_from: dict[str, str], retry_failed: bool) -> tuple[list[Task], int]:
     """Tasks for the streams each video still lacks, and how many videos are already complete. A video's
-    stored frames are reused when its missing streams are computed from them; otherwise it is decoded again."""
+    stored frames are reused when its missing streams are computed from them; otherwise it is decoded again.
+    Earlier failures are retried as :func:`common.runner.retry_now` says; a missing source is a failed input."""
     tasks, done = [], 0
     for src in sources:
         have = index.videos.get(src.id, {}).get("shards", {})
@@ -193,9 +208,12 @@ def _plan(sources: list[VideoSource], index: Index, root: Path, settings: Extrac
         if not missing:
             done += 1
             continue
-        if src.id in index.failures and not retry_failed:
+        if not retry_now(index.failures.get(src.id), retry_failed):
             continue
         reuse = "frames" in have and all(gray_from[s] == "stored" for s in missing)
+        if not reuse and not os.path.isfile(src.path):
+            index.failures[src.id] = {"path": src.path, "reason": MISSING, "kind": "permanent", "attempts": 1}
+            continue
         job = VideoJob(src.id, src.path, src.label, src.split, missing, settings,
                        str(root / have["frames"]) if reuse else None, gray_from["flow"], gray_from["diff"])
         tasks.append(Task(src.id, src.path, str(part_path(root, src.id, missing)), job))
@@ -231,6 +249,8 @@ def extract(
     root = Path(output)
     with _exclusive(root) as run_token:
         index = _open_index(root, Path(input_path))
+        repaired = _repair(root, index)
+        check_sources(index, sources, root)
         tasks, already_done = _prepare(root, index, sources, settings, wanted_streams(settings, flow), retry_failed)
         extracted, peak, cpu, new_shards = 0, 0.0, 0.0, []
         if tasks:
@@ -243,7 +263,41 @@ def extract(
     failed = {s.id: index.failures[s.id] for s in sources if s.id in index.failures}
     computed_from = {s: index.settings[s].get("from", "stored") for s in ("flow", "diff") if s in index.settings}
     return ExtractSummary(str(root), len(sources), already_done, extracted, failed, new_shards,
-                          time.monotonic() - started, peak, cpu, computed_from)
+                          time.monotonic() - started, peak, cpu, computed_from, repaired)
+
+
+def _repair(root: Path, index: Index) -> dict[str, str]:
+    """Drop missing, truncated or unreadable shards (indexed or left by a killed run) from the dataset, so their
+    videos are planned again; returns ``{shard: problem}``."""
+    (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root / SHARD_DIR)
+    damaged = damaged_shards(root, index)
+    forget_shards(root, index, sorted(damaged))
+    _, unreadable = add_new_shards(index, root)  # shards finished by a run killed before it updated the index
+    if damaged or unreadable:
+        save_index(root, index)
+    return {**damaged, **unreadable}
+
+
+def check_sources(index: Index, sources: list[VideoSource], root: Path) -> None:
+    """Refuse (SourceChanged) when an input video has the id of a dataset video that was extracted from a file
+    with another fingerprint (another clip of the same relative name); record the fingerprints the dataset
+    lacks (videos indexed before fingerprints existed, or by a run killed before saving them)."""
+    changed = []
+    for src in sources:
+        if src.id not in index.videos or not os.path.isfile(src.path):
+            continue
+        recorded = index.fingerprints.get(src.id)
+        if recorded is None:
+            index.fingerprints[src.id] = fingerprint(src.path)
+        elif not same_source(recorded, src.path):
+            was = index.videos[src.id].get("path")
+            changed.append(f"{src.id!r} ({src.path}: {os.path.getsize(src.path)} bytes; the dataset's was extracted "
+                           f"from {was}: {recorded['size']} bytes{', another first MB' if os.path.getsize(src.path) == recorded['size'] else ''})")
+    if changed:
+        listed = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise SourceChanged(f"{index_path(root)}: {len(changed)} input video(s) differ from the file the dataset "
+                            f"holds under the same id: {listed}. Extract these inputs into another OUTPUT folder")
 
 
 @contextlib.contextmanager
@@ -262,10 +316,8 @@ def _exclusive(root: Path) -> Iterator[str]:
 def _prepare(root: Path, index: Index, sources: list[VideoSource], settings: ExtractSettings, streams: list[str],
              retry_failed: bool) -> tuple[list[Task], int]:
     """Bring the dataset up to date after any interruption, check and claim the settings, plan the tasks."""
-    for folder in (SHARD_DIR, PART_DIR):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(root / folder)
-    add_new_shards(index, root)  # shards finished by a run killed before it updated the index
+    (root / PART_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root / PART_DIR)
     gray_from = gray_sources(index)
     recorded = stream_settings(settings, gray_from["flow"], gray_from["diff"])
     check_settings(index, {s: recorded[s] for s in streams}, root)
@@ -290,10 +342,12 @@ def _run(client: Client, root: Path, index: Index, tasks: list[Task], settings: 
         peak = max(peak, outcome.peak_rss_mb)
         cpu += outcome.cpu_seconds
         if outcome.status == "failed":
-            index.failures[outcome.key] = {"path": outcome.source, "reason": outcome.reason or "unknown"}
+            index.failures[outcome.key] = failure_record(outcome, index.failures.get(outcome.key))
             saver.changed()
             continue
         index.failures.pop(outcome.key, None)
+        if (outcome.result or {}).get("fingerprint") is not None:  # as the worker read it (None: part of a killed run)
+            index.fingerprints[outcome.key] = outcome.result["fingerprint"]
         extracted += 1
         packer.add(Path(outcome.output), streams_of[outcome.key])
     packer.finish()
@@ -320,7 +374,18 @@ def format_summary(summary: ExtractSummary) -> str:
     if summary.computed_from:
         lines.append("; ".join(f"{names[s]} computed from the {source} frames"
                                for s, source in summary.computed_from.items()))
+    if summary.repaired:
+        lines.append(f"repaired {len(summary.repaired)} damaged shard(s) by extracting their videos again:")
+        lines += [f"  {rel}: {problem}" for rel, problem in sorted(summary.repaired.items())]
     if summary.failed:
         lines.append("failed videos:")
-        lines += [f"  {f['path']}: {f['reason']}" for _, f in sorted(summary.failed.items())]
+        lines += [f"  {f['path']}: {f['reason']}{_retry_note(f)}" for _, f in sorted(summary.failed.items())]
+    if summary.retry_flag_needed:
+        lines.append("fix or replace the failed inputs, then run the same command with --retry-failed to try them again")
     return "\n".join(lines)
+
+
+def _retry_note(failure: dict[str, Any]) -> str:
+    if retry_now(failure, False):
+        return f" (the run was disturbed: tried again by the next run, attempt {failure.get('attempts', 1)})"
+    return ""

@@ -36,15 +36,17 @@ class Index:
     ``settings`` maps each stream ('frames', 'flow', 'diff') to the settings that produced it;
     ``videos`` maps a video id to ``{path, label, split, n_frames, fps, height, width, shards: {stream: file}}``;
     ``shards`` maps a shard file (relative to the dataset) to ``{streams, videos, bytes}``;
-    ``failures`` maps a video id to ``{path, reason}``.
+    ``failures`` maps a video id to ``{path, reason, kind: transient|permanent, attempts}``;
+    ``fingerprints`` maps a video id to its source's ``inputs.fingerprint`` when it was extracted.
     """
 
     settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     classes: list[str] = dataclasses.field(default_factory=list)
     videos: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     shards: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    failures: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    failures: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     source: str | None = None
+    fingerprints: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def index_path(root: str | Path) -> Path:
@@ -122,9 +124,15 @@ def shard_files(root: str | Path) -> list[str]:
     return sorted(f"{SHARD_DIR}/{p.name}" for p in folder.glob("*.h5")) if folder.is_dir() else []
 
 
-def add_new_shards(index: Index, root: str | Path) -> list[str]:
-    """Register shards present on disk but missing from the index (e.g. after a killed run); returns them."""
-    new = [rel for rel in shard_files(root) if rel not in index.shards]
-    for rel in new:
-        add_shard(index, root, rel)
-    return new
+def add_new_shards(index: Index, root: str | Path) -> tuple[list[str], dict[str, str]]:
+    """Register shards present on disk but missing from the index (e.g. after a killed run); returns them and
+    ``{shard: problem}`` for those that cannot be read (deleted: their videos are extracted again)."""
+    added, unreadable = [], {}
+    for rel in [rel for rel in shard_files(root) if rel not in index.shards]:
+        try:
+            add_shard(index, root, rel)
+            added.append(rel)
+        except (OSError, KeyError, ValueError) as exc:
+            unreadable[rel] = f"unreadable: {' '.join(str(exc).split())[:200]}"
+            (Path(root) / rel).unlink()
+    return added, unreadable

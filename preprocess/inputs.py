@@ -10,11 +10,14 @@ Split files understood (searched in ``splits_dir``, by default the input directo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path, PurePosixPath
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp"})
 _HMDB_CODES = {"1": "train", "2": "test", "0": None}
+MISSING = "no such video file"  # the failure reason of a listed video that is not there
+HEAD_BYTES = 1 << 20  # a fingerprint hashes the first MB of a source
 
 
 class InputError(ValueError):
@@ -29,6 +32,23 @@ class VideoSource:
     path: str
     label: str | None = None
     split: str | None = None
+
+
+def fingerprint(path: str | Path) -> dict[str, int | str]:
+    """A cheap identity of a source file: ``{size, mtime_ns, head_sha1}`` (SHA-1 of its first MB)."""
+    stat = os.stat(path)
+    with open(path, "rb") as f:
+        head = hashlib.sha1(f.read(HEAD_BYTES)).hexdigest()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha1": head}
+
+
+def same_source(recorded: dict[str, int | str], path: str | Path) -> bool:
+    """Whether ``path`` is still the file of fingerprint ``recorded``: same size and, unless its modification time
+    is unchanged too, the same first MB."""
+    stat = os.stat(path)
+    if stat.st_size != recorded["size"]:
+        return False
+    return stat.st_mtime_ns == recorded["mtime_ns"] or fingerprint(path)["head_sha1"] == recorded["head_sha1"]
 
 
 def _video_id(relative: PurePosixPath) -> str:
@@ -54,7 +74,7 @@ def scan_directory(root: str | Path) -> list[VideoSource]:
 
 def parse_list_file(path: str | Path) -> list[VideoSource]:
     """Videos named in a list file, one per line: ``PATH [LABEL]`` (PATH relative to the list's folder or
-    absolute; a purely numeric second field, as in UCF101 lists, is a class index and is ignored; without
+    absolute, a file that need not exist: see :data:`MISSING`; a purely numeric second field, as in UCF101 lists, is a class index and is ignored; without
     LABEL the class folder of PATH is used). Blank lines and ``#`` comments are skipped."""
     path = Path(path)
     try:
@@ -69,8 +89,7 @@ def parse_list_file(path: str | Path) -> list[VideoSource]:
         if len(fields) > 2:
             raise InputError(f"{path}:{number}: expected 'PATH [LABEL]', got {line.strip()!r}")
         video = Path(fields[0]) if Path(fields[0]).is_absolute() else path.parent / fields[0]
-        if not video.is_file():
-            raise InputError(f"{path}:{number}: no such video file {video}")
+        # a missing file is kept: the extraction records it as a failed input (MISSING), like any bad video
         try:
             rel = PurePosixPath(Path(os.path.abspath(video)).relative_to(os.path.abspath(path.parent)).as_posix())
         except ValueError:  # outside the list's folder: keep class folder and file name

@@ -38,6 +38,12 @@ class ExtractSettings:
     def __post_init__(self) -> None:
         if self.size is None and self.short_side is None:
             raise ValueError("one of size or short_side must be set")
+        if self.size is not None and min(self.size) < 1:
+            raise ValueError(f"size must be two positive lengths (h, w), got {list(self.size)}")
+        if self.short_side is not None and self.short_side < 1:
+            raise ValueError(f"short_side must be >= 1, got {self.short_side}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.flow.bound <= 0:

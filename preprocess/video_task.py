@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -21,6 +22,7 @@ import numpy as np
 
 from preprocess import decode, difference, flow, motion_boundaries, shards
 from preprocess.flow_codec import quantize
+from preprocess.inputs import fingerprint
 from preprocess.settings import ExtractSettings, FlowSettings
 
 GRAY_SOURCES = ("decoded", "stored")  # the frames flow and differences are computed from
@@ -192,12 +194,14 @@ def _stored_frames(job: VideoJob) -> tuple[Iterator[list[TaskFrame]], float]:
 def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
     """Write the streams ``job.streams`` of one video into a new part file ``out_path``.
 
-    Returns small metadata ``{"n_frames", "fps", "height", "width", "bytes"}``; raises ValueError for a
+    Returns small metadata ``{"n_frames", "fps", "height", "width", "bytes", "fingerprint"}`` (the source's
+    ``inputs.fingerprint`` as read now; None when stored frames are reused and the source is gone); raises ValueError for a
     video without frames (or with a single frame when flow/differences are asked for) and
     ``decode.DecodeError`` for an unreadable file.
     """
     flow.pin_opencv_threads(1)
     s = job.settings
+    source_print = fingerprint(job.source) if os.path.isfile(job.source) else None
     pairwise = bool({"flow", "diff", "mb"} & set(job.streams))
     batches, fps = (_stored_frames if job.frames_shard is not None else _decoded_frames)(job)
     pair_flows = flow.make_pair_flows(s.flow) if {"flow", "mb"} & set(job.streams) else None
@@ -238,4 +242,4 @@ def extract_video(job: VideoJob, out_path: str) -> dict[str, Any]:
         recorded = stream_settings(s, job.flow_from, job.diff_from)
         shards.write_file_attrs(f, job.streams, {k: recorded[k] for k in job.streams}, [job.video_id])
     return {"n_frames": n, "fps": fps, "height": writer.shape[0], "width": writer.shape[1],
-            "bytes": Path(out_path).stat().st_size}
+            "bytes": Path(out_path).stat().st_size, "fingerprint": source_print}

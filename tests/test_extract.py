@@ -136,15 +136,17 @@ def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: ob
     shutil.copy(shared_data / "asl_gestures/eat/eat.mkv", src / "eat")
     shutil.copy(shared_data / "asl_gestures/yes/yes.mkv", src / "yes")
     out = tmp_path / "ds"
-    first = extract(src, out, _pipeline(every=4), flow=False, client=client, progress=False)
+    listed = src / "list.txt"
+    listed.write_text("eat/eat.mkv\nyes/yes.mkv\n")
+    first = extract(listed, out, _pipeline(every=4), flow=False, client=client, progress=False)
     assert first.ok and first.extracted == 2
     ds = Dataset(out)
     assert ds.has_stream("frames") and ds.has_stream("diff") and not ds.has_stream("flow")
     frames_shard = out / first.new_shards[0]
     before = (frames_shard.stat().st_ino, frames_shard.stat().st_mtime_ns)
     for video in src.rglob("*.mkv"):
-        video.write_bytes(b"")  # the sources are gone: flow must come from the stored frames
-    second = extract(src, out, _pipeline(every=4), flow=True, client=client, progress=False)
+        video.unlink()  # the sources are gone: flow must come from the stored frames
+    second = extract(listed, out, _pipeline(every=4), flow=True, client=client, progress=False)
     assert second.ok and second.extracted == 2 and second.new_shards != first.new_shards
     assert second.computed_from == {"flow": "stored", "diff": "decoded"}
     assert "flow computed from the stored frames; differences computed from the decoded frames" in format_summary(second)
@@ -155,9 +157,9 @@ def test_flow_run_reuses_stored_frames_and_other_settings_are_refused(client: ob
     gray = _gray(ds.read_frames("yes/yes", 3, 5))
     np.testing.assert_array_equal(ds.read_flow_codes("yes/yes", 3, 4)[0], quantize(flow_fn(gray[0], gray[1]), 20.0))
     with pytest.raises(SettingsMismatch, match=r"frames stream was extracted with other settings \(every: 4 in the dataset, 2 now\)"):
-        extract(src, out, _pipeline(every=2), flow=True, client=client, progress=False)
+        extract(listed, out, _pipeline(every=2), flow=True, client=client, progress=False)
     with pytest.raises(SettingsMismatch, match="flow stream.*algo: 'dis' in the dataset, 'farneback' now"):
-        extract(src, out, _pipeline(every=4, flow={"algo": "farneback"}), client=client, progress=False)
+        extract(listed, out, _pipeline(every=4, flow={"algo": "farneback"}), client=client, progress=False)
     assert Dataset(out).settings == ds.settings
 
 

@@ -385,7 +385,7 @@ def test_train_command_writes_the_run_folder_and_reports_bad_input(dataset_dir: 
     empty = tmp_path / "empty"
     empty.mkdir()
     no_data = CliRunner().invoke(cli, ["train", "--pipeline", "demo", "--data", str(empty), "--out", str(tmp_path / "x")])
-    assert no_data.exit_code == 1 and f"{empty / 'labels'}" in no_data.output and "Traceback" not in no_data.output
+    assert no_data.exit_code == 2 and f"{empty / 'labels'}" in no_data.output and "Traceback" not in no_data.output
 
 
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path: Path) -> None:

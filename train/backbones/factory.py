@@ -1,6 +1,7 @@
 """Backbones by name, and saving/loading them with the arguments they were built with."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,29 @@ def save_backbone(model: Backbone, path: str | Path, contract: dict[str, Any] | 
     atomic_torch_save({**build_args, "state_dict": state, "input": dict(contract or {})}, path)
 
 
+def _load_problem(error: Exception) -> str:
+    """What torch.load found wrong, without its advice to load untrusted files with ``weights_only=False``."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    elif "weights_only" in text:
+        text = ""
+    text = " ".join(text.split())
+    return f"{type(error).__name__}{': ' + text if text else ''}"
+
+
 def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> Backbone:
     """Rebuild the backbone saved at ``path`` by ``save_backbone`` and load its weights (eval mode)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone file not found: {path}")
     try:
-        saved = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols
+            saved = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path}: not a readable backbone file ({error})") from error
+        raise ValueError(f"{path}: not a PyTorch backbone file (expected the backbone.pt a training run writes): "
+                         f"{_load_problem(error)}") from None
     required = {"name", "in_channels", "kwargs", "state_dict"}
     if not isinstance(saved, dict) or not required <= set(saved):
         raise ValueError(f"{path}: not a backbone file (needs a dict with keys {sorted(required)})")
