@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.atomic import atomic_path
 from eval.scenes import video_descriptor
 from eval.settings import ClipSettings
 from eval.video_clips import evaluation_loader
@@ -101,16 +100,9 @@ def extract_window_features(backbone, dataset, video_ids: list[str], stream: str
 
 
 def _write_npz(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` atomically (a temporary file beside it, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``arrays`` to ``path`` atomically (``common.atomic``: a temporary file beside it, then a rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],

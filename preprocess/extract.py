@@ -1,7 +1,7 @@
 """Extraction run: input videos -> dataset directory (``index.json`` + ``shards/*.h5``), resumable.
 
 Every video becomes a part file (``parts/``) in a Dask task; finished parts are packed into shards of
-about ``shard_mb`` by Dask tasks (one writer per shard, temp name then ``os.replace``), registered in the
+about ``shard_mb`` by Dask tasks (one writer per shard, temp name then rename), registered in the
 index, and deleted. A re-run skips streams already in shards and parts already finished, so an
 interrupted run (even SIGKILL) only finishes the missing work. See docs/EXTRACTION.md.
 """
@@ -13,30 +13,14 @@ import hashlib
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from distributed import Client, Future
 
-from preprocess import shards
-from common.settings import setting_differences
-from preprocess.index import (
-    SHARD_DIR,
-    DatasetError,
-    Index,
-    IndexSaver,
-    add_new_shards,
-    add_shard,
-    index_path,
-    load_index,
-    save_index,
-)
-from preprocess.flow import make_flow
-from preprocess.inputs import MISSING, VideoSource, find_videos, fingerprint, same_source
-from preprocess.integrity import damaged_shards, forget_shards
+from common.atomic import atomic_path
 from common.runner import (
-    TMP_MARK,
+    ClusterSettings,
     Task,
     check_cluster,
     exclusive,
@@ -48,7 +32,22 @@ from common.runner import (
     run_tasks,
     still_running,
 )
-from common.runner import ClusterSettings
+from common.settings import setting_differences
+from preprocess import shards
+from preprocess.flow import make_flow
+from preprocess.index import (
+    SHARD_DIR,
+    DatasetError,
+    Index,
+    IndexSaver,
+    add_new_shards,
+    add_shard,
+    index_path,
+    load_index,
+    save_index,
+)
+from preprocess.inputs import MISSING, VideoSource, find_videos, fingerprint, same_source
+from preprocess.integrity import damaged_shards, forget_shards
 from preprocess.settings import ExtractSettings
 from preprocess.video_task import VideoJob, extract_video, stream_settings
 
@@ -130,19 +129,14 @@ def part_path(root: Path, video_id: str, streams: Iterable[str]) -> Path:
 
 
 def pack_shard(parts: list[str], shard: str, settings: dict[str, dict[str, Any]], run_token: str) -> list[str]:
-    """Dask task: copy finished part files into shard ``shard`` (temp name, then ``os.replace``). The shard is
-    published only while the run that asked for it (``run_token``) still holds the dataset: a task left
+    """Dask task: copy finished part files into shard ``shard`` (``common.atomic``: temp name, then rename). The
+    shard is published only while the run that asked for it (``run_token``) still holds the dataset: a task left
     running on a remote cluster by a killed client must not add a second copy of videos the next run packs."""
-    tmp = f"{shard}{TMP_MARK}{uuid.uuid4().hex}"
     lock_file = Path(shard).parent.parent / LOCK_NAME
-    try:
-        ids = shards.copy_videos([Path(p) for p in parts], Path(tmp), settings)
+    with atomic_path(shard) as tmp:
+        ids = shards.copy_videos([Path(p) for p in parts], tmp, settings)
         if not still_running(lock_file, run_token):
             raise RuntimeError(f"{shard}: the extraction that asked for this shard has ended; not written")
-        os.replace(tmp, shard)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return ids
 
 

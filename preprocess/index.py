@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-
+from common.atomic import write_json_atomic
 from preprocess import shards
 
 INDEX_NAME = "index.json"
@@ -73,12 +71,9 @@ def load_index(root: str | Path) -> Index:
 
 def save_index(root: str | Path, index: Index) -> None:
     """Write ``ROOT/index.json`` atomically (compact JSON)."""
-    path = index_path(root)
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
     # the fields as they are: no deep copy (dataclasses.asdict), ~8x faster for a large index (bench_index.py)
     fields = {f.name: getattr(index, f.name) for f in dataclasses.fields(Index)}
-    tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **fields}, separators=(",", ":")))
-    os.replace(tmp, path)
+    write_json_atomic(index_path(root), {"format": FORMAT, "version": VERSION, **fields}, separators=(",", ":"))
 
 
 class IndexSaver:

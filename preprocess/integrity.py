@@ -14,7 +14,7 @@ from preprocess import shards
 from preprocess.index import Index
 
 REPAIR_HINT = "run the same extract command again to re-extract its videos (it repairs damaged shards)"
-_DATASETS = {"flow": ("flow",), "diff": ("diff",)}  # frames: "frames" (raw) or "frames_jpeg" + "frames_offsets"
+_DATASETS = {"flow": ("flow",), "diff": ("diff",), "mb": ("mb",)}  # frames: "frames" (raw) or "frames_jpeg" + "frames_offsets"
 
 
 def _videos_of(index: Index, rel: str) -> list[str]:

@@ -166,13 +166,14 @@ def test_evaluate_writes_report_with_values_matching_independent_computations(
                    for f in feats.values()]
         assert {k: metrics[f"retrieval.R@{k}"] for k in (1, 5, 10, 20, 50)} in recalls
         assert metrics["retrieval.R@20"] == 1.0  # the gallery has 12 videos covering every class
-        for key in ("linear.top1", "logreg.top1", "fewshot.1shot", "finetune.100%.video_top1"):
-            assert 0.0 <= metrics[key] <= 1.0
+        for key in ("linear.top1", "logreg.top1", "finetune.100%.video_top1"):  # whole test videos of 6
+            assert metrics[key] * 6 == pytest.approx(round(metrics[key] * 6)), (key, metrics[key])
         assert metrics["linear.top5"] >= metrics["linear.top1"]
         assert "fewshot.5shot" not in metrics  # only 2 training videos per class
         assert np.asarray(results["details"][name]["linear"]["confusion"]).sum() == 6
         assert [r["n_train"] for r in results["details"][name]["finetune"].values()] == [6, 12]
-        assert 0.0 <= metrics["finetune.50%.clip_top1"] <= 1.0
+        clips = results["settings"]["clips"]["clips_per_video"] * 6  # whole test clips
+        assert metrics["finetune.50%.clip_top1"] * clips == pytest.approx(round(metrics["finetune.50%.clip_top1"] * clips))
     pre, rnd = results["models"]["pretrained"], results["models"]["random"]
     for key, value in results["difference"].items():
         assert value == pytest.approx(pre[key] - rnd[key])

@@ -200,3 +200,10 @@ def test_a_full_disk_while_packing_leaves_nothing_half_written(client: Client, s
     again = extract(src, out, _settings(), client=client, progress=False)
     assert again.ok and sorted(v.id for v in Dataset(out).videos) == ["again/again", "bird/bird"]
     assert json.loads((out / "index.json").read_text())["failures"] == {}
+
+
+def test_every_stored_stream_has_its_datasets_checked() -> None:
+    """A stream the integrity check does not know would be checked as frames and its shard called damaged."""
+    from preprocess import integrity, shards
+
+    assert set(shards.STREAMS) - {"frames"} == set(integrity._DATASETS)
