@@ -220,16 +220,19 @@ def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: 
     features = None
     frozen = [t for t in tasks if t in FROZEN_TASKS]
     if frozen:
-        ids = sorted(split.train_ids + split.test_ids)
-        if layout is not None:
-            all_x = segment_features(model.backbone, dataset, ids, layout, settings.stream, settings.stage,
-                                     settings.segments.test_segments, settings.clips.crop_size,
-                                     settings.clips.batch_size, device, progress)
+        if layout is not None:  # training videos: random segments; test videos: spread ones (CPC's protocol)
+            segments = settings.segments
+            common = (layout, settings.stream, settings.stage)
+            sizes = (settings.clips.crop_size, settings.clips.batch_size, device, progress)
+            train_x = segment_features(model.backbone, dataset, split.train_ids, *common, segments.train_segments,
+                                       *sizes, seed=settings.seed)
+            test_x = segment_features(model.backbone, dataset, split.test_ids, *common, segments.test_segments, *sizes)
         else:
+            ids = sorted(split.train_ids + split.test_ids)
             all_x = video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress)
-        row = {vid: i for i, vid in enumerate(ids)}
-        train_x = all_x[[row[v] for v in split.train_ids]]
-        test_x = all_x[[row[v] for v in split.test_ids]]
+            row = {vid: i for i, vid in enumerate(ids)}
+            train_x = all_x[[row[v] for v in split.train_ids]]
+            test_x = all_x[[row[v] for v in split.test_ids]]
         features = np.concatenate([train_x, test_x])
         metrics, details = frozen_feature_protocols(train_x, test_x, split, frozen, settings, device)
     if "finetune" in tasks:

@@ -98,16 +98,21 @@ def backbone_input(values: torch.Tensor, layout: SegmentLayout, stream: str, flo
 @torch.no_grad()
 def segment_features(backbone, dataset, video_ids: list[str], layout: SegmentLayout, stream: str, stage: str,
                      count: int, crop_size: int, batch_size: int, device: str | torch.device = "cpu",
-                     progress: bool = False) -> np.ndarray:
-    """Video features float32 [N, D]: the mean over ``count`` uniformly spread, centre-cropped segments of the
-    backbone's pooled ``stage`` features (``backbone`` in eval mode)."""
+                     progress: bool = False, seed: int | None = None) -> np.ndarray:
+    """Video features float32 [N, D]: the mean over ``count`` centre-cropped segments of the backbone's pooled
+    ``stage`` features (``backbone`` in eval mode), the segments spread uniformly over the video, or drawn at
+    random positions with ``seed`` (CPC's linear probe trains on 8 random segments per video)."""
     backbone.eval()
     flow_bound = dataset.flow_bound if stream == "flow" else 1.0
     features = []
     for video_id in tqdm(video_ids, desc=f"segment features ({stage})", disable=not progress, leave=False):
         n_items = stream_length(dataset.video(video_id).n_frames, stream, where=video_id)
-        values = read_segments(dataset, stream, video_id, layout, spread_starts(n_items, layout.span, count),
-                               crop_size)
+        if seed is None:
+            starts = spread_starts(n_items, layout.span, count)
+        else:
+            rng = np.random.default_rng([seed, int.from_bytes(video_id.encode()[-8:], "little")])
+            starts = np.sort(rng.integers(0, max(n_items - layout.span, 0) + 1, size=count))
+        values = read_segments(dataset, stream, video_id, layout, starts, crop_size)
         x = backbone_input(torch.from_numpy(values).to(device), layout, stream, flow_bound)
         pooled = [backbone.forward_stages(part, last=stage)[stage].float() for part in x.split(batch_size)]
         features.append(torch.cat(pooled).mean(dim=0).cpu().numpy())

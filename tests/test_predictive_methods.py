@@ -345,6 +345,17 @@ def test_segment_features_see_what_training_fed_the_encoder(dataset_dir: Path) -
     with torch.no_grad():
         z = encode_segments(method.backbone, method.prepare(batch, None)["segments"]).mean(dim=(1, 3, 4))
     torch.testing.assert_close(torch.from_numpy(features), z, rtol=1e-4, atol=1e-5)
+    with Dataset(dataset_dir) as dataset:  # training videos: random segments, seeded per video
+        drawn = segment_features(method.backbone, dataset, [video.id], layout, "flow", "pool5", 3, 48, 2, seed=4)
+        again = segment_features(method.backbone, dataset, [video.id], layout, "flow", "pool5", 3, 48, 2, seed=4)
+        rng = np.random.default_rng([4, int.from_bytes(video.id.encode()[-8:], "little")])
+        starts = np.sort(rng.integers(0, video.n_frames - 1 - layout.span + 1, size=3))
+        random_flow = read_segments(dataset, "flow", video.id, layout, starts, 48)
+    batch = {"flow": torch.from_numpy(random_flow)[None], "flow_bound": torch.tensor([10.0])}
+    with torch.no_grad():
+        z = encode_segments(method.backbone, method.prepare(batch, None)["segments"]).mean(dim=(1, 3, 4))
+    torch.testing.assert_close(torch.from_numpy(drawn), z, rtol=1e-4, atol=1e-5)
+    assert np.array_equal(drawn, again) and not np.allclose(drawn, features)
 
 
 @pytest.mark.parametrize("method", ["cpc", "dpc"])

@@ -30,7 +30,8 @@ BASE = ["preprocess.size=[48, 64]", "preprocess.flow.algo=dis", "preprocess.flow
         "labels.crop_variants=[[8, 16, false], [8, 16, true]]",
         "train.stats.pacing={kind: single_step, start_fraction: 0.5, step_length: 2}",
         "train.backbone_args={channels: [4, 8, 8, 16, 16]}", "train.batch_size=4", "train.num_workers=0",
-        "train.log_every=1", "train.checkpoint_every=1"]
+        "train.log_every=1", "train.checkpoint_every=1",
+        "train.optimizer=sgd", "train.lr=0.0005", "train.schedule={kind: step, step_epochs: 6, gamma: 0.1}"]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,8 @@ def _interrupt_when(args: list[str], ready: Path, signum: int) -> subprocess.Com
 def test_real_sigterm_and_sigint_exit_130(dataset_dir: Path, tmp_path: Path) -> None:
     sets = [a for s in BASE for a in ("--set", s)]
     training = _interrupt_when(["train", "--pipeline", "demo", "--data", str(dataset_dir), "--out", str(tmp_path / "run"),
-                                "--device", "cpu", "--no-progress", *sets, "--set", "train.max_steps=10000"],
+                                "--device", "cpu", "--no-progress", *sets, "--set", "train.max_steps=10000",
+                                "--set", "train.epochs=10000"],
                                tmp_path / "run" / "checkpoints" / "step_00000001.pt", signal.SIGTERM)
     assert training.returncode == 130 and "interrupted" in training.stderr, training.stderr[-2000:]
     assert "Aborted!" not in training.stderr
