@@ -72,10 +72,10 @@ def apply_jitter(x: torch.Tensor, params: JitterParams) -> torch.Tensor:
 
 
 @dataclass
-class CVRLAugmentSettings:
-    """The paper's defaults; ``blur_p`` and ``solarize_p`` are (first clip, second clip)."""
+class CVRLAugment:
+    """The paper's augmentation settings a pipeline may change (section ``train.cvrl.augment``); ``blur_p`` and
+    ``solarize_p`` are (first clip, second clip)."""
 
-    crop_size: int | tuple[int, int] = 224
     crop_scale: tuple[float, float] = (0.3, 1.0)
     crop_ratio: tuple[float, float] = (0.5, 2.0)
     flip_p: float = 0.5
@@ -85,6 +85,13 @@ class CVRLAugmentSettings:
     blur_p: tuple[float, float] = (1.0, 0.1)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: tuple[float, float] = (0.0, 0.2)
+
+
+@dataclass
+class CVRLAugmentSettings(CVRLAugment):
+    """:class:`CVRLAugment` plus what the run sets: the output crop size and the normalisation."""
+
+    crop_size: int | tuple[int, int] = 224
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 

@@ -21,28 +21,12 @@ import torch.nn.functional as F
 
 from train.backbones.base import Backbone
 from train.cvrl import CVRL_EMBEDDING_DIM, CVRL_HIDDEN_DIM, CVRL_TEMPERATURE, cvrl_projection_head, symmetric_nt_xent
-from train.cvrl_augment import CVRLAugmentSettings, augment_pair
+from train.cvrl_augment import CVRLAugment, CVRLAugmentSettings, augment_pair
 from train.cvrl_sampling import CLIP_STRIDE, clip_pair_indices
 from train.data import ClipSpec
 from train.methods.base import PretextMethod, StepOutput, no_decay_groups, to_float_clip
 from train.methods.registry import register_method
 from train.settings import TrainSettings
-
-
-@dataclass
-class CVRLAugment:
-    """The augmentation's settings the pipeline may change (the crop size is the pipeline's ``crop_size``);
-    pairs are (first clip, second clip)."""
-
-    crop_scale: tuple[float, float] = (0.3, 1.0)
-    crop_ratio: tuple[float, float] = (0.5, 2.0)
-    flip_p: float = 0.5
-    jitter_strength: float = 1.0
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: tuple[float, float] = (1.0, 0.1)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    solarize_p: tuple[float, float] = (0.0, 0.2)
 
 
 @dataclass
