@@ -52,7 +52,7 @@ def attention_panels(backbone, dataset, stream: str, video_ids: list[str], clip_
     for video_id in video_ids:
         n_frames = dataset.video(video_id).n_frames
         length = stream_length(n_frames, stream, where=f"video {video_id!r}")
-        start = int(clip_starts(length, clip_len, 3)[1])
+        start = int(clip_starts(length, clip_len, 3)[1])  # clip_len consecutive frames: span = clip_len
         where = f"{dataset.path}: {video_id}"
         items = center_crop(read_items(dataset, stream, video_id, clip_indices(start, clip_len, length)), crop_size,
                             where=where)

@@ -9,21 +9,28 @@ import numpy as np
 from preprocess.streams import crop
 from train.clips import crop_offsets
 
-def clip_starts(n_frames: int, clip_len: int, n_clips: int) -> np.ndarray:
-    """First frames of ``n_clips`` clips spread uniformly over a video: int64 [n_clips].
+def clip_starts(n_frames: int, span: int, n_clips: int) -> np.ndarray:
+    """First frames of ``n_clips`` clips covering ``span`` frames each, spread uniformly over a video: int64
+    [n_clips].
 
-    The first clip starts at frame 0 and the last ends at the last frame; a video shorter than
-    ``clip_len`` gives clips all starting at 0 (they loop, see ``clip_indices``).
+    The first clip starts at frame 0 and the last ends at the last frame; a video shorter than ``span`` gives
+    clips all starting at 0 (they loop, see ``clip_indices``).
     """
     if n_frames < 1:
         raise ValueError(f"a video needs at least one frame, got {n_frames}")
-    last_start = max(n_frames - clip_len, 0)
+    last_start = max(n_frames - span, 0)
     return np.rint(np.linspace(0, last_start, n_clips)).astype(np.int64)
 
 
-def clip_indices(start: int, clip_len: int, n_frames: int) -> np.ndarray:
-    """Frame indices int64 [clip_len] of the clip starting at ``start``, looping past the video's end."""
-    return (start + np.arange(clip_len, dtype=np.int64)) % n_frames
+def clip_span(clip_len: int, stride: int = 1) -> int:
+    """Frames a clip of ``clip_len`` frames ``stride`` apart covers, first to last."""
+    return (clip_len - 1) * stride + 1
+
+
+def clip_indices(start: int, clip_len: int, n_frames: int, stride: int = 1) -> np.ndarray:
+    """Frame indices int64 [clip_len] of the clip starting at ``start``, ``stride`` frames apart, looping past
+    the video's end."""
+    return (start + stride * np.arange(clip_len, dtype=np.int64)) % n_frames
 
 
 def center_crop(frames: np.ndarray, size: int, where: str = "clip") -> np.ndarray:

@@ -53,10 +53,10 @@ class TrainingClips(torch.utils.data.Dataset):
     """Item ``i``: a random clip of video ``i`` and its label; the draw depends only on (seed, epoch, i)."""
 
     def __init__(self, dataset, stream: str, video_ids: list[str], labels: np.ndarray, clip_len: int,
-                 crop_size: int, seed: int) -> None:
+                 crop_size: int, seed: int, stride: int = 1) -> None:
         self.dataset, self.stream = dataset, stream
         self.video_ids, self.labels = video_ids, labels
-        self.clip_len, self.crop_size, self.seed = clip_len, crop_size, seed
+        self.clip_len, self.crop_size, self.seed, self.stride = clip_len, crop_size, seed, stride
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -66,7 +66,7 @@ class TrainingClips(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         video_id = self.video_ids[i]
         clip = random_clip(self.dataset, self.stream, video_id, self.dataset.video(video_id).n_frames,
-                           self.clip_len, self.crop_size, rng)
+                           self.clip_len, self.crop_size, rng, self.stride)
         return clip, int(self.labels[i])
 
 
@@ -117,8 +117,8 @@ def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], tr
         groups.append({"params": backbone_params, "lr": settings.lr * settings.backbone_lr_scale})
     optimizer = torch.optim.SGD(groups, momentum=settings.momentum, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.epochs, 1))
-    items = TrainingClips(dataset, stream, train_ids, np.asarray(train_labels), clips.clip_len, clips.crop_size,
-                          seed)
+    items = TrainingClips(dataset, stream, train_ids, np.asarray(train_labels), clips.length, clips.crop_size,
+                          seed, clips.stride)
     loader = torch.utils.data.DataLoader(items, batch_size=settings.batch_size, shuffle=True,
                                          num_workers=clips.num_workers,
                                          generator=torch.Generator().manual_seed(seed))

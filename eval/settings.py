@@ -34,13 +34,22 @@ class ClipSettings:
     """How clips are cut from a stored video for feature extraction and testing."""
 
     clips_per_video: int = 10  # uniformly spaced along the video
-    clip_len: int = 16  # frames per clip
+    clip_len: int = 16  # frames per clip (the pipeline's clip_len, or the backbone's training clip length)
     crop_size: int = 112  # centre crop (square) taken from the stored frames
     batch_size: int = 8  # clips per forward pass
     num_workers: int = 0  # DataLoader processes reading clips (feature extraction and fine-tuning)
+    frames: int | None = None  # frames of an evaluation clip when they differ from clip_len (CVRL: 32)
+    stride: int = 1  # temporal stride between a clip's frames (CVRL: 2)
 
     def __post_init__(self) -> None:
-        _check_at_least_one(self, "clips_per_video", "clip_len", "crop_size", "batch_size")
+        _check_at_least_one(self, "clips_per_video", "clip_len", "crop_size", "batch_size", "stride")
+        if self.frames is not None and self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+
+    @property
+    def length(self) -> int:
+        """Frames of an evaluation clip: ``frames``, or ``clip_len`` when it is not set."""
+        return self.frames or self.clip_len
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from eval.clips import center_crop, clip_indices, clip_starts
+from eval.clips import center_crop, clip_indices, clip_span, clip_starts
 from eval.scenes import clip_windows
 from preprocess.streams import crop, read_items, stream_length
 from train.clips import crop_offsets
@@ -17,25 +17,27 @@ def read_clip(dataset, stream: str, video_id: str, indices: np.ndarray, crop_siz
 
 
 def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: int, crop_size: int,
-                rng: np.random.Generator) -> np.ndarray:
-    """A training clip: random start, random ``crop_size`` window, mirrored with probability 1/2 (by
-    ``preprocess.streams.crop``). Returns [clip_len, S, S, ...] with the stream's dtype."""
+                rng: np.random.Generator, stride: int = 1) -> np.ndarray:
+    """A training clip (frames ``stride`` apart): random start, random ``crop_size`` window, mirrored with
+    probability 1/2 (by ``preprocess.streams.crop``). Returns [clip_len, S, S, ...] with the stream's dtype."""
     length = stream_length(n_frames, stream, where=f"video {video_id!r}")
-    start = int(rng.integers(0, max(length - clip_len, 0) + 1))
-    items = read_items(dataset, stream, video_id, clip_indices(start, clip_len, length))
+    start = int(rng.integers(0, max(length - clip_span(clip_len, stride), 0) + 1))
+    items = read_items(dataset, stream, video_id, clip_indices(start, clip_len, length, stride))
     where = f"{dataset.path}: {video_id} ({stream})"
     y, x = crop_offsets(items.shape[1], items.shape[2], crop_size, rng, where)
     return np.ascontiguousarray(crop(items, y, x, crop_size, bool(rng.random() < 0.5), stream))
 
 
 def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: int, clip_len: int,
-                  crop_size: int) -> np.ndarray:
-    """``n_clips`` centre-cropped clips spread uniformly over a video: [n_clips, clip_len, S, S, ...].
+                  crop_size: int, stride: int = 1) -> np.ndarray:
+    """``n_clips`` centre-cropped clips (frames ``stride`` apart) spread uniformly over a video:
+    [n_clips, clip_len, S, S, ...].
 
     When the clips cover the video densely, its frames are read once and shared by overlapping clips.
     """
     length = stream_length(n_frames, stream, where=f"video {video_id!r}")
-    indices = np.stack([clip_indices(s, clip_len, length) for s in clip_starts(length, clip_len, n_clips)])
+    starts = clip_starts(length, clip_span(clip_len, stride), n_clips)
+    indices = np.stack([clip_indices(s, clip_len, length, stride) for s in starts])
     lo, hi = int(indices.min()), int(indices.max()) + 1
     if hi - lo > indices.size:  # sparse clips over a long video: read each one alone
         return np.stack([read_clip(dataset, stream, video_id, row, crop_size) for row in indices])
@@ -78,9 +80,9 @@ class EvaluationClips(torch.utils.data.Dataset):
     ([n_clips, clip_len, S, S, ...], see ``uniform_clips``), for a DataLoader with worker processes."""
 
     def __init__(self, dataset, stream: str, video_ids: list[str], n_clips: int, clip_len: int,
-                 crop_size: int) -> None:
+                 crop_size: int, stride: int = 1) -> None:
         self.dataset, self.stream, self.video_ids = dataset, stream, list(video_ids)
-        self.n_clips, self.clip_len, self.crop_size = n_clips, clip_len, crop_size
+        self.n_clips, self.clip_len, self.crop_size, self.stride = n_clips, clip_len, crop_size, stride
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -88,7 +90,7 @@ class EvaluationClips(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> np.ndarray:
         video_id = self.video_ids[i]
         return uniform_clips(self.dataset, self.stream, video_id, self.dataset.video(video_id).n_frames,
-                             self.n_clips, self.clip_len, self.crop_size)
+                             self.n_clips, self.clip_len, self.crop_size, self.stride)
 
 
 def evaluation_loader(dataset, stream: str, video_ids: list[str], clips, device: torch.device | str = "cpu",
@@ -97,7 +99,8 @@ def evaluation_loader(dataset, stream: str, video_ids: list[str], clips, device:
     ``clips.num_workers`` processes (``clips`` is an ``eval.settings.ClipSettings``): the uniformly spaced
     clips, or with ``overlap`` every window of ``clips.clip_len`` sharing ``overlap`` frames."""
     if overlap is None:
-        items = EvaluationClips(dataset, stream, video_ids, clips.clips_per_video, clips.clip_len, clips.crop_size)
+        items = EvaluationClips(dataset, stream, video_ids, clips.clips_per_video, clips.length, clips.crop_size,
+                                clips.stride)
     else:
         items = WindowClips(dataset, stream, video_ids, clips.clip_len, overlap, clips.crop_size)
     return torch.utils.data.DataLoader(items, batch_size=None, num_workers=clips.num_workers,

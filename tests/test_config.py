@@ -77,3 +77,8 @@ def test_phases_are_checked_by_name() -> None:
             raise AssertionError(f"{override} was accepted")
     two = load_pipeline("stats", overrides=parse_overrides(["train.phases=[{name: a}, {name: b, lr: 0.5}]"]))
     assert [(n, s.lr) for n, s in two.phases] == [("a", 0.0005), ("b", 0.5)] and two.train.lr == 0.5
+
+
+def test_cvrl_evaluates_on_32_frame_stride_2_clips() -> None:
+    clips = load_pipeline("cvrl_r3d50_k400").eval.clips
+    assert (clips.clip_len, clips.length, clips.stride) == (16, 32, 2)

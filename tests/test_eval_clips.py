@@ -72,3 +72,22 @@ def test_random_clip_of_a_stream_shorter_than_its_video_names_the_video() -> Non
     ds = _FlowOnly(n=5, h=6, w=8)  # the video claims 10 frames (9 flows) but only 5 flows are stored
     with pytest.raises(ValueError, match=r"fake: v: asked for flow"):
         random_clip(ds, "flow", "v", 10, 9, 5, np.random.default_rng(0))
+
+
+def test_strided_clips_of_another_length_than_training() -> None:
+    """CVRL evaluates on 32-frame clips with stride 2: indices 2 apart, spread so the last clip ends at the end."""
+    from eval.clips import clip_span
+    from eval.settings import ClipSettings
+
+    assert clip_indices(3, 4, 100, stride=2).tolist() == [3, 5, 7, 9]
+    assert clip_indices(5, 3, 8, stride=2).tolist() == [5, 7, 1]  # loops
+    assert clip_span(32, 2) == 63 and clip_span(16) == 16
+    ds = _FlowOnly(n=99, h=6, w=8)
+    clips = uniform_clips(ds, "flow", "v", 100, 2, 4, 4, stride=3)
+    np.testing.assert_array_equal(clips[:, :, 0, 0, 1] // 100, [[0, 3, 6, 9], [89, 92, 95, 98]])
+    settings = ClipSettings(clip_len=16, frames=32, stride=2)
+    assert settings.length == 32 and ClipSettings(clip_len=16).length == 16
+    rng = np.random.default_rng(0)
+    clip = random_clip(ds, "flow", "v", 100, 5, 4, rng, stride=2)
+    t = clip[:, 0, 0, 1] // 100
+    assert np.all(np.diff(t) == 2)
