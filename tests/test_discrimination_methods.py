@@ -206,7 +206,7 @@ def test_joint_space_clusters_bank_and_weighted_fisher_vectors(dataset_dir: Path
     ids = [video.id for video in data.videos]
     vectors = np.random.default_rng(0).normal(size=(6, 20)).astype(np.float32)
     path = consolidated_path(labels_root(dataset_dir), "fisher")
-    write_h5(path, ids[::-1], vectors=vectors)
+    write_h5(path, ids[::-1], vector=vectors)
     seen = []
 
     def spy(points, num_clusters, runs, seed=0):
@@ -236,7 +236,7 @@ def test_video_la_idt_phases_carry_weights_and_bank(dataset_dir: Path, tmp_path:
     prior = np.array([[0, 0, 0, 1, 1, 1], [0, 1, 0, 1, 0, 1], [0, 0, 1, 1, 2, 2]], dtype=np.int64)
     write_h5(consolidated_path(root, "clusters"), ids, assignments=prior)
     write_h5(consolidated_path(root, "fisher"), ids,
-             vectors=np.random.default_rng(1).normal(size=(6, 16)).astype(np.float32))
+             vector=np.random.default_rng(1).normal(size=(6, 16)).astype(np.float32))
     try:
         loaded = pipeline("video_la_idt_cpu", "train.max_steps=3")
         assert [name for name, _ in loaded.phases] == ["ir", "la_idt", "joint"]

@@ -14,6 +14,7 @@ from labels.families import FamilyContext, VideoContext, VideoFamily, register_f
 from labels.fisher import VARIANTS, FisherEncoder, choose_fit_videos, sample_rows
 from labels.sketch import CountSketch
 
+VECTOR_FIELD = "vector"  # the field of fisher.h5 holding the sketched vectors [V, sketch_dim]
 ENCODER_FILE = "encoder.npz"
 SKETCH_FILE = "sketch.npz"
 
@@ -68,8 +69,8 @@ def encode(context: VideoContext) -> dict[str, np.ndarray]:
     rows; ``EncodingError`` (a ValueError with the reason) for a video without trajectories."""
     folder = Path(context.folder)
     encoder, sketch = _model(str(folder), (folder / ENCODER_FILE).stat().st_mtime_ns)
-    return {"vector": sketch.apply(encoder.transform(context.read("idt")["trajectories"]))}
+    return {VECTOR_FIELD: sketch.apply(encoder.transform(context.read("idt")["trajectories"]))}
 
 
 FISHER = register_family(VideoFamily(name="fisher", encode=encode, Settings=FisherSettings, requires=("idt",),
-                                     fields={"vector": ((-1,), np.float32)}, fit=fit))
+                                     fields={VECTOR_FIELD: ((-1,), np.float32)}, fit=fit))

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import normalized_mutual_info_score
 
+from labels.families.fisher import VECTOR_FIELD
 from labels.store import LabelError, consolidated_path, labels_root
 from train.backbones.base import Backbone
 from train.bank_clustering import kmeans_runs, scaled_num_clusters
@@ -134,7 +135,7 @@ class VideoLocalAggregation(MemoryBankMethod):
         else:
             runs = options.num_kmeans
             if options.clusters == "joint":
-                self.fisher = read_per_video(consolidated_path(root, "fisher"), "vectors", ids).astype(np.float32)
+                self.fisher = read_per_video(consolidated_path(root, "fisher"), VECTOR_FIELD, ids).astype(np.float32)
         labels = [video.label for video in videos]
         if all(label is not None for label in labels) and len(set(labels)) > 1:
             self.classes = np.unique(labels, return_inverse=True)[1]
