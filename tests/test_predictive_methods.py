@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from method_training import train_steps  # tests/method_training.py
 from torch.utils.data import default_collate
 
 from commands.pipeline import Pipeline, load_pipeline, train_pipeline
@@ -125,17 +126,6 @@ def test_dpc_blocks_follow_the_frame_stride_with_one_crop_per_clip(dataset_dir: 
 # -------------------------------------------------------------------------------------------- methods
 
 
-def overfit(method: torch.nn.Module, inputs: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-            steps: int) -> dict[str, list[float]]:
-    history: dict[str, list[float]] = {}
-    for _ in range(steps):
-        output = method(inputs)
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
-        for name, value in output.metrics.items():
-            history.setdefault(name, []).append(float(value))
-    return history
 
 
 def test_cpc_method_overfits_a_fixed_batch_and_equals_the_cpc_network(dataset_dir: Path) -> None:
@@ -150,7 +140,7 @@ def test_cpc_method_overfits_a_fixed_batch_and_equals_the_cpc_network(dataset_di
     with torch.no_grad():
         torch.testing.assert_close(method(inputs).loss, cpc_loss(*reference(inputs["segments"])).loss)
     method.train()
-    history = overfit(method, inputs, torch.optim.SGD(method.parameters(), lr=1e-3, momentum=0.9), 12)
+    history = train_steps(method, inputs, torch.optim.SGD(method.parameters(), lr=1e-3, momentum=0.9), 12)
     assert {"loss", "accuracy", "acc_step1", "acc_step2", "acc_step3"} <= set(history)
     assert min(history["loss"][-3:]) < 0.6 * history["loss"][0], history["loss"]
     assert max(history["accuracy"][-3:]) > history["accuracy"][0]
@@ -165,7 +155,7 @@ def test_dpc_method_overfits_a_fixed_batch_and_logs_target_kinds(dataset_dir: Pa
     assert isinstance(backbone.stages["conv1"][1], BatchStatisticsNorm3d) and "batch_statistics" not in str(
         backbone.build_args)
     inputs = method.prepare(first_batch(settings, dataset_dir, 4), torch.Generator().manual_seed(0))
-    history = overfit(method, inputs, torch.optim.Adam(method.parameters(), lr=1e-4), 12)
+    history = train_steps(method, inputs, torch.optim.Adam(method.parameters(), lr=1e-4), 12)
     assert min(history["loss"][-3:]) < 0.6 * history["loss"][0], history["loss"]
     # 48 px -> 2x2 maps, B 4, P 2: 1 : (q-1) : (hw-1)q : (B-1)hwq
     assert [history[f"targets_{k}"][0] for k in ("positive", "temporal_negative", "spatial_negative",

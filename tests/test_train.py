@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from method_training import train_steps  # tests/method_training.py
 import yaml
 from click.testing import CliRunner
 from torch.utils.data import DataLoader, default_collate
@@ -204,15 +205,7 @@ def test_stats_batches_follow_the_curriculum_easiest_first(dataset_dir: Path) ->
 
 def overfit(method: torch.nn.Module, inputs: dict[str, torch.Tensor], steps: int = 20) -> dict[str, tuple[float, float]]:
     """Train on one fixed batch; ``{metric: (first value, best of the last 5)}``."""
-    optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
-    history: dict[str, list[float]] = {}
-    for _ in range(steps):
-        output = method(inputs)
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
-        for name, value in output.metrics.items():
-            history.setdefault(name, []).append(float(value))
+    history = train_steps(method, inputs, torch.optim.Adam(method.parameters(), lr=3e-3), steps)
     return {name: (values[0], min(values[-5:])) for name, values in history.items()}
 
 
