@@ -7,9 +7,10 @@ videos per cluster); :func:`scaled_cluster_count` keeps that ratio for other dat
 """
 from __future__ import annotations
 
-import faiss
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
+
+# faiss and scikit-learn are imported where they are used: importing them costs ~0.9 s and loads OpenMP
+# runtimes that slow OpenCV in the label workers of the other families (which import this module's family).
 
 KMEANS_ITERATIONS = 20
 KMEANS_SEED = 1234
@@ -30,6 +31,8 @@ def kmeans_assignments(x: np.ndarray, k: int, runs: int = 3, seed: int = KMEANS_
     """Cluster index of every row of x (float [N, D]) for ``runs`` k-means runs: int64 [runs, N] in [0, k).
 
     Run r uses seed ``seed + r``; the same seed gives the same assignments on the same machine and data."""
+    import faiss
+
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or not 1 <= k <= x.shape[0]:
         raise ValueError(f"need x [N, D] with 1 <= k <= N, got x {x.shape} and k={k}")
@@ -61,6 +64,8 @@ def purity(assignments: np.ndarray, classes: np.ndarray) -> float:
 def cluster_quality(assignments: np.ndarray, classes: np.ndarray) -> dict[str, float]:
     """Mean NMI (scikit-learn, arithmetic normalisation) and purity over the runs of assignments
     (int [m, N] or [N]) against the class of each item (int or str [N])."""
+    from sklearn.metrics import normalized_mutual_info_score
+
     runs = np.atleast_2d(assignments)
     return {"nmi": float(np.mean([normalized_mutual_info_score(classes, run) for run in runs])),
             "purity": float(np.mean([purity(run, classes) for run in runs]))}

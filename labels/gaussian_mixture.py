@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
+
+# scikit-learn is imported by the fits that use it: the label workers of other families import this module's
+# family too, and scikit-learn costs them ~0.5 s and an OpenMP runtime each.
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -43,6 +44,8 @@ class Projection:
 def fit_projection(x: np.ndarray, n_components: int | float, whiten: bool) -> Projection:
     """PCA of x (float [N, D]) keeping ``n_components`` axes (an int) or the fewest axes explaining that
     fraction of the variance (a float in (0, 1)); exact SVD, so the result does not depend on a seed."""
+    from sklearn.decomposition import PCA
+
     pca = PCA(n_components=n_components, whiten=whiten, svd_solver="full").fit(np.asarray(x, dtype=np.float64))
     scale = 1.0 / np.sqrt(pca.explained_variance_) if whiten else np.ones(pca.n_components_)
     return Projection(mean=pca.mean_.copy(), components=pca.components_.copy(), scale=scale)
@@ -94,6 +97,8 @@ def fit_gmm(x: np.ndarray, n_components: int = 256, n_init: int = 2, max_iter: i
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < n_components:
         raise ValueError(f"need x [N, d] with N >= {n_components} components, got {x.shape}")
+    from sklearn.mixture import GaussianMixture
+
     gmm = GaussianMixture(n_components=n_components, covariance_type="diag", n_init=n_init, max_iter=max_iter,
                           random_state=seed).fit(x)
     return DiagonalGmm(weights=gmm.weights_.copy(), means=gmm.means_.copy(), variances=gmm.covariances_.copy())
