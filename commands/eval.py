@@ -115,21 +115,15 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
 def report_command(report_dirs: tuple[Path, ...], out_file: Path | None, figure_file: Path | None) -> None:
     """Put any number of evaluation reports (methods, random, IDT, supervised) side by side: one table per
     protocol, and a bar chart of the headline metrics."""
-    from eval.figures import plot_headline_bars
-    from eval.report import compare_runs, headline_values
+    from eval.report import write_comparison
 
     try:
-        table = compare_runs(list(report_dirs))
-        bars = headline_values(list(report_dirs))
+        table, figure = write_comparison(list(report_dirs), out_file, figure_file=figure_file)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(table)
-    if out_file is not None:
-        out_file.write_text(table)
-    figure_file = figure_file or (out_file.with_suffix(".png") if out_file is not None else None)
-    if figure_file is not None and bars:
-        plot_headline_bars(bars, figure_file, "Headline metrics (error bars: spread over draws / folds)")
-        click.echo(f"bar chart written to {figure_file}")
+    if figure is not None:
+        click.echo(f"bar chart written to {figure}")
 
 
 COMMANDS: list[click.Command] = [eval_command, report_command]

@@ -11,6 +11,9 @@ from commands.pipeline import Pipeline, load_cluster, load_pipeline, train_pipel
 from common.errors import ConfigError, Refused
 from common.runner import ClusterSettings
 from common.settings import parse_overrides
+from eval.descriptors import BASELINE_FAMILIES, NETWORK_ONLY_TASKS
+
+COMPARISON_FILE = "comparison.md"  # the method, its random twin and the baselines side by side
 
 
 def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: ClusterSettings,
@@ -30,14 +33,16 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     settings = pipeline.trainable()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset, run, report = out / "dataset", out / "run", out / "report"
+    label_tasks = list(pipeline.labels.tasks)
+    label_tasks += [f for b in pipeline.eval.baselines for f in BASELINE_FAMILIES[b] if f not in label_tasks]
     click.echo(f"[1/4] extracting frames, flow and differences into {dataset}")
     extracted = extract(input_path, dataset, pipeline.preprocess, cluster=cluster, workers=workers,
                         scheduler=scheduler, progress=progress)
     click.echo(extract_summary(extracted))
     labelled_ok = True
-    if pipeline.labels.tasks:
-        click.echo(f"[2/4] computing labels: {', '.join(pipeline.labels.tasks)}")
-        labelled = make_labels(dataset, pipeline.labels, pipeline.labels.tasks, cluster=cluster, workers=workers,
+    if label_tasks:
+        click.echo(f"[2/4] computing labels: {', '.join(label_tasks)}")
+        labelled = make_labels(dataset, pipeline.labels, label_tasks, cluster=cluster, workers=workers,
                                scheduler=scheduler, progress=progress)
         click.echo(label_summary(labelled))
         labelled_ok = labelled.ok
@@ -49,7 +54,35 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     click.echo(f"[4/4] evaluating pretrained vs random initialisation into {report}")
     results = evaluate(run, dataset, report, settings=pipeline.eval, device=device, progress=progress)
     click.echo(results_table(results))
+    if pipeline.eval.baselines:
+        evaluate_baselines(pipeline, dataset, out, device=device, progress=progress)
     return extracted.ok and labelled_ok
+
+
+def evaluate_baselines(pipeline: Pipeline, dataset: Path, out: Path, *, device: str, progress: bool) -> None:
+    """Evaluate each of ``eval.baselines`` on the pipeline's split and protocols (those that take stored
+    descriptors) into ``OUT/report_<baseline>``, then put them beside ``OUT/report`` in ``OUT/comparison.md``
+    (+ ``.png``)."""
+    from eval.evaluate import evaluate, resolve_tasks
+    from eval.report import write_comparison
+
+    tasks = [t for t in resolve_tasks(None, pipeline.eval) if t not in NETWORK_ONLY_TASKS]
+    if not tasks:
+        click.echo(f"baselines skipped: none of the tasks {pipeline.eval.tasks} takes stored descriptors")
+        return
+    reports, names = [out / "report"], [pipeline.name]
+    for baseline in pipeline.eval.baselines:
+        folder = out / f"report_{baseline}"
+        click.echo(f"evaluating the hand-crafted baseline {baseline!r} ({', '.join(tasks)}) into {folder}")
+        try:
+            evaluate(baseline, dataset, folder, tasks, settings=pipeline.eval, device=device, progress=progress)
+        except (ValueError, FileNotFoundError) as exc:
+            raise Refused(f"baseline {baseline!r}: {exc} (the method's report in {out / 'report'} is complete; "
+                          f"run the same command again after fixing this)") from exc
+        reports.append(folder)
+        names.append(baseline)
+    click.echo(write_comparison(reports, out / COMPARISON_FILE, names)[0])
+    click.echo(f"comparison written to {out / COMPARISON_FILE}")
 
 
 def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[str, ...],

@@ -19,6 +19,8 @@ IDT = "idt"
 PREFIX = "descriptors:"
 IDT_FILE = ("fisher", "fisher.h5")  # under the dataset's labels folder
 VECTOR_NAMES = ("vectors", "vector")  # the first present is read
+BASELINE_FAMILIES = {IDT: ("idt", "fisher")}  # label families each hand-crafted baseline is made from
+NETWORK_ONLY_TASKS = ("finetune", "similarity")  # fine-tuning needs a network; similarity non-negative features
 
 
 def descriptor_source(weights: str | Path, data_dir: str | Path) -> Path | None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from eval.clusters import CLUSTERS_TASK, cluster_comparison, clustered_videos, load_stored_clusters
-from eval.descriptors import descriptor_source, model_name, read_descriptors
+from eval.descriptors import NETWORK_ONLY_TASKS, descriptor_source, model_name, read_descriptors
 from eval.features import WINDOW_STAGES, cached_features, cached_window_features, file_sha256
 from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
@@ -292,7 +292,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     layout = None
     descriptors = descriptor_source(weights, data_dir)
     if descriptors is not None:
-        refused = [t for t in tasks if t in ("finetune", "similarity")]
+        refused = [t for t in tasks if t in NETWORK_ONLY_TASKS]
         if refused:
             raise ValueError(f"{descriptors}: stored descriptors cannot run {', '.join(refused)} (fine-tuning needs a "
                              f"network; the similarity measures need non-negative features, Fisher vectors are signed)")

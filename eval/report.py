@@ -177,12 +177,16 @@ def column_name(report: str, model: str, protocol: str) -> str:
     return f"{report}: {MODEL_NAMES.get(model, model)}"
 
 
-def comparison_columns(paths: list[str | Path]) -> dict[str, dict[str, dict[str, float]]]:
-    """{protocol: {column: metrics of that protocol (with spreads)}} over several report directories."""
-    names = [Path(p).resolve().name for p in paths]
+def comparison_columns(paths: list[str | Path], names: list[str] | None = None,
+                       ) -> dict[str, dict[str, dict[str, float]]]:
+    """{protocol: {column: metrics of that protocol (with spreads)}} over several report directories, each
+    named by ``names`` (default: its folder name, or its path where two folders share a name)."""
+    folders = [Path(p).resolve().name for p in paths]
+    labels = names or [name if folders.count(name) == 1 else str(path) for path, name in zip(paths, folders)]
+    if len(labels) != len(paths) or len(set(labels)) != len(labels):
+        raise ValueError(f"one distinct name per report needed, got {labels} for {len(paths)} report(s)")
     tables: dict[str, dict[str, dict[str, float]]] = {}
-    for path, name in zip(paths, names):
-        label = name if names.count(name) == 1 else str(path)
+    for path, label in zip(paths, labels):
         for model, metrics in load_results(path)["models"].items():
             for metric, value in metrics.items():
                 protocol = protocol_of(metric.removesuffix(".std"))
@@ -192,20 +196,41 @@ def comparison_columns(paths: list[str | Path]) -> dict[str, dict[str, dict[str,
     return {p: tables[p] for p in order if p in tables}
 
 
-def compare_runs(paths: list[str | Path]) -> str:
+def compare_runs(paths: list[str | Path], names: list[str] | None = None) -> str:
     """Markdown: one table per protocol with a column per (report, model), e.g. ``runA: pretrained``;
     ``mean ± std`` where the protocol has a spread (few-shot draws, similarity folds)."""
-    parts = [f"## {protocol}\n\n{markdown_table(columns)}" for protocol, columns in comparison_columns(paths).items()]
+    parts = [f"## {protocol}\n\n{markdown_table(columns)}"
+             for protocol, columns in comparison_columns(paths, names).items()]
     return "\n".join(parts)
 
 
-def headline_values(paths: list[str | Path]) -> dict[str, dict[str, tuple[float, float | None]]]:
+def headline_values(paths: list[str | Path], names: list[str] | None = None,
+                    ) -> dict[str, dict[str, tuple[float, float | None]]]:
     """{metric: {column: (value, spread or None)}} of ``HEADLINE_METRICS`` present in the reports (the input
     of ``eval.figures.plot_headline_bars``)."""
     values: dict[str, dict[str, tuple[float, float | None]]] = {}
-    for protocol, columns in comparison_columns(paths).items():
+    for protocol, columns in comparison_columns(paths, names).items():
         for metric in (m for m in HEADLINE_METRICS if protocol_of(m) == protocol):
             found = {c: (m[metric], m.get(f"{metric}.std")) for c, m in columns.items() if m.get(metric) is not None}
             if found:
                 values[metric] = found
     return values
+
+
+
+def write_comparison(paths: list[str | Path], out_file: str | Path | None, names: list[str] | None = None,
+                     figure_file: str | Path | None = None) -> tuple[str, Path | None]:
+    """``compare_runs`` of the reports, written to ``out_file`` (Markdown, when given), and their headline bar
+    chart drawn to ``figure_file`` (default: ``out_file`` with ``.png``; none without a headline metric);
+    returns (the tables, the chart's path or None)."""
+    from eval.figures import plot_headline_bars
+
+    table = compare_runs(paths, names)
+    if out_file is not None:
+        Path(out_file).write_text(table)
+    figure = Path(figure_file) if figure_file else (Path(out_file).with_suffix(".png") if out_file else None)
+    bars = headline_values(paths, names)
+    if figure is None or not bars:
+        return table, None
+    plot_headline_bars(bars, figure, "Headline metrics (error bars: spread over draws / folds)")
+    return table, figure

@@ -224,6 +224,9 @@ class EvalSettings:
     similarity: SimilaritySettings = field(default_factory=SimilaritySettings)
     descriptors: DescriptorSettings = field(default_factory=DescriptorSettings)
     segments: SegmentEvalSettings = field(default_factory=SegmentEvalSettings)
+    # hand-crafted baselines `run` evaluates beside the method, in one comparison (idt: the dataset's IDT
+    # Fisher vectors, for which `run` also makes the idt and fisher labels)
+    baselines: list[Literal["idt"]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
