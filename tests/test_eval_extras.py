@@ -261,6 +261,20 @@ def test_report_puts_several_folders_in_one_table_per_protocol_with_a_bar_chart(
     result = CliRunner().invoke(cli, ["report", str(method), str(idt), str(pairs), "--figure", str(tmp_path / "b.png")])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(table) and (tmp_path / "b.png").stat().st_size > 5000
+    named = compare_runs([method, idt], names=["run A", "baseline"])
+    assert "| metric (%) | run A: pretrained | run A: random init | baseline: IDT (hand-crafted) |" in named
+    with pytest.raises(ValueError, match="one distinct name per report"):
+        compare_runs([method, idt], names=["same", "same"])
+
+
+def test_run_refuses_a_baseline_it_cannot_evaluate_naming_the_file(dataset_dir: Path, tmp_path: Path) -> None:
+    from commands.run import evaluate_baselines
+    from common.errors import Refused
+
+    pipeline = load_pipeline("demo", overrides=parse_overrides(["eval.baselines=[idt]", "eval.split=stratified"]))
+    with pytest.raises(Refused, match=r"baseline 'idt': .*labels/fisher/fisher.h5: no descriptor file"):
+        evaluate_baselines(pipeline, dataset_dir, tmp_path, device="cpu", progress=False)
+    assert not (tmp_path / "comparison.md").exists()
 
 
 def test_attention_of_a_known_activation() -> None:
