@@ -73,9 +73,11 @@ def with_input_contract(settings: EvalSettings, contract: dict[str, Any], where:
 
 
 def build_models(weights: str | Path, backbone: str | None, in_channels: int, seed: int,
-                 device: str | torch.device, backbone_args: dict[str, Any] | None = None) -> dict[str, Model]:
+                 device: str | torch.device, backbone_args: dict[str, Any] | None = None,
+                 pretrained: torch.nn.Module | None = None) -> dict[str, Model]:
     """``{"pretrained": ..., "random": ...}`` (only ``random`` when ``weights == "random"``, built as
-    ``build_backbone(backbone, in_channels, **backbone_args)``).
+    ``build_backbone(backbone, in_channels, **backbone_args)``); ``pretrained``: the backbone of ``weights``
+    when already loaded (on ``device``).
 
     The random twin has the pretrained backbone's architecture, initialised with ``seed``.
     """
@@ -89,7 +91,7 @@ def build_models(weights: str | Path, backbone: str | None, in_channels: int, se
             raise ValueError(f"{weights}: backbone arguments apply to --weights random only (a weights file "
                              f"records its architecture)")
         file = resolve_weights(weights)
-        pretrained = load_backbone(file, map_location=device)
+        pretrained = pretrained if pretrained is not None else load_backbone(file, map_location=device)
         name, kwargs = pretrained.build_args["name"], pretrained.build_args["kwargs"]
         if backbone is not None and backbone != name:
             raise ValueError(f"{file}: holds a {name!r} backbone, not {backbone!r}")
@@ -290,6 +292,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
     contract: dict[str, Any] = {}
     layout = None
+    loaded = None
     descriptors = descriptor_source(weights, data_dir)
     if descriptors is not None:
         refused = [t for t in tasks if t in NETWORK_ONLY_TASKS]
@@ -298,7 +301,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
                              f"network; the similarity measures need non-negative features, Fisher vectors are signed)")
     elif str(weights) != "random":
         file = resolve_weights(weights)
-        contract = load_backbone(file).input_contract
+        loaded = load_backbone(file, map_location=device)
+        contract = loaded.input_contract
         settings = with_input_contract(settings, contract, str(file))
         layout = SegmentLayout.from_contract(contract, str(file))
     with Dataset(data_dir) as dataset:
@@ -320,7 +324,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
             missing = read_descriptors(descriptors, labelled.ids, settings.descriptors.max_missing_fraction).missing
         else:
             channels = layout.in_channels(settings.stream) if layout is not None else CHANNELS[settings.stream]
-            models = build_models(weights, backbone, channels, settings.seed, device, backbone_args)
+            models = build_models(weights, backbone, channels, settings.seed, device, backbone_args, loaded)
         metrics: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}
         features: dict[str, np.ndarray] = {}

@@ -26,7 +26,7 @@ from common.settings import parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from preprocess.streams import normalize
-from train.backbones import build_backbone, save_backbone
+from train.backbones import build_backbone, load_backbone, save_backbone
 
 CLASSES = ["Jump", "Run", "Sit", "Stand", "Turn", "Walk"]
 HEIGHT, WIDTH = 112, 150
@@ -254,6 +254,22 @@ def test_random_initialisation_alone_and_bad_weights(dataset_dir: Path, tmp_path
         evaluate(flow_net, dataset_dir, tmp_path / "f", settings=settings)
     with pytest.raises(ValueError, match=r"unknown evaluation task\(s\) \['probe'\]"):
         evaluate(flow_net, dataset_dir, tmp_path / "f", ["probe"], settings=settings)
+
+
+def test_a_weights_file_is_read_once(dataset_dir: Path, run_dir: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import eval.evaluate as evaluate_module
+
+    loads: list[Path] = []
+
+    def counting_load(path, map_location="cpu"):
+        loads.append(Path(path))
+        return load_backbone(path, map_location=map_location)
+
+    monkeypatch.setattr(evaluate_module, "load_backbone", counting_load)
+    results = evaluate(run_dir, dataset_dir, tmp_path / "once", ["retrieval"],
+                       settings=EvalSettings(tasks=["retrieval"], clips=CLIPS), make_figures=False)
+    assert loads == [run_dir / "backbone.pt"] and set(results["models"]) == {"pretrained", "random"}
 
 
 @pytest.mark.parametrize(
