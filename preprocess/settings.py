@@ -13,7 +13,7 @@ class FlowSettings:
     bound: float = 20.0  # flow clipped to [-bound, bound] px, quantized linearly to uint8
     tvl1: dict[str, Any] = field(default_factory=dict)  # DualTVL1 setters, e.g. {tau: 0.25, lambda: 0.15}
     device: Literal["cpu", "cuda"] = "cpu"  # tvl1_torch: where the pairs are iterated
-    batch: int = 2  # tvl1_torch: frame pairs per call (1-2 on a CPU core, 16 on a GPU: one frame batch)
+    batch: int = 2  # tvl1_torch: frame pairs per call (1-2 on a CPU core, tens on a GPU; frame batches grow to match)
     dis_preset: Literal["ultrafast", "fast", "medium"] = "medium"
     farneback: dict[str, Any] = field(default_factory=dict)  # calcOpticalFlowFarneback keyword arguments
 

@@ -128,14 +128,24 @@ BATCH_FRAMES = 16
 BATCH_BYTES = 8 << 20  # fewer frames per batch when they are large (memory stays bounded)
 
 
-def _batches(frames: Iterator[np.ndarray]) -> Iterator[list[np.ndarray]]:
-    """Consecutive lists of ``BATCH_FRAMES`` frames, or fewer once they hold ``BATCH_BYTES``."""
+def batch_limits(job: VideoJob) -> tuple[int, int]:
+    """Frames and bytes per batch: ``BATCH_FRAMES`` / ``BATCH_BYTES``, or, when the ``tvl1_torch`` flow takes
+    more pairs per call (``flow.batch``), that many frames (bytes scaled alike) so each call gets a full batch."""
+    flow_batch = job.settings.flow.batch if job.settings.flow.algo == "tvl1_torch" else 1
+    if not {"flow", "mb"} & set(job.streams) or flow_batch <= BATCH_FRAMES:
+        return BATCH_FRAMES, BATCH_BYTES
+    return flow_batch, BATCH_BYTES * flow_batch // BATCH_FRAMES
+
+
+def _batches(frames: Iterator[np.ndarray], limits: tuple[int, int]) -> Iterator[list[np.ndarray]]:
+    """Consecutive lists of ``limits[0]`` frames, or fewer once they hold ``limits[1]`` bytes."""
+    max_frames, max_bytes = limits
     batch: list[np.ndarray] = []
     size = 0
     for frame in frames:
         batch.append(frame)
         size += frame.nbytes
-        if len(batch) == BATCH_FRAMES or size >= BATCH_BYTES:
+        if len(batch) == max_frames or size >= max_bytes:
             yield batch
             batch, size = [], 0
     if batch:
@@ -163,7 +173,7 @@ def _decoded_frames(job: VideoJob) -> tuple[Iterator[list[TaskFrame]], float]:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
     def batches() -> Iterator[list[TaskFrame]]:
-        for bgrs in _batches(decoded):
+        for bgrs in _batches(decoded, batch_limits(job)):
             data = [encoded(bgr) for bgr in bgrs]
             grays = {src: [gray(bgr, d, src) for bgr, d in zip(bgrs, data)] for src in sources}
             yield [TaskFrame(d if store else None, bgr.shape[:2], {src: grays[src][i] for src in sources})
@@ -185,7 +195,7 @@ def _stored_frames(job: VideoJob) -> tuple[Iterator[list[TaskFrame]], float]:
                 grays = (shards.jpeg_to_gray(data) for data in video.iter_jpeg())
             else:
                 grays = (cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb in video.iter_frames())
-            for batch in _batches(grays):
+            for batch in _batches(grays, batch_limits(job)):
                 yield [TaskFrame(None, video.frame_shape, {"stored": g}) for g in batch]
 
     return batches(), fps

@@ -175,6 +175,26 @@ def test_batches_give_what_frame_by_frame_gives(shared_data: Path, tmp_path: Pat
             np.testing.assert_array_equal(batched[source][name], values)
 
 
+def test_tvl1_torch_gets_flow_batch_pairs_per_call(shared_data: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = shared_data / CLIPS[1]  # 66 frames: 65 pairs
+    calls: list[int] = []
+
+    def counted(pairs):
+        calls.append(len(pairs))
+        return [np.zeros((*pairs[0][0].shape, 2), np.float32) for _ in pairs]
+
+    monkeypatch.setattr(video_task.flow, "make_pair_flows", lambda settings: counted)
+    for batch, expected in ((40, [39, 26]), (4, [15, 16, 16, 16, 2])):  # 16-frame batches below BATCH_FRAMES
+        calls.clear()
+        settings = ExtractSettings(size=SIZE, flow=FlowSettings(algo="tvl1_torch", batch=batch))
+        extract_video(VideoJob("a/v", str(clip), "a", None, ("flow",), settings), str(tmp_path / f"b{batch}.h5"))
+        assert calls == expected
+    dis = VideoJob("a/v", str(clip), "a", None, ("flow",), ExtractSettings(size=SIZE, flow=FlowSettings(algo="dis",
+                                                                                                          batch=40)))
+    assert video_task.batch_limits(dis) == (video_task.BATCH_FRAMES, video_task.BATCH_BYTES)
+
+
 def test_ffmpeg_versions_from_build_information() -> None:
     text = ("  Video I/O:\n    FFMPEG:                      YES\n      avcodec:                   YES (62.28.101)\n"
             "      avformat:                  YES (62.12.101)\n      avutil:                    YES (60.8.100)\n"
