@@ -28,7 +28,7 @@ from eval.report import differences, write_report
 from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
 from eval.retrieval import l2_normalize, nearest_neighbours, retrieval_recall
 from eval.segment_finetune import segment_finetune
-from eval.segments import SegmentLayout, segment_features
+from eval.segments import SegmentLayout, cached_segment_features
 from eval.settings import ALL_TASKS, TASKS, WINDOW_TASKS, EvalSettings
 from eval.splits import label_fraction
 from eval.video_protocols import pair_list, scenes_protocol, similarity_protocol
@@ -189,11 +189,18 @@ def finetune_protocol(model: Model, dataset: Dataset, split: LabelledSplit, sett
 
 
 def video_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: list[str], settings: EvalSettings,
-                   cache_dir: Path, device: torch.device, progress: bool) -> np.ndarray:
-    """Video features float32 [N, D] of ``ids``: uniform clips through the backbone (cached), or the stored
-    descriptors."""
+                   cache_dir: Path, device: torch.device, progress: bool, layout: SegmentLayout | None = None,
+                   segments: int | None = None, seed: int | None = None) -> np.ndarray:
+    """Video features float32 [N, D] of ``ids``: uniform clips through the backbone, or for a segment backbone
+    (``layout``) ``segments`` of its segments (default ``eval.segments.test_segments``), spread over the video or
+    at random positions seeded with ``seed`` (both cached); or the stored descriptors."""
     if model.backbone is None:
         return read_descriptors(model.descriptors, ids, settings.descriptors.max_missing_fraction).vectors
+    if layout is not None:
+        return cached_segment_features(model.backbone, model.weights_id, dataset, data_dir, ids, layout,
+                                       settings.stream, settings.stage, segments or settings.segments.test_segments,
+                                       settings.clips.crop_size, settings.clips.batch_size, cache_dir, device,
+                                       progress, seed)
     return cached_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stage,
                            settings.stream, settings.clips, cache_dir, device, progress)
 
@@ -223,12 +230,10 @@ def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: 
     frozen = [t for t in tasks if t in FROZEN_TASKS]
     if frozen:
         if layout is not None:  # training videos: random segments; test videos: spread ones (CPC's protocol)
-            segments = settings.segments
-            common = (layout, settings.stream, settings.stage)
-            sizes = (settings.clips.crop_size, settings.clips.batch_size, device, progress)
-            train_x = segment_features(model.backbone, dataset, split.train_ids, *common, segments.train_segments,
-                                       *sizes, seed=settings.seed)
-            test_x = segment_features(model.backbone, dataset, split.test_ids, *common, segments.test_segments, *sizes)
+            common = (model, dataset, data_dir)
+            train_x = video_features(*common, split.train_ids, settings, cache_dir, device, progress, layout,
+                                     settings.segments.train_segments, settings.seed)
+            test_x = video_features(*common, split.test_ids, settings, cache_dir, device, progress, layout)
         else:
             ids = sorted(split.train_ids + split.test_ids)
             all_x = video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress)
@@ -340,7 +345,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
             stored = load_stored_clusters(data_dir, labels_dir)
             ids = clustered_videos(stored, dataset)
             clusters = cluster_comparison(stored, dataset, {
-                name: video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress)
+                name: video_features(model, dataset, data_dir, ids, settings, cache_dir, device, progress, layout)
                 for name, model in models.items()})
             for name, quality in clusters["models"].items():
                 metrics[name].update({f"{CLUSTERS_TASK}.{key}": value for key, value in quality.items()})

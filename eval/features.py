@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -48,8 +49,12 @@ def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dat
     clip_recipe = {k: v for k, v in asdict(clips).items() if k not in ("batch_size", "num_workers")}
     if overlap is not None:
         clip_recipe = {"windows": True, "clip_len": clips.clip_len, "overlap": overlap, "crop_size": clips.crop_size}
-    recipe = {"weights": weights_id, "stage": stage, "stream": stream, "clips": clip_recipe,
-              "dataset": dataset_signature(dataset, data_dir, video_ids)}
+    return recipe_key({"weights": weights_id, "stage": stage, "stream": stream, "clips": clip_recipe,
+                       "dataset": dataset_signature(dataset, data_dir, video_ids)})
+
+
+def recipe_key(recipe: dict) -> str:
+    """Hex digest (32 characters) of a JSON-serialisable extraction recipe: the name of its cache file."""
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -99,10 +104,20 @@ def extract_window_features(backbone, dataset, video_ids: list[str], stream: str
     return {stage: np.stack(values) for stage, values in rows.items()}
 
 
-def _write_npz(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` atomically (``common.atomic``: a temporary file beside it, then a rename)."""
+def cached_arrays(cache_dir: str | Path, key: str, video_ids: list[str],
+                  compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays stored in ``cache_dir/<key>.npz`` when it holds them for ``video_ids`` (in that order), else
+    ``compute()``'s, stored there with the ids (written atomically, ``common.atomic``: a temporary file beside
+    it, then a rename)."""
+    path = Path(cache_dir) / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            if stored["video_ids"].tolist() == list(video_ids):
+                return {name: stored[name] for name in stored.files if name != "video_ids"}
+    arrays = compute()
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays, video_ids=np.array(video_ids))
+    return arrays
 
 
 def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
@@ -112,15 +127,8 @@ def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | P
 
     The key (``cache_key`` with ``overlap``) covers the weights, stream, dataset and the windowing."""
     key = cache_key(weights_id, "+".join(WINDOW_STAGES), stream, clips, dataset, data_dir, video_ids, overlap)
-    path = Path(cache_dir) / f"{key}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            if stored["video_ids"].tolist() == list(video_ids):
-                return {stage: stored[stage] for stage in WINDOW_STAGES}
-    features = extract_window_features(backbone, dataset, video_ids, stream, clips, overlap, batch_size, device,
-                                       progress)
-    _write_npz(path, key, {**features, "video_ids": np.array(video_ids)})
-    return features
+    return cached_arrays(cache_dir, key, video_ids, lambda: extract_window_features(
+        backbone, dataset, video_ids, stream, clips, overlap, batch_size, device, progress))
 
 
 def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str], stage: str,
@@ -129,11 +137,5 @@ def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, vi
     """Features float32 [N, D] of ``video_ids``, read from ``cache_dir/<key>.npz`` when present, else
     extracted and stored there (written atomically)."""
     key = cache_key(weights_id, stage, stream, clips, dataset, data_dir, video_ids)
-    path = Path(cache_dir) / f"{key}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            if stored["video_ids"].tolist() == list(video_ids):
-                return stored["features"]
-    features = extract_features(backbone, dataset, video_ids, stage, stream, clips, device, progress)
-    _write_npz(path, key, {"features": features, "video_ids": np.array(video_ids)})
-    return features
+    return cached_arrays(cache_dir, key, video_ids, lambda: {"features": extract_features(
+        backbone, dataset, video_ids, stage, stream, clips, device, progress)})["features"]

@@ -1,11 +1,13 @@
 """Segments of a video for a segment backbone (CPC's 2D encoder on stacked frames, DPC's blocks), as its
 ``backbone.pt`` records them (``input.segments``, see ``train.methods.base.PretextMethod.segment_contract``),
 and the frozen video features of such a backbone: the mean of the pooled features of segments spread uniformly
-over the video (CPC: the mean of z_t; the paper's test representation uses 15 segments).
+over the video (CPC: the mean of z_t; the paper's test representation uses 15 segments), cached like clip
+features (``eval.features.cached_arrays``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from eval.clips import center_crop
+from eval.features import cached_arrays, dataset_signature, recipe_key
 from preprocess.streams import CHANNELS, crop, read_items, stream_length
 from train.clips import crop_offsets
 from train.methods.cpc import segment_input, stack_frames
@@ -117,3 +120,26 @@ def segment_features(backbone, dataset, video_ids: list[str], layout: SegmentLay
         pooled = [backbone.forward_stages(part, last=stage)[stage].float() for part in x.split(batch_size)]
         features.append(torch.cat(pooled).mean(dim=0).cpu().numpy())
     return np.stack(features).astype(np.float32)
+
+
+def segment_cache_key(weights_id: str, stage: str, stream: str, layout: SegmentLayout, count: int, crop_size: int,
+                      seed: int | None, dataset, data_dir: str | Path, video_ids: list[str]) -> str:
+    """Hex digest naming one ``segment_features`` extraction: the weights, stage, stream, the segment layout,
+    the number of segments and their placement (spread, or random with ``seed``), the crop and the dataset
+    (``eval.features.dataset_signature``); independent of the batch size."""
+    segments = {**asdict(layout), "per_video": count, "crop_size": crop_size,
+                "placement": "spread" if seed is None else f"random:{seed}"}
+    return recipe_key({"weights": weights_id, "stage": stage, "stream": stream, "segments": segments,
+                       "dataset": dataset_signature(dataset, data_dir, video_ids)})
+
+
+def cached_segment_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
+                            layout: SegmentLayout, stream: str, stage: str, count: int, crop_size: int,
+                            batch_size: int, cache_dir: str | Path, device: str | torch.device = "cpu",
+                            progress: bool = False, seed: int | None = None) -> np.ndarray:
+    """``segment_features`` float32 [N, D] read from ``cache_dir/<key>.npz`` (``segment_cache_key``) when
+    present, else extracted and stored there (written atomically), beside the clip features."""
+    key = segment_cache_key(weights_id, stage, stream, layout, count, crop_size, seed, dataset, data_dir, video_ids)
+    return cached_arrays(cache_dir, key, video_ids, lambda: {"features": segment_features(
+        backbone, dataset, video_ids, layout, stream, stage, count, crop_size, batch_size, device, progress,
+        seed)})["features"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import time
 from functools import partial
@@ -32,12 +33,14 @@ from labels.store import (
     consolidate_arrays,
     consolidated_path,
     consolidated_videos,
+    content_digest,
     family_dir,
     labels_root,
     part_path,
     read_arrays,
     read_failures,
     read_settings,
+    stored_inputs,
     write_arrays,
     write_failures,
 )
@@ -209,14 +212,31 @@ def _fit(dataset: Dataset, root: Path, settings: LabelSettings, task: str, recor
     write_json_atomic(family_dir(root, task) / FIT_MARK, {"videos": len(ready)})
 
 
+def global_inputs(dataset: Dataset, root: Path, task: str, recorded: dict[str, Any]) -> str:
+    """Hex SHA-256 of what global family ``task`` is computed from: its recorded settings, the dataset's videos
+    with their class labels, and the content of every required family's consolidated file (its video ids and
+    arrays, ``labels.store.content_digest``)."""
+    digest = hashlib.sha256(json.dumps(recorded, sort_keys=True).encode())
+    digest.update(json.dumps([[v.id, v.label] for v in dataset.videos]).encode())
+    for name in family(task).requires:
+        digest.update(f"{name}:{content_digest(consolidated_path(root, name))}".encode())
+    return digest.hexdigest()
+
+
 def _compute_global(dataset: Dataset, root: Path, settings: LabelSettings, task: str,
                     recorded: dict[str, Any]) -> TaskSummary:
-    """Compute a global family (always again: its inputs may have grown) into ``ROOT/<task>/<task>.h5``."""
+    """Compute a global family into ``ROOT/<task>/<task>.h5`` (written atomically, with the fingerprint of its
+    inputs, ``global_inputs``), unless the file there was computed from the same inputs: then its videos are
+    reported as already labelled. New or re-encoded input videos make it compute again."""
     claim_settings(root, task, recorded)
-    arrays = family(task).compute(_context(dataset, root, settings, task, recorded, [v.id for v in dataset.videos]))
     target = consolidated_path(root, task)
+    inputs = global_inputs(dataset, root, task, recorded)
+    if stored_inputs(target, task, recorded) == inputs:
+        rows = len(consolidated_videos(root, task) or ())
+        return TaskSummary(task, 0, rows, {}, rows, str(target))
+    arrays = family(task).compute(_context(dataset, root, settings, task, recorded, [v.id for v in dataset.videos]))
     with atomic_path(target) as tmp:
-        write_arrays(tmp, task, "", arrays, recorded)
+        write_arrays(tmp, task, "", arrays, recorded, inputs=inputs)
     rows = len(arrays.get("videos", ()))
     return TaskSummary(task, rows, 0, {}, rows, str(target))
 

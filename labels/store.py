@@ -35,6 +35,7 @@ FAILURES_FILE = "failures.json"
 LOCK_FILE = ".lock"  # held by a running make-labels
 PART_DIR = "parts"
 FORMAT = "vssl-labels"
+INPUTS_ATTR = "inputs"  # a global family's file: the fingerprint of what it was computed from
 VERSION = 1
 
 
@@ -278,12 +279,15 @@ def load_clip_labels(dataset_dir: str | Path, labels_dir: str | Path | None = No
 
 
 def write_arrays(path: str | Path, task: str, video_id: str, arrays: Mapping[str, np.ndarray],
-                 recorded: Mapping[str, Any]) -> None:
+                 recorded: Mapping[str, Any], inputs: str | None = None) -> None:
     """Write named arrays of a video family (one video's part, ``video_id``) or of a global family (its whole
-    result, ``video_id`` ``""``) to a new file ``path``; string arrays are stored as UTF-8."""
+    result, ``video_id`` ``""``, with the fingerprint of its ``inputs``) to a new file ``path``; string arrays
+    are stored as UTF-8."""
     with h5py.File(path, "w") as f:
         f.attrs.update(format=f"{FORMAT}-arrays", version=VERSION, task=task, video_id=video_id,
                        settings=json.dumps(recorded, sort_keys=True))
+        if inputs is not None:
+            f.attrs[INPUTS_ATTR] = inputs
         for name, value in arrays.items():
             value = np.asarray(value)
             if value.dtype.kind in "UO":
@@ -309,6 +313,46 @@ def read_arrays(path: str | Path, task: str, recorded: Mapping[str, Any] | None 
             return out
     except OSError as exc:
         raise LabelError(f"{path}: unreadable labels: {exc}") from exc
+
+
+def stored_inputs(path: str | Path, task: str, recorded: Mapping[str, Any]) -> str | None:
+    """The input fingerprint recorded in a global family's file (:func:`write_arrays` ``inputs``); None when there
+    is no such file, it is unreadable or foreign, was made with other settings than ``recorded``, or has none."""
+    try:
+        with h5py.File(path, "r") as f:
+            if (f.attrs.get("format") != f"{FORMAT}-arrays" or f.attrs.get("task") != task
+                    or json.loads(f.attrs.get("settings", "null")) != recorded):
+                return None
+            value = f.attrs.get(INPUTS_ATTR)
+    except OSError:
+        return None
+    return str(value) if value is not None else None
+
+
+def content_digest(path: str | Path, block_rows: int = 4096) -> str:
+    """Hex SHA-256 of a labels file's content: its ``settings`` attribute and every dataset (name, dtype, shape,
+    values; read ``block_rows`` rows at a time), so two files with equal arrays hash equal however they were
+    written; LabelError naming the file when it is unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with h5py.File(path, "r") as f:
+            digest.update(str(f.attrs.get("settings", "")).encode())
+            names: list[str] = []
+            f.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+            for name in sorted(names):
+                data = f[name]
+                digest.update(f"{name}:{data.dtype.str}:{data.shape}".encode())
+                blocks = [()] if data.ndim == 0 else (slice(s, s + block_rows) for s in range(0, len(data), block_rows))
+                for block in blocks:
+                    value = data[block]
+                    if data.dtype.kind == "O":  # strings: UTF-8, each ended by a NUL
+                        digest.update(b"".join((v if isinstance(v, bytes) else str(v).encode()) + b"\0"
+                                               for v in np.atleast_1d(value)))
+                    else:
+                        digest.update(np.ascontiguousarray(value).tobytes())
+    except OSError as exc:
+        raise LabelError(f"{path}: unreadable labels: {exc}") from exc
+    return digest.hexdigest()
 
 
 def consolidate_arrays(root: Path, task: str, fields: Iterable[str], video_ids: Iterable[str],

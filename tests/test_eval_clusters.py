@@ -1,8 +1,10 @@
 """``eval --task clusters`` on real ARID clips: the stored IDT clusters' NMI and purity next to the same k-means
 (K, runs, seed, iterations of the clusters labels) on the L2-normalised features of the random-init and of a
-pretrained backbone, over the same videos; the report table and the refusal without clusters labels."""
+pretrained backbone, over the same videos (a segment backbone's own segment features); the report table and the
+refusal without clusters labels."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,9 +18,11 @@ from cli import cli
 from commands.pipeline import load_cluster, load_pipeline
 from common.settings import parse_overrides
 from eval.clusters import labelled_quality, load_stored_clusters
+import eval.evaluate
 from eval.evaluate import evaluate
 from eval.features import extract_features
-from eval.settings import ClipSettings, EvalSettings
+from eval.segments import SegmentLayout, segment_features
+from eval.settings import ClipSettings, EvalSettings, SegmentEvalSettings
 from labels.clusters import cluster_quality, kmeans_assignments
 from labels.make import make_labels
 from preprocess.dataset import Dataset
@@ -80,6 +84,37 @@ def test_features_are_clustered_like_the_idt_vectors_and_reported_side_by_side(d
     assert "| random features |" in summary and "| pretrained features |" in summary
     written = json.loads((tmp_path / "report/results.json").read_text())
     assert written["clusters"]["models"]["random"]["nmi"] == pytest.approx(section["models"]["random"]["nmi"])
+
+
+def test_a_segment_backbone_is_clustered_on_its_own_segment_features(dataset_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backbone whose file records a segment layout is clustered on the mean of its spread test segments (the
+    frozen features of its linear protocol), not on plain clips."""
+    layout = SegmentLayout("blocks", count=2, frames=8, frame_stride=1, segment_stride=8, modality="rgb")
+    contract = {"stream": "frames", "clip_len": 8, "crop_size": 48, "normalization": "imagenet",
+                "segments": dataclasses.asdict(layout)}
+    torch.manual_seed(7)
+    save_backbone(build_backbone("c3d", 3, **TINY), tmp_path / "backbone.pt", contract=contract)
+    clustered: dict[str, np.ndarray] = {}
+    compare = eval.evaluate.cluster_comparison
+    monkeypatch.setattr(eval.evaluate, "cluster_comparison",
+                        lambda stored, ds, features: clustered.update(features) or compare(stored, ds, features))
+    settings = dataclasses.replace(_settings(), segments=SegmentEvalSettings(test_segments=3))
+    results = evaluate(tmp_path / "backbone.pt", dataset_dir, tmp_path / "report", ["clusters"], settings=settings,
+                       device="cpu", make_figures=False)
+    stored = load_stored_clusters(dataset_dir)
+    ds = Dataset(dataset_dir)
+    classes = [ds.video(v).label for v in stored.videos]
+    for name, seed in (("random", 0), ("pretrained", 7)):
+        torch.manual_seed(seed)
+        backbone = build_backbone("c3d", 3, **TINY).eval()
+        features = segment_features(backbone, ds, stored.videos, layout, "frames", "pool5", 3, 48, 4)
+        np.testing.assert_allclose(clustered[name], features, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(features, extract_features(backbone, ds, stored.videos, "pool5", "frames", CLIP))
+        unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+        expected = cluster_quality(kmeans_assignments(unit, 3, 2, stored.settings.seed), classes)
+        assert results["models"][name]["clusters.nmi"] == pytest.approx(expected["nmi"])
+        assert results["models"][name]["clusters.purity"] == pytest.approx(expected["purity"])
 
 
 def test_unlabelled_videos_are_left_out_of_the_quality() -> None:

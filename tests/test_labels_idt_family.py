@@ -1,7 +1,9 @@
 """The IDT label families end to end on real clips: idt (per video) -> fisher (fit on a sample, then encode
-per video) -> clusters (one k-means over all videos), on Dask, resumable, failures per video."""
+per video) -> clusters (one k-means over all videos, again only when its inputs changed), on Dask, resumable,
+failures per video."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -17,9 +19,10 @@ from labels.clusters import kmeans_assignments
 from labels.families.fisher import ENCODER_FILE, SKETCH_FILE
 from labels.fisher import FisherEncoder
 from labels.idt import dense_trajectories, dense_trajectories_from_frames
-from labels.make import make_labels
+import labels.families.clusters
+from labels.make import format_summary, make_labels
 from labels.sketch import CountSketch
-from labels.store import consolidated_path, family_dir, part_path, read_arrays
+from labels.store import consolidated_path, family_dir, part_path, read_arrays, read_settings, write_arrays
 from preprocess.decode import iter_frames
 from preprocess.extract import extract
 
@@ -99,13 +102,23 @@ def test_clusters_are_k_means_of_the_stored_vectors(first_run, dataset_dir: Path
     assert clusters["assignments"].shape == (3, 6)
 
 
-def test_second_run_redoes_nothing_and_other_settings_are_refused(first_run, dataset_dir: Path) -> None:
+def _no_kmeans(*args, **kwargs):
+    raise AssertionError("k-means ran although the clusters' inputs did not change")
+
+
+def test_second_run_redoes_nothing_and_other_settings_are_refused(first_run, dataset_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     encoder = family_dir(dataset_dir / "labels", "fisher") / ENCODER_FILE
-    before = encoder.stat().st_mtime_ns
+    clusters = consolidated_path(dataset_dir / "labels", "clusters")
+    before, clustered = encoder.stat().st_mtime_ns, clusters.stat().st_mtime_ns
+    assert {t.task: (t.labelled, t.already_done) for t in first_run.tasks}["clusters"] == (6, 0)
+    monkeypatch.setattr(labels.families.clusters, "kmeans_assignments", _no_kmeans)
     again = make_labels(dataset_dir, settings(), ["idt", "fisher", "clusters"], cluster=load_cluster(), workers=1,
                         progress=False)
     counts = {t.task: (t.labelled, t.already_done) for t in again.tasks}
     assert counts["idt"] == (0, 6) and counts["fisher"] == (0, 6) and encoder.stat().st_mtime_ns == before
+    assert counts["clusters"] == (0, 6) and clusters.stat().st_mtime_ns == clustered
+    assert "clusters: 0 videos labelled now, 6 already labelled, 0 failed; 6 rows" in format_summary(again)
     result = CliRunner().invoke(cli, ["make-labels", "--data", str(dataset_dir), "--task", "fisher", "--no-progress",
                                       "--set", "labels.fisher={gmm_components: 5}", "--set", IDT])
     assert result.exit_code == 2 and "family.gmm_components: 3 there, 5 now" in result.output
@@ -126,3 +139,34 @@ def test_show_labels_draws_the_trajectories_of_a_clip(first_run, dataset_dir: Pa
     short = CliRunner().invoke(cli, ["show-labels", "--task", "idt", "--data", str(dataset_dir), "--video",
                                      "Jump/Jump_8_3", "--start", "10000", "--out", str(out)])
     assert short.exit_code == 2 and "no 30-frame clip at frame 10000" in short.output
+
+
+def test_clusters_are_computed_again_when_a_video_is_added_or_a_vector_changes(
+        first_run, dataset_dir: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "dataset"
+    shutil.copytree(dataset_dir, copy)
+    listing = tmp_path / "videos.txt"
+    added = shared_data / "arid/train/Run/Run_11_2.mp4"
+    listing.write_text((dataset_dir.parent / "videos.txt").read_text() + f"{added} Run\n")
+    overrides = parse_overrides(["preprocess.size=[60, 80]"])
+    assert extract(listing, copy, load_pipeline("stats", overrides=overrides).preprocess, flow=False, workers=1,
+                   progress=False).ok
+    grown = make_labels(copy, settings(), ["idt", "fisher", "clusters"], cluster=load_cluster(), workers=1,
+                        progress=False)
+    counts = {t.task: (t.labelled, t.already_done) for t in grown.tasks}
+    assert counts["idt"] == (1, 6) and counts["fisher"] == (1, 6) and counts["clusters"] == (7, 0)
+    root = copy / "labels"
+    stored = read_arrays(consolidated_path(root, "clusters"), "clusters")
+    vectors = read_arrays(consolidated_path(root, "fisher"), "fisher")
+    assert "Run/Run_11_2" in stored["videos"].tolist() and stored["assignments"].shape == (3, 7)
+    np.testing.assert_array_equal(stored["assignments"], kmeans_assignments(vectors["vector"], 2, 3, 1234))
+    # the same videos with one Fisher vector changed (as a refitted encoder would give): computed again
+    vectors["vector"][0] *= -1
+    write_arrays(consolidated_path(root, "fisher"), "fisher", "", vectors, read_settings(root, "fisher"))
+    changed = make_labels(copy, settings(), ["clusters"], cluster=load_cluster(), workers=1, progress=False)
+    assert (changed.tasks[0].labelled, changed.tasks[0].already_done) == (7, 0)
+    np.testing.assert_array_equal(read_arrays(consolidated_path(root, "clusters"), "clusters")["assignments"],
+                                  kmeans_assignments(vectors["vector"], 2, 3, 1234))
+    monkeypatch.setattr(labels.families.clusters, "kmeans_assignments", _no_kmeans)
+    same = make_labels(copy, settings(), ["clusters"], cluster=load_cluster(), workers=1, progress=False)
+    assert (same.tasks[0].labelled, same.tasks[0].already_done) == (0, 7)

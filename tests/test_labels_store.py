@@ -11,8 +11,11 @@ from labels.store import (
     VideoLabels,
     claim_settings,
     consolidate,
+    content_digest,
     load_clip_labels,
     part_path,
+    stored_inputs,
+    write_arrays,
     write_part,
 )
 
@@ -80,3 +83,23 @@ def test_stats_labels_are_required(tmp_path: Path) -> None:
     claim_settings(tmp_path / "labels", "stats", RECORDED)
     with pytest.raises(LabelError, match="make-labels --task stats"):
         load_clip_labels(tmp_path)
+
+
+def test_content_digest_follows_the_arrays_and_the_input_fingerprint_is_kept(tmp_path: Path) -> None:
+    arrays = {"videos": np.array(["A/a", "B/b", "C/c"]), "vector": np.arange(6, dtype=np.float32).reshape(3, 2)}
+    write_arrays(tmp_path / "one.h5", "fisher", "", arrays, RECORDED)
+    write_arrays(tmp_path / "two.h5", "fisher", "", arrays, RECORDED, inputs="abc")
+    digest = content_digest(tmp_path / "one.h5")
+    assert content_digest(tmp_path / "two.h5", block_rows=2) == digest  # however it was written and read
+    for changed in ({**arrays, "videos": np.array(["A/a", "B/b", "D/d"])}, {**arrays, "vector": arrays["vector"] + 1},
+                    {key: value[:2] for key, value in arrays.items()}):
+        write_arrays(tmp_path / "other.h5", "fisher", "", changed, RECORDED)
+        assert content_digest(tmp_path / "other.h5") != digest
+    assert stored_inputs(tmp_path / "two.h5", "fisher", RECORDED) == "abc"
+    assert stored_inputs(tmp_path / "one.h5", "fisher", RECORDED) is None  # written without a fingerprint
+    assert stored_inputs(tmp_path / "two.h5", "fisher", {**RECORDED, "stride": 8}) is None  # other settings
+    assert stored_inputs(tmp_path / "two.h5", "clusters", RECORDED) is None  # another family's file
+    assert stored_inputs(tmp_path / "none.h5", "fisher", RECORDED) is None
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    with pytest.raises(LabelError, match="broken.h5: unreadable labels"):
+        content_digest(tmp_path / "broken.h5")

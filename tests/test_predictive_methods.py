@@ -22,7 +22,7 @@ from commands.pipeline import Pipeline, load_pipeline, train_pipeline
 from common.settings import parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
-from train.backbones import build_backbone, load_backbone
+from train.backbones import build_backbone, load_backbone, save_backbone
 from train.checkpoint import load_checkpoint
 from train.backbones.r2d3d import BatchStatisticsNorm3d
 from train.loop import build_data, build_sampler, train
@@ -366,3 +366,51 @@ def test_evaluate_runs_the_segment_protocols_on_a_trained_backbone(dataset_dir: 
     assert results["stream"] == ("flow" if method == "cpc" else "frames")
     history = results["details"]["pretrained"]["finetune"]["100%"]["history"]
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
+
+
+def test_segment_features_are_cached_by_layout_count_placement_and_crop(dataset_dir: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second ``evaluate`` on the same weights reads the segment features from the cache (no forward pass)
+    and gives the same metrics; another layout, segment count, placement or crop misses it, a batch size hits."""
+    import dataclasses
+
+    from eval.evaluate import evaluate
+    from eval.segments import SegmentLayout, cached_segment_features
+    from train.backbones.base import Backbone
+    from train.loop import input_contract
+
+    loaded = pipeline("cpc_small", *CPC_SMALL, "eval.segments.test_segments=3", "eval.segments.train_segments=2")
+    torch.manual_seed(0)
+    save_backbone(build_backbone("resnet18_2d", in_channels=6), tmp_path / "backbone.pt",
+                  contract=input_contract(loaded.train, dataset_dir))
+    calls = []
+    forward = Backbone.forward_stages
+    monkeypatch.setattr(Backbone, "forward_stages", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+
+    def run(out: str, settings=loaded.eval) -> dict:
+        return evaluate(tmp_path / "backbone.pt", dataset_dir, tmp_path / out, ["linear", "retrieval"],
+                        settings=settings, cache_dir=tmp_path / "cache", device="cpu", make_figures=False)
+
+    first = run("first")
+    assert len(calls) == 2 * 6 and len(list((tmp_path / "cache").glob("*.npz"))) == 4  # 2 models x train/test
+    calls.clear()
+    second = run("second")
+    assert calls == [] and second["models"] == first["models"]
+    run("more", dataclasses.replace(loaded.eval, segments=dataclasses.replace(loaded.eval.segments, test_segments=4)))
+    assert len(calls) == 2 * 2  # the 2 test videos of each model again; the training videos' features are reused
+    layout = SegmentLayout.from_contract(input_contract(loaded.train, dataset_dir), "contract")
+    backbone = build_backbone("resnet18_2d", in_channels=6).eval()
+    with Dataset(dataset_dir) as dataset:
+        ids = [v.id for v in dataset.videos[:2]]
+
+        def features(layout=layout, count=3, crop=48, batch=4, seed=None) -> np.ndarray:
+            calls.clear()
+            return cached_segment_features(backbone, "w", dataset, dataset_dir, ids, layout, "flow", "pool5", count,
+                                           crop, batch, tmp_path / "cache", seed=seed)
+
+        base = features()
+        assert len(calls) == 2 and np.array_equal(features(batch=1), base) and calls == []
+        for changed in (dict(layout=dataclasses.replace(layout, segment_stride=2)), dict(count=2), dict(crop=40),
+                        dict(seed=0)):
+            features(**changed)
+            assert len(calls) == 2, f"{changed} hit the cache"

@@ -112,7 +112,8 @@ class VideoFamily:
 
 @dataclass(frozen=True)
 class GlobalFamily:
-    """One result over all videos: ``compute(context) -> {name: array}``, stored in ``<name>.h5``."""
+    """One result over all videos: ``compute(context) -> {name: array}``, stored in ``<name>.h5``; computed again
+    only when its inputs changed (``labels.make.global_inputs``)."""
 
     name: str
     compute: Callable[[FamilyContext], dict[str, np.ndarray]]
