@@ -20,7 +20,8 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
                  workers: int | None = None, scheduler: str | None = None, device: str | None = None,
                  progress: bool = True) -> bool:
     """Run every stage of ``pipeline`` on the videos of ``input_path`` into ``out`` (``dataset/``, ``run/``,
-    ``report/``), printing each step's summary and the report table; returns whether no input failed.
+    ``report/``; with ``eval.baselines`` also ``report_<baseline>/`` and ``comparison.md``), printing each step's
+    summary and the report table; returns whether no input failed.
     Refuses (ConfigError) before any work when the pipeline's method is not implemented yet."""
     import torch
 
@@ -117,7 +118,8 @@ def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[
 def run_command(pipeline_name: str, input_path: Path, out: Path, sets: tuple[str, ...], pipelines_file: Path | None,
                 workers: int | None, scheduler: str | None, device: str | None, no_progress: bool) -> None:
     """Run pipeline NAME on the videos of INPUT into OUT (dataset/, run/, report/): extraction, labels,
-    pretext training and evaluation against random initialisation, each step resuming where it stopped."""
+    pretext training and evaluation against random initialisation, each step resuming where it stopped; with
+    eval.baselines (e.g. --set "eval.baselines=[idt]") also the hand-crafted baseline and OUT/comparison.md."""
     _run_or_refuse(pipeline_name, input_path, out, sets, pipelines_file, workers=workers, scheduler=scheduler,
                    device=device, progress=not no_progress)
 
