@@ -28,7 +28,7 @@ from eval.report import differences, write_report
 from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
 from eval.retrieval import l2_normalize, nearest_neighbours, retrieval_recall
 from eval.segment_finetune import segment_finetune
-from eval.segments import SegmentLayout, cached_segment_features
+from eval.segments import SegmentLayout, cached_segment_features, cached_segment_window_features
 from eval.settings import ALL_TASKS, TASKS, WINDOW_TASKS, EvalSettings
 from eval.splits import label_fraction
 from eval.video_protocols import pair_list, scenes_protocol, similarity_protocol
@@ -206,12 +206,18 @@ def video_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: li
 
 
 def window_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: list[str], settings: EvalSettings,
-                    cache_dir: Path, device: torch.device, progress: bool) -> dict[str, np.ndarray]:
+                    cache_dir: Path, device: torch.device, progress: bool,
+                    layout: SegmentLayout | None = None) -> dict[str, np.ndarray]:
     """L2-normalised video descriptors of ``ids`` for the scenes and similarity protocols: per stage of
-    ``WINDOW_STAGES`` from overlapping windows (cached), or ``{"descriptor": ...}`` for stored descriptors."""
+    ``WINDOW_STAGES`` from overlapping windows (segment windows for a segment backbone, ``layout``; cached), or
+    ``{"descriptor": ...}`` for stored descriptors."""
     if model.backbone is None:
         stored = read_descriptors(model.descriptors, ids, settings.descriptors.max_missing_fraction)
         return {"descriptor": l2_normalize(stored.vectors).astype(np.float32)}
+    if layout is not None:
+        return cached_segment_window_features(model.backbone, model.weights_id, dataset, data_dir, ids, layout,
+                                              settings.stream, settings.clips.crop_size, settings.windows.batch_size,
+                                              cache_dir, device, progress)
     return cached_window_features(model.backbone, model.weights_id, dataset, data_dir, ids, settings.stream,
                                   settings.clips, settings.windows.overlap, settings.windows.batch_size, cache_dir,
                                   device, progress)
@@ -247,7 +253,8 @@ def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: 
                                                                layout)
         metrics.update(tuned_metrics)
     if any(t in WINDOW_TASKS for t in tasks):
-        stages = window_features(model, dataset, data_dir, labelled.ids, settings, cache_dir, device, progress)
+        stages = window_features(model, dataset, data_dir, labelled.ids, settings, cache_dir, device, progress,
+                                 layout)
         if "scenes" in tasks:
             x = stages["descriptor"] if model.backbone is None else stages[settings.scenes.stage]
             scene_metrics, details["scenes"] = scenes_protocol(x, labelled.labels, labelled.classes, settings.scenes)

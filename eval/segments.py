@@ -1,8 +1,9 @@
 """Segments of a video for a segment backbone (CPC's 2D encoder on stacked frames, DPC's blocks), as its
 ``backbone.pt`` records them (``input.segments``, see ``train.methods.base.PretextMethod.segment_contract``),
 and the frozen video features of such a backbone: the mean of the pooled features of segments spread uniformly
-over the video (CPC: the mean of z_t; the paper's test representation uses 15 segments), cached like clip
-features (``eval.features.cached_arrays``).
+over the video (CPC: the mean of z_t; the paper's test representation uses 15 segments), and for the scenes
+and similarity protocols the mean over half-overlapping segment windows; cached like clip features
+(``eval.features.cached_arrays``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from eval.clips import center_crop
-from eval.features import cached_arrays, dataset_signature, recipe_key
+from eval.features import WINDOW_STAGES, cached_arrays, dataset_signature, recipe_key
+from eval.scenes import video_descriptor
 from preprocess.streams import CHANNELS, crop, read_items, stream_length
 from train.clips import crop_offsets
 from train.methods.cpc import segment_input, stack_frames
@@ -66,6 +68,12 @@ class SegmentLayout:
 def spread_starts(n_items: int, span: int, count: int) -> np.ndarray:
     """``count`` starts int64 spread uniformly so that each span of ``span`` items fits (all 0 when none fits)."""
     return np.rint(np.linspace(0, max(n_items - span, 0), count)).astype(np.int64)
+
+
+def window_starts(n_items: int, span: int) -> np.ndarray:
+    """Starts int64 [K] of every segment window of ``span`` items, consecutive windows sharing half of their
+    span (stride ``max(span // 2, 1)``, the thesis' 16-frame clips overlapping by 8); [0] when none fits."""
+    return np.arange(0, max(n_items - span, 0) + 1, max(span // 2, 1), dtype=np.int64)
 
 
 def read_segments(dataset, stream: str, video_id: str, layout: SegmentLayout, starts: np.ndarray, crop_size: int,
@@ -120,6 +128,39 @@ def segment_features(backbone, dataset, video_ids: list[str], layout: SegmentLay
         pooled = [backbone.forward_stages(part, last=stage)[stage].float() for part in x.split(batch_size)]
         features.append(torch.cat(pooled).mean(dim=0).cpu().numpy())
     return np.stack(features).astype(np.float32)
+
+
+@torch.no_grad()
+def segment_window_features(backbone, dataset, video_ids: list[str], layout: SegmentLayout, stream: str,
+                            crop_size: int, batch_size: int, device: str | torch.device = "cpu",
+                            progress: bool = False) -> dict[str, np.ndarray]:
+    """Per stage of ``WINDOW_STAGES`` the video descriptors float32 [N, D_s] of a segment backbone for the scenes
+    and similarity protocols: every segment window (``window_starts``, centre crop), the pooled features of all
+    three stages from one ``forward_stages`` pass, averaged over the video's windows and L2-normalised."""
+    backbone.eval()
+    flow_bound = dataset.flow_bound if stream == "flow" else 1.0
+    rows: dict[str, list[np.ndarray]] = {stage: [] for stage in WINDOW_STAGES}
+    for video_id in tqdm(video_ids, desc="segment window features", disable=not progress, leave=False):
+        n_items = stream_length(dataset.video(video_id).n_frames, stream, where=video_id)
+        values = read_segments(dataset, stream, video_id, layout, window_starts(n_items, layout.span), crop_size)
+        x = backbone_input(torch.from_numpy(values).to(device), layout, stream, flow_bound)
+        outputs = [backbone.forward_stages(part, last="pool5") for part in x.split(batch_size)]
+        for stage in WINDOW_STAGES:
+            windows = torch.cat([out[stage].float() for out in outputs]).cpu().numpy()
+            rows[stage].append(video_descriptor(windows).astype(np.float32))
+    return {stage: np.stack(values) for stage, values in rows.items()}
+
+
+def cached_segment_window_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
+                                   layout: SegmentLayout, stream: str, crop_size: int, batch_size: int,
+                                   cache_dir: str | Path, device: str | torch.device = "cpu",
+                                   progress: bool = False) -> dict[str, np.ndarray]:
+    """``segment_window_features`` read from ``cache_dir/<key>.npz`` when present, else computed and stored."""
+    key = recipe_key({"weights": weights_id, "stages": list(WINDOW_STAGES), "stream": stream,
+                      "segments": {**asdict(layout), "windows": "half-overlapping", "crop_size": crop_size},
+                      "dataset": dataset_signature(dataset, data_dir, video_ids)})
+    return cached_arrays(cache_dir, key, video_ids, lambda: segment_window_features(
+        backbone, dataset, video_ids, layout, stream, crop_size, batch_size, device, progress))
 
 
 def segment_cache_key(weights_id: str, stage: str, stream: str, layout: SegmentLayout, count: int, crop_size: int,

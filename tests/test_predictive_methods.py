@@ -414,3 +414,44 @@ def test_segment_features_are_cached_by_layout_count_placement_and_crop(dataset_
                         dict(seed=0)):
             features(**changed)
             assert len(calls) == 2, f"{changed} hit the cache"
+
+
+
+def test_scenes_of_a_segment_backbone_average_its_half_overlapping_segment_windows(
+        dataset_dir: Path, tmp_path: Path) -> None:
+    """A DPC (blocks) backbone's window descriptors are the L2-normalised means over every segment window,
+    consecutive ones sharing half their span, of its pooled stages; the scenes protocol runs on them."""
+    import dataclasses
+
+    from eval.evaluate import evaluate
+    from eval.labelled import labelled_videos
+    from eval.retrieval import l2_normalize
+    from eval.segments import SegmentLayout, backbone_input, read_segments, segment_window_features, window_starts
+    from eval.video_protocols import scenes_protocol
+    from preprocess.streams import stream_length
+    from train.loop import input_contract
+
+    assert window_starts(20, 8).tolist() == [0, 4, 8, 12] and window_starts(5, 8).tolist() == [0]
+    assert window_starts(9, 1).tolist() == list(range(9))
+    loaded = pipeline("dpc_small", *DPC_SMALL)
+    contract = input_contract(loaded.train, dataset_dir)
+    torch.manual_seed(0)
+    save_backbone(build_backbone("r2d3d_18", in_channels=3), tmp_path / "backbone.pt", contract=contract)
+    settings = dataclasses.replace(loaded.eval, split="stratified", test_fraction=0.5)
+    results = evaluate(tmp_path / "backbone.pt", dataset_dir, tmp_path / "out", ["scenes"], settings=settings,
+                       device="cpu", make_figures=False)
+    layout = SegmentLayout.from_contract(contract, "contract")
+    backbone = load_backbone(tmp_path / "backbone.pt")
+    crop = settings.clips.crop_size
+    with Dataset(dataset_dir) as dataset, torch.no_grad():
+        labelled = labelled_videos(dataset)
+        windows = segment_window_features(backbone, dataset, labelled.ids, layout, "frames", crop, batch_size=2)
+        for row, video_id in enumerate(labelled.ids[:3]):
+            n = stream_length(dataset.video(video_id).n_frames, "frames", where=video_id)
+            values = read_segments(dataset, "frames", video_id, layout, window_starts(n, layout.span), crop)
+            stages = backbone.forward_stages(backbone_input(torch.from_numpy(values), layout, "frames", 1.0))
+            for stage in ("pool3", "pool4", "pool5"):
+                expected = l2_normalize(stages[stage].double().mean(0, keepdim=True).numpy())[0]
+                np.testing.assert_allclose(windows[stage][row], expected, atol=1e-5)
+    expected_metrics, _ = scenes_protocol(windows["pool5"], labelled.labels, labelled.classes, settings.scenes)
+    assert results["models"]["pretrained"]["scenes.accuracy"] == expected_metrics["scenes.accuracy"]
