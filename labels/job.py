@@ -7,7 +7,7 @@ import dataclasses
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ from labels.families import ClipView, VideoContext, family
 from labels.settings import LabelSettings
 from labels.store import VideoLabels, family_dir, part_path, read_arrays, write_arrays, write_part
 from preprocess.dataset import Dataset
+from preprocess.streams import read_items, stream_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +63,15 @@ def label_video_clips(dataset: Dataset, video_id: str, tasks: Sequence[str],
         except ValueError as exc:
             raise ValueError(f"{video.path}: {exc}") from None
     starts = clip_starts(video.n_frames, settings.clip_len, settings.stride)
+    streams = sorted({stream for f in families for stream in f.streams})
     rows: dict[str, dict[str, list]] = {f.name: {name: [] for name in f.fields} for f in families}
     for start in map(int, starts):
-        flow = _once(lambda: dataset.read_flow(video_id, start, start + settings.clip_len - 1))
-        frames = _once(lambda: dataset.read_frames(video_id, start, start + settings.clip_len))
+        # every stream a family declares, read once per clip before any crop is cut (see docs/LABELS.md, Speed)
+        clip = {stream: read_items(dataset, stream, video_id,
+                                   np.arange(start, start + stream_length(settings.clip_len, stream, video.path)))
+                for stream in streams}
         for y, x, flip in settings.crop_variants:
-            view = ClipView(flow, frames, y, x, size, flip)
+            view = ClipView(clip, y, x, size, flip)
             for fam in families:
                 for name, value in fam.label(view).items():
                     rows[fam.name][name].append(value)
@@ -77,18 +81,6 @@ def label_video_clips(dataset: Dataset, video_id: str, tasks: Sequence[str],
     return {f.name: VideoLabels(start_rows, variant_rows, {name: np.asarray(rows[f.name][name]).reshape(-1, *shape)
                                                            for name, (shape, _) in f.fields.items()})
             for f in families}
-
-
-def _once(read: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
-    """``read`` called at most once: later calls return the first result."""
-    result: list[np.ndarray] = []
-
-    def cached() -> np.ndarray:
-        if not result:
-            result.append(read())
-        return result[0]
-
-    return cached
 
 
 def label_video(job: LabelJob, out_path: str) -> dict[str, int]:
