@@ -15,6 +15,7 @@ import numpy as np
 from common.atomic import atomic_path
 from labels.crops import check_crop, clip_starts
 from labels.families import ClipView, VideoContext, family
+from labels.memory import keep_freed_memory
 from labels.settings import LabelSettings
 from labels.store import VideoLabels, family_dir, part_path, read_arrays, write_arrays, write_part
 from preprocess.dataset import Dataset
@@ -91,6 +92,7 @@ def label_video(job: LabelJob, out_path: str) -> dict[str, int]:
     the others' parts are written under a temporary name and renamed here first, so a part is always whole.
     """
     cv2.setNumThreads(1)
+    keep_freed_memory()  # a fifth less CPU time per clip: no page faults for each clip's temporaries
     labels = label_video_clips(open_dataset(job.dataset_dir), job.video_id, job.tasks, job.settings)
     for task in job.tasks[1:]:
         with atomic_path(part_path(Path(job.labels_dir), task, job.video_id)) as tmp:
