@@ -4,7 +4,9 @@ Run: ``.venv/bin/python bench/bench_labels.py [--repeats N] [--dataset DIR]``. U
 ``../shared/data/stats_reference.npz``. Baseline in the same run: the plain per-region loop
 implementation in ``tests/test_labels_naive.py`` (scipy convolution per frame, one mask per region).
 With ``--dataset`` (an extracted dataset with frames and flow) it also times labelling its videos as
-``make-labels`` does in each worker, reading included, without Dask.
+``make-labels`` does in each worker, reading included, without Dask: a warm-up pass, then ``--repeats``
+passes, each with a fresh dataset reader (median and range, page faults per clip variant). Everything runs
+with the label workers' malloc settings (``labels.memory.keep_freed_memory``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # one core: before numpy loads its thread pools
 
 import argparse  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -28,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from labels.curriculum import score_from_boundaries  # noqa: E402
 from labels.job import label_video_clips  # noqa: E402
+from labels.memory import keep_freed_memory  # noqa: E402
 from labels.settings import LabelSettings  # noqa: E402
 from labels.stats import appearance_statistics, motion_boundaries, motion_labels, motion_statistics  # noqa: E402
 from preprocess.dataset import Dataset  # noqa: E402
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, help="extracted dataset to label with reading included")
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    keep_freed_memory()  # as label_video does in each worker
     with np.load(DATA) as data:
         rgb = data["rgb"]
         flow = dequantize(data["flow_q"], float(data["flow_bound"]))
@@ -97,22 +102,29 @@ def main() -> None:
           f"appearance {peak_allocation_mb(lambda i: appearance_statistics(rgb[i]), 0):.1f} MB "
           f"(input clip: flow {u[0].nbytes * 2 / 2**20:.1f} MB float32, rgb {rgb[0].nbytes / 2**20:.1f} MB)")
     if args.dataset:
-        time_dataset(args.dataset, timings["both (+ curriculum score)"][0])
+        time_dataset(args.dataset, timings["both (+ curriculum score)"][0], args.repeats)
 
 
-def time_dataset(path: Path, labelling_only: float) -> None:
-    """Label every video of an extracted dataset in this process (both tasks, default crop variants)."""
-    dataset = Dataset(path)
+def time_dataset(path: Path, labelling_only: float, repeats: int) -> None:
+    """Label every video of an extracted dataset in this process (both tasks, default crop variants): a warm-up
+    pass, then ``repeats`` passes, each with a fresh reader (every video opened again, as a worker meets it)."""
     settings = LabelSettings()
-    start = time.process_time()
-    rows = 0
-    for video in dataset.videos:
-        labels = label_video_clips(dataset, video.id, ("stats", "curriculum"), settings)
-        rows += len(labels["stats"].start)
-    seconds = time.process_time() - start
-    print(f"dataset {path}: {len(dataset)} videos, {rows} clip variants, {seconds / rows * 1e3:.2f} ms CPU each "
-          f"with reading (JPEG decode, flow decompression; stats and curriculum in one pass), {rows / seconds:.1f} "
-          f"per s; {seconds / rows / labelling_only:.2f}x the labelling alone")
+    per_row, faults = [], []
+    for _ in range(repeats + 1):
+        dataset = Dataset(path)
+        start, faults_before = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        rows = 0
+        for video in dataset.videos:
+            labels = label_video_clips(dataset, video.id, ("stats", "curriculum"), settings)
+            rows += len(labels["stats"].start)
+        per_row.append((time.process_time() - start) / rows)
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / rows)
+        dataset.close()
+    median = float(np.median(per_row[1:]))
+    print(f"dataset {path}: {len(dataset)} videos, {rows} clip variants, {median * 1e3:.2f} ms CPU each "
+          f"(median of {repeats} passes, range {min(per_row[1:]) * 1e3:.2f}-{max(per_row[1:]) * 1e3:.2f}; "
+          f"{np.median(faults[1:]):.0f} page faults each) with reading (JPEG decode, flow decompression; stats and "
+          f"curriculum in one pass), {1 / median:.1f} per s; {median / labelling_only:.2f}x the labelling alone")
 
 
 if __name__ == "__main__":

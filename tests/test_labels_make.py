@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from cli import cli
 from preprocess.streams import crop
 from labels.curriculum import motion_score
+from labels.families import ClipView
 from labels.job import label_video_clips
 from labels.make import LabelSummary, make_labels
 from labels.settings import LabelSettings
@@ -126,14 +127,21 @@ def test_second_run_does_nothing_new(first_run: LabelSummary, dataset_dir: Path)
 
 def test_both_tasks_in_one_pass_and_a_missing_task_alone(dataset_dir: Path, tmp_path: Path) -> None:
     class CountingDataset(Dataset):
-        flow_reads = 0
+        flow_reads = frame_reads = 0
 
         def read_flow(self, *args, **kwargs):
             CountingDataset.flow_reads += 1
             return super().read_flow(*args, **kwargs)
 
+        def read_frames(self, *args, **kwargs):
+            CountingDataset.frame_reads += 1
+            return super().read_frames(*args, **kwargs)
+
     both = label_video_clips(CountingDataset(dataset_dir), "Turn/Turn_1_42", ("stats", "curriculum"), SETTINGS)
-    assert CountingDataset.flow_reads == 2  # two clips, each read once for both tasks
+    # two clips, each stream read once per clip for both tasks and all three crop variants
+    assert (CountingDataset.flow_reads, CountingDataset.frame_reads) == (2, 2)
+    label_video_clips(CountingDataset(dataset_dir), "Turn/Turn_1_42", ("curriculum",), SETTINGS)
+    assert (CountingDataset.flow_reads, CountingDataset.frame_reads) == (4, 2)  # curriculum declares flow only
     alone = {task: label_video_clips(Dataset(dataset_dir), "Turn/Turn_1_42", (task,), SETTINGS)[task]
              for task in ("stats", "curriculum")}
     for task, labels in alone.items():
@@ -208,3 +216,12 @@ def test_show_labels_refuses_unreadable_stored_labels(first_run: LabelSummary, d
     assert result.exit_code == 2, result.output
     assert f"{labels_dir / 'stats/stats.h5'}: unreadable labels" in result.output
     assert not out.exists()
+
+
+def test_clip_view_names_a_stream_its_family_did_not_declare() -> None:
+    flow = np.zeros((15, 128, 171, 2), np.float32)
+    view = ClipView({"flow": flow}, 8, 29, 112, True)
+    assert view.flow().shape == (15, 112, 112, 2) and view.boundaries().magnitude.shape == (2, 112, 112)
+    with pytest.raises(ValueError, match=r"the frames stream was not read for this clip \(read: flow\); a family "
+                                         r"that uses it lists 'frames' in its streams"):
+        view.frames()

@@ -25,10 +25,13 @@ from preprocess.streams import crop
 @dataclass
 class ClipView:
     """One clip of a video cut with one crop variant, computed lazily and cached: ``flow()`` float32
-    [T-1, S, S, 2], ``frames()`` uint8 [T, S, S, 3] (contiguous), ``boundaries()`` of the flow."""
+    [T-1, S, S, 2], ``frames()`` uint8 [T, S, S, 3] (contiguous), ``boundaries()`` of the flow.
 
-    read_flow: Callable[[], np.ndarray]
-    read_frames: Callable[[], np.ndarray]
+    ``clip`` holds the whole clip of each stream the families declared (``{"flow": float32 [T-1, H, W, 2],
+    "frames": uint8 [T, H, W, 3]}``), read once per clip and shared by its crop variants; asking for a stream
+    that is not there is a ValueError naming it."""
+
+    clip: dict[str, np.ndarray]
     y: int
     x: int
     size: int
@@ -40,12 +43,18 @@ class ClipView:
             self._cache[name] = make()
         return self._cache[name]
 
+    def _stream(self, name: str) -> np.ndarray:
+        if name not in self.clip:
+            raise ValueError(f"the {name} stream was not read for this clip (read: {', '.join(self.clip) or 'none'}); "
+                             f"a family that uses it lists {name!r} in its streams")
+        return self.clip[name]
+
     def flow(self) -> np.ndarray:
-        return self._get("flow", lambda: crop(self.read_flow(), self.y, self.x, self.size, self.flip, "flow"))
+        return self._get("flow", lambda: crop(self._stream("flow"), self.y, self.x, self.size, self.flip, "flow"))
 
     def frames(self) -> np.ndarray:
         return self._get("frames", lambda: np.ascontiguousarray(
-            crop(self.read_frames(), self.y, self.x, self.size, self.flip)))
+            crop(self._stream("frames"), self.y, self.x, self.size, self.flip)))
 
     def boundaries(self) -> MotionBoundaries:
         return self._get("boundaries", lambda: motion_boundaries(self.flow()[..., 0], self.flow()[..., 1]))
