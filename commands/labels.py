@@ -17,7 +17,7 @@ from common.errors import ConfigError
 from common.settings import parse_overrides
 
 
-@click.command("make-labels", short_help="Compute statistics labels and curriculum scores for a dataset (Dask, resumable).")
+@click.command("make-labels", short_help="Compute label families (stats, curriculum, idt, fisher, clusters) of a dataset (Dask, resumable).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder (frames and flow shards).")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(sorted(FAMILIES)),
@@ -38,8 +38,9 @@ from common.settings import parse_overrides
 def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, sets: tuple[str, ...],
                         pipelines_file: Path | None, labels_dir: Path | None, workers: int | None,
                         scheduler: str | None, cluster_kind: str | None, retry_failed: bool, no_progress: bool) -> None:
-    """Compute motion/appearance statistics labels (--task stats) and curriculum scores (--task curriculum)
-    for every clip and crop variant of a dataset, in parallel on Dask. Re-running resumes."""
+    """Compute label families of a dataset in parallel on Dask: motion/appearance statistics (--task stats) and
+    curriculum scores (--task curriculum) per clip and crop variant; Improved Dense Trajectories (--task idt),
+    their Fisher vectors (--task fisher) and k-means clusters (--task clusters) per video. Re-running resumes."""
     from labels.make import format_summary, make_labels
     from labels.store import LabelError
     from preprocess.index import DatasetError
