@@ -120,7 +120,7 @@ def report_command(report_dirs: tuple[Path, ...], out_file: Path | None, figure_
     try:
         table, figure = write_comparison(list(report_dirs), out_file, figure_file=figure_file)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Refused(str(exc)) from exc
     click.echo(table)
     if figure is not None:
         click.echo(f"bar chart written to {figure}")
