@@ -151,8 +151,11 @@ def inspect_command(dataset: Path, verify: bool) -> None:
 def make_demo_data_command(out: Path, videos_per_class: int, n_frames: int, test_per_class: int, seed: int) -> None:
     """Write synthetic demo videos (textured shapes moving right / down / rotating / zooming; the motion alone
     decides the class) to OUT in UCF101 layout with split files."""
-    paths = demo_data.make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
-                                       test_per_class=test_per_class, seed=seed)
+    try:
+        paths = demo_data.make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
+                                           test_per_class=test_per_class, seed=seed)
+    except ValueError as exc:
+        raise Refused(f"{out}: {exc}") from exc
     click.echo(f"{len(paths)} demo videos written to {out}")
 
 
