@@ -87,7 +87,7 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
                              **{"clips.clips_per_video": clips_per_video,
                                 "finetune.label_fractions": list(label_fractions) or None,
                                 "similarity.pairs": pairs})
-        constructor_args = parse_overrides(list(backbone_args))
+        constructor_args = parse_overrides(list(backbone_args), flag="--backbone-arg")
     except ConfigError as exc:
         raise Refused(str(exc)) from exc
     from preprocess.index import DatasetError
