@@ -77,7 +77,7 @@ def read_settings(root: Path, task: str) -> dict[str, Any]:
         raise LabelError(f"{path}: no {task} labels here (run make-labels --task {task} first)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise LabelError(f"{path}: unreadable label settings: {exc}") from exc
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise LabelError(f"{path}: not {FORMAT} version {VERSION} settings")
     return data
 

@@ -13,6 +13,7 @@ from labels.store import (
     consolidate,
     load_clip_labels,
     part_path,
+    read_settings,
     write_part,
 )
 
@@ -80,3 +81,12 @@ def test_stats_labels_are_required(tmp_path: Path) -> None:
     claim_settings(tmp_path / "labels", "stats", RECORDED)
     with pytest.raises(LabelError, match="make-labels --task stats"):
         load_clip_labels(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["[]", '"stats"', '{"format": "other", "version": 1}'])
+def test_foreign_settings_files_are_refused_naming_them(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "labels/stats/settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(LabelError, match=f"^{path}: not vssl-labels version 1 settings$"):
+        read_settings(tmp_path / "labels", "stats")
