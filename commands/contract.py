@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-OK, INPUT_FAILED, REFUSED, INTERRUPTED = 0, 1, 2, 130
+INPUT_FAILED, REFUSED, INTERRUPTED = 1, 2, 130  # and 0: all done
 _DISK_ERRNOS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded"}
 _ACCESS_ERRNOS = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted"}
 _DISK_TEXT = ("No space left on device", "errno = 28", "Disk quota exceeded", "errno = 122")

@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from common.errors import Refused
+from commands.contract import INPUT_FAILED
 from commands.pipeline import load_cluster, load_pipeline
+from common.errors import ConfigError, Refused
 from labels.families import FAMILIES
-from common.errors import ConfigError
 from common.settings import parse_overrides
 
 
@@ -57,7 +57,7 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
         raise Refused(str(exc)) from exc
     click.echo(format_summary(summary))
     if not summary.ok:
-        raise SystemExit(1)
+        raise SystemExit(INPUT_FAILED)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what show-labels writes (matplotlib and OpenCV both can)

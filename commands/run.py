@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from commands.contract import INPUT_FAILED, INTERRUPTED
 from commands.pipeline import Pipeline, load_cluster, load_pipeline, train_pipeline
 from common.errors import ConfigError, Refused
 from common.runner import ClusterSettings
@@ -99,9 +100,9 @@ def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[
         raise Refused(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to resume", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     if not ok:
-        raise SystemExit(1)
+        raise SystemExit(INPUT_FAILED)
 
 
 @click.command("run", short_help="One paper end to end: extract -> labels -> train -> eval for a named pipeline.")
