@@ -99,7 +99,7 @@ def extract_window_features(backbone, dataset, video_ids: list[str], stream: str
     return {stage: np.stack(values) for stage, values in rows.items()}
 
 
-def _write_npz(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` atomically (``common.atomic``: a temporary file beside it, then a rename)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -119,7 +119,7 @@ def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | P
                 return {stage: stored[stage] for stage in WINDOW_STAGES}
     features = extract_window_features(backbone, dataset, video_ids, stream, clips, overlap, batch_size, device,
                                        progress)
-    _write_npz(path, key, {**features, "video_ids": np.array(video_ids)})
+    _write_npz(path, {**features, "video_ids": np.array(video_ids)})
     return features
 
 
@@ -135,5 +135,5 @@ def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, vi
             if stored["video_ids"].tolist() == list(video_ids):
                 return stored["features"]
     features = extract_features(backbone, dataset, video_ids, stage, stream, clips, device, progress)
-    _write_npz(path, key, {"features": features, "video_ids": np.array(video_ids)})
+    _write_npz(path, {"features": features, "video_ids": np.array(video_ids)})
     return features
