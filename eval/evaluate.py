@@ -23,6 +23,7 @@ from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
 from eval.labelled import LabelledSplit, LabelledVideos, labelled_split, labelled_videos
 from eval.metrics import confusion_matrix, topk_accuracy
+from eval.pairs import PairList
 from eval.probe import logistic_regression_probabilities, probe_probabilities, train_linear_probe
 from eval.report import differences, write_report
 from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
@@ -209,8 +210,8 @@ def window_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: l
 
 
 def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: LabelledSplit | None,
-                   labelled: LabelledVideos, pairs, tasks: list[str], settings: EvalSettings, cache_dir: Path,
-                   device: torch.device, progress: bool, layout: SegmentLayout | None = None
+                   labelled: LabelledVideos, pairs: PairList | None, tasks: list[str], settings: EvalSettings,
+                   cache_dir: Path, device: torch.device, progress: bool, layout: SegmentLayout | None = None
                    ) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
     """Run ``tasks`` on one model: (flat metrics, details, video features [N_train + N_test, D] or None
     when no frozen-feature protocol on the split ran). ``pairs``: the similarity pair list (or None). A segment
