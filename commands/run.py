@@ -91,6 +91,7 @@ def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[
     from labels.store import LabelError
     from preprocess.index import DatasetError
     from preprocess.inputs import InputError
+    from train.loop import TrainingDiverged
 
     try:
         pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(sets)))
@@ -98,6 +99,12 @@ def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[
         ok = run_pipeline(pipeline, input_path, out, cluster=cluster, **options)
     except (ConfigError, DatasetError, InputError, LabelError) as exc:
         raise Refused(str(exc)) from exc
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # data or settings a later stage cannot use,
+        raise Refused(str(exc)) from exc  # as the train and eval commands report them
+    except KeyError as exc:  # a video id a stage does not find
+        raise Refused(exc.args[0] if exc.args else str(exc)) from exc
+    except TrainingDiverged as exc:
+        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to resume", err=True)
         raise SystemExit(INTERRUPTED) from None

@@ -73,3 +73,23 @@ def test_sigterm_becomes_an_interrupt(tmp_path: Path, monkeypatch: pytest.Monkey
     result = CliRunner().invoke(cli_module.cli, ["inspect", str(tmp_path)])
     assert result.exit_code == 130 and "interrupted" in result.output
     assert signal.getsignal(signal.SIGTERM) == before  # restored after the command
+
+
+@pytest.mark.parametrize(("error", "code", "line"), [
+    (ValueError("/data/ds: evaluation needs labelled videos of at least 2 classes, found ['B']"), 2,
+     "Error: /data/ds: evaluation needs labelled videos of at least 2 classes, found ['B']\n"),
+    (FileNotFoundError("/data/ds/labels/fisher/fisher.h5: no descriptors"), 2,
+     "Error: /data/ds/labels/fisher/fisher.h5: no descriptors\n"),
+    (KeyError("/data/ds: no video 'x' in this dataset"), 2, "Error: /data/ds: no video 'x' in this dataset\n"),
+])
+def test_run_reports_a_later_stage_refusal_in_one_line(error: BaseException, code: int, line: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _invoke("run", tmp_path, monkeypatch, error)
+    assert result.exit_code == code and result.output == line, result.output
+
+
+def test_run_exits_1_when_training_diverges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from train.loop import TrainingDiverged
+
+    result = _invoke("run", tmp_path, monkeypatch, TrainingDiverged("loss is nan at step 3"))
+    assert result.exit_code == 1 and result.output == "Error: loss is nan at step 3\n", result.output
