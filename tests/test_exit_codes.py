@@ -93,3 +93,18 @@ def test_run_exits_1_when_training_diverges(tmp_path: Path, monkeypatch: pytest.
 
     result = _invoke("run", tmp_path, monkeypatch, TrainingDiverged("loss is nan at step 3"))
     assert result.exit_code == 1 and result.output == "Error: loss is nan at step 3\n", result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--weights", "random", "--backbone", "c3d", "--data", "DIR", "--out", "DIR/file/report"],
+    ["train", "--pipeline", "demo", "--data", "DIR", "--out", "DIR/file/run"],
+    ["extract-frames", "DIR/in", "DIR/file/dataset"],
+])
+def test_an_output_below_a_file_is_one_line_and_exit_2(command: list[str], tmp_path: Path, shared_data: Path) -> None:
+    (tmp_path / "file").write_text("")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/clip.mp4").symlink_to(shared_data / "arid/train/Jump/Jump_8_3.mp4")
+    result = CliRunner().invoke(cli, [a.replace("DIR", str(tmp_path)) for a in command])
+    out = command[-1].replace("DIR", str(tmp_path))
+    assert result.exit_code == 2 and result.output == (
+        f"Error: {out}: a part of this path is a file, not a folder; choose another folder\n"), result.output
