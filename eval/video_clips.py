@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from eval.clips import center_crop, clip_indices, clip_span, clip_starts
+from eval.clips import center_crop, clip_indices, clip_starts
 from eval.scenes import clip_windows
 from eval.settings import ClipSettings
 from preprocess.dataset import Dataset
 from preprocess.streams import crop, read_items, stream_length
-from train.clips import crop_offsets
+from train.clips import clip_span, crop_offsets
 
 
 def read_clip(dataset: Dataset, stream: str, video_id: str, indices: np.ndarray, crop_size: int) -> np.ndarray:
