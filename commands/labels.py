@@ -66,7 +66,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what show-labels writes (matplotli
 @click.command("show-labels", short_help="Draw one clip's statistics labels or its dense trajectories into a PNG.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image to write (.png or .jpg; its folder is made).")
 @click.option("--task", type=click.Choice(["stats", "idt"]), default="stats", show_default=True,
               help="stats: the statistics labels of a crop; idt: the tracked dense trajectories of the clip.")
 @click.option("--video", "video_id", help="Video id (default: the first video of the dataset).")
