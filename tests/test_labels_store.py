@@ -13,6 +13,7 @@ from labels.store import (
     consolidate,
     load_clip_labels,
     part_path,
+    read_failures,
     read_settings,
     write_part,
 )
@@ -90,3 +91,15 @@ def test_foreign_settings_files_are_refused_naming_them(tmp_path: Path, text: st
     path.write_text(text)
     with pytest.raises(LabelError, match=f"^{path}: not vssl-labels version 1 settings$"):
         read_settings(tmp_path / "labels", "stats")
+
+
+def test_a_damaged_failure_record_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "stats/failures.json"
+    path.parent.mkdir()
+    assert read_failures(tmp_path, "stats") == {}
+    path.write_text('{"A/a": {"path": "a.mp4"')
+    with pytest.raises(LabelError, match=f"^{path}: unreadable failure record .*; delete it to try every video again$"):
+        read_failures(tmp_path, "stats")
+    path.write_text("[]")
+    with pytest.raises(LabelError, match=f"^{path}: not a failure record"):
+        read_failures(tmp_path, "stats")
