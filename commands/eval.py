@@ -70,7 +70,8 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--labels-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Labels folder holding the IDT clusters for --task clusters (default: DATA/labels).")
+              help="Labels folder holding the IDT clusters for --task clusters and the Fisher vectors of --weights idt "
+                   "(default: DATA/labels).")
 def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
                  backbone_args: tuple[str, ...], pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
                  stage: str | None, split: str | None, clips_per_video: int | None,

@@ -271,7 +271,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
              device: str | torch.device | None = None, make_figures: bool = True,
              progress: bool = False, labels_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``weights`` on ``data_dir``: a training run directory, a backbone file, ``"random"``, or stored
-    video descriptors (``"idt"``: the dataset's IDT Fisher vectors, ``"descriptors:FILE.h5"``: any such file).
+    video descriptors (``"idt"``: the IDT Fisher vectors of the labels folder ``labels_dir``, default DATA/labels;
+    ``"descriptors:FILE.h5"``: any such file).
 
     ``tasks`` from linear, finetune, fewshot, retrieval, scenes, similarity, or ``["all"]`` (the first four;
     default: ``settings.tasks``), and clusters (``eval.clusters``: the IDT clusters of the labels folder
@@ -291,7 +292,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "feature_cache"
     contract: dict[str, Any] = {}
     layout = None
-    descriptors = descriptor_source(weights, data_dir)
+    descriptors = descriptor_source(weights, data_dir, labels_dir)
     if descriptors is not None:
         refused = [t for t in tasks if t in NETWORK_ONLY_TASKS]
         if refused:
