@@ -21,7 +21,8 @@ _DISK_TEXT = ("No space left on device", "errno = 28", "Disk quota exceeded", "e
 
 def os_problem(exc: BaseException) -> str | None:
     """A one-line message for an OSError that is the disk's, the permissions' or the path's fault (full,
-    read-only, not ours, a file where a folder should be), naming the path; None for any other error. Finds it also in a chained cause (h5py, torch.save)."""
+    read-only, not ours, a file where a folder should be), naming the path; None for any other error. Finds it
+    also in a chained cause (h5py, torch.save)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError):

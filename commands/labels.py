@@ -17,7 +17,8 @@ from labels.families import FAMILIES
 from common.settings import parse_overrides
 
 
-@click.command("make-labels", short_help="Compute label families (stats, curriculum, idt, fisher, clusters) of a dataset (Dask, resumable).")
+@click.command("make-labels",
+               short_help="Compute label families (stats, curriculum, idt, fisher, clusters) of a dataset (Dask, resumable).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder (frames and flow shards).")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(sorted(FAMILIES)),
