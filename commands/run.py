@@ -22,15 +22,19 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
                  progress: bool = True) -> bool:
     """Run every stage of ``pipeline`` on the videos of ``input_path`` into ``out`` (``dataset/``, ``run/``,
     ``report/``), printing each step's summary and the report table; returns whether no input failed.
-    Refuses (ConfigError) before any work when the pipeline's method is not implemented yet."""
+    Refuses (ConfigError) before any work when the pipeline's method is not implemented yet, and (ValueError)
+    after extraction when the dataset has fewer than two labelled classes to evaluate on."""
     import torch
 
     from eval.evaluate import evaluate
+    from eval.labelled import labelled_videos
     from eval.report import results_table
     from labels.make import format_summary as label_summary
     from labels.make import make_labels
     from preprocess.extract import extract
+    from preprocess.dataset import Dataset
     from preprocess.extract import format_summary as extract_summary
+
     settings = pipeline.trainable()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset, run, report = out / "dataset", out / "run", out / "report"
@@ -40,6 +44,8 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     extracted = extract(input_path, dataset, pipeline.preprocess, cluster=cluster, workers=workers,
                         scheduler=scheduler, progress=progress)
     click.echo(extract_summary(extracted))
+    with Dataset(dataset) as opened:
+        labelled_videos(opened)  # the evaluation at the end needs two labelled classes: refuse before the work
     labelled_ok = True
     if label_tasks:
         click.echo(f"[2/4] computing labels: {', '.join(label_tasks)}")
