@@ -12,15 +12,17 @@ from typing import Any
 
 import click
 
-OK, INPUT_FAILED, REFUSED, INTERRUPTED = 0, 1, 2, 130
+INPUT_FAILED, REFUSED, INTERRUPTED = 1, 2, 130  # and 0: all done
 _DISK_ERRNOS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded"}
 _ACCESS_ERRNOS = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted"}
+_PATH_ERRNOS = {errno.ENOTDIR: "a part of this path is a file, not a folder"}
 _DISK_TEXT = ("No space left on device", "errno = 28", "Disk quota exceeded", "errno = 122")
 
 
 def os_problem(exc: BaseException) -> str | None:
-    """A one-line message for an OSError that is the disk's or the permissions' fault (full, read-only, not
-    ours), naming the path; None for any other error. Finds it also in a chained cause (h5py, torch.save)."""
+    """A one-line message for an OSError that is the disk's, the permissions' or the path's fault (full,
+    read-only, not ours, a file where a folder should be), naming the path; None for any other error. Finds it
+    also in a chained cause (h5py, torch.save)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError):
@@ -30,6 +32,8 @@ def os_problem(exc: BaseException) -> str | None:
                 return f"{where}{_DISK_ERRNOS[seen.errno]}; free space and run the same command again (nothing half-written is kept)"
             if seen.errno in _ACCESS_ERRNOS:
                 return f"{where}{_ACCESS_ERRNOS[seen.errno]}; check the permissions or choose a writable folder"
+            if seen.errno in _PATH_ERRNOS:
+                return f"{where}{_PATH_ERRNOS[seen.errno]}; choose another folder"
             if any(mark in str(seen) for mark in _DISK_TEXT):
                 return (f"no space left on the disk ({' '.join(str(seen).split())[:300]}); free space and run the "
                         "same command again (nothing half-written is kept)")
@@ -43,7 +47,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 class ContractGroup(click.Group):
     """A click group whose commands exit 130 on SIGINT or SIGTERM (not click's "Aborted!" with 1) and 2 with one
-    line for a full disk or an unwritable path (not a traceback)."""
+    line for a full disk or an unwritable or impossible path (not a traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         main = threading.current_thread() is threading.main_thread()

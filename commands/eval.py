@@ -70,7 +70,8 @@ def _settings(pipeline_name: str | None, pipelines_file: Path | None, overrides:
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--labels-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Labels folder holding the IDT clusters for --task clusters (default: DATA/labels).")
+              help="Labels folder holding the IDT clusters for --task clusters and the Fisher vectors of --weights idt "
+                   "(default: DATA/labels).")
 def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: Path, backbone: str | None,
                  backbone_args: tuple[str, ...], pipeline_name: str | None, pipelines_file: Path | None, overrides: tuple[str, ...],
                  stage: str | None, split: str | None, clips_per_video: int | None,
@@ -87,7 +88,7 @@ def eval_command(tasks: tuple[str, ...], weights: str, data_dir: Path, out_dir: 
                              **{"clips.clips_per_video": clips_per_video,
                                 "finetune.label_fractions": list(label_fractions) or None,
                                 "similarity.pairs": pairs})
-        constructor_args = parse_overrides(list(backbone_args))
+        constructor_args = parse_overrides(list(backbone_args), flag="--backbone-arg")
     except ConfigError as exc:
         raise Refused(str(exc)) from exc
     from preprocess.index import DatasetError
@@ -120,7 +121,7 @@ def report_command(report_dirs: tuple[Path, ...], out_file: Path | None, figure_
     try:
         table, figure = write_comparison(list(report_dirs), out_file, figure_file=figure_file)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Refused(str(exc)) from exc
     click.echo(table)
     if figure is not None:
         click.echo(f"bar chart written to {figure}")

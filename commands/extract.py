@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import click
 
+from commands.contract import INPUT_FAILED, INTERRUPTED
 from commands.pipeline import load_cluster, load_pipeline
 from common.errors import ConfigError, Refused
 from common.settings import merge, parse_overrides
@@ -84,10 +85,10 @@ def _run_extract(flow: bool, opts: dict[str, Any], flow_opts: dict[str, Any], ex
         raise Refused(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo("interrupted: finished shards are kept; run the same command again to resume", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     click.echo(format_summary(summary))
     if not summary.ok:
-        raise SystemExit(1)
+        raise SystemExit(INPUT_FAILED)
 
 
 @click.command("extract-frames", short_help="Decode videos into resized frames in HDF5 shards (Dask, resumable).")
@@ -151,8 +152,11 @@ def inspect_command(dataset: Path, verify: bool) -> None:
 def make_demo_data_command(out: Path, videos_per_class: int, n_frames: int, test_per_class: int, seed: int) -> None:
     """Write synthetic demo videos (textured shapes moving right / down / rotating / zooming; the motion alone
     decides the class) to OUT in UCF101 layout with split files."""
-    paths = demo_data.make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
-                                       test_per_class=test_per_class, seed=seed)
+    try:
+        paths = demo_data.make_demo_videos(out, videos_per_class=videos_per_class, n_frames=n_frames,
+                                           test_per_class=test_per_class, seed=seed)
+    except ValueError as exc:
+        raise Refused(f"{out}: {exc}") from exc
     click.echo(f"{len(paths)} demo videos written to {out}")
 
 

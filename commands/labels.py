@@ -10,14 +10,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from common.errors import Refused
+from commands.contract import INPUT_FAILED
 from commands.pipeline import load_cluster, load_pipeline
+from common.errors import ConfigError, Refused
 from labels.families import FAMILIES
-from common.errors import ConfigError
 from common.settings import parse_overrides
 
 
-@click.command("make-labels", short_help="Compute statistics labels and curriculum scores for a dataset (Dask, resumable).")
+@click.command("make-labels",
+               short_help="Compute label families (stats, curriculum, idt, fisher, clusters) of a dataset (Dask, resumable).")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder (frames and flow shards).")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(sorted(FAMILIES)),
@@ -38,8 +39,9 @@ from common.settings import parse_overrides
 def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, sets: tuple[str, ...],
                         pipelines_file: Path | None, labels_dir: Path | None, workers: int | None,
                         scheduler: str | None, cluster_kind: str | None, retry_failed: bool, no_progress: bool) -> None:
-    """Compute motion/appearance statistics labels (--task stats) and curriculum scores (--task curriculum)
-    for every clip and crop variant of a dataset, in parallel on Dask. Re-running resumes."""
+    """Compute label families of a dataset in parallel on Dask: motion/appearance statistics (--task stats) and
+    curriculum scores (--task curriculum) per clip and crop variant; Improved Dense Trajectories (--task idt),
+    their Fisher vectors (--task fisher) and k-means clusters (--task clusters) per video. Re-running resumes."""
     from labels.make import format_summary, make_labels
     from labels.store import LabelError
     from preprocess.index import DatasetError
@@ -56,13 +58,17 @@ def make_labels_command(data_dir: Path, tasks: tuple[str, ...], pipeline: str, s
         raise Refused(str(exc)) from exc
     click.echo(format_summary(summary))
     if not summary.ok:
-        raise SystemExit(1)
+        raise SystemExit(INPUT_FAILED)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what show-labels writes (matplotlib and OpenCV both can)
 
 
 @click.command("show-labels", short_help="Draw one clip's statistics labels or its dense trajectories into a PNG.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Extracted dataset folder.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image to write (.png or .jpg; its folder is made).")
 @click.option("--task", type=click.Choice(["stats", "idt"]), default="stats", show_default=True,
               help="stats: the statistics labels of a crop; idt: the tracked dense trajectories of the clip.")
 @click.option("--video", "video_id", help="Video id (default: the first video of the dataset).")
@@ -78,6 +84,8 @@ def show_labels_command(data_dir: Path, out_path: Path, task: str, video_id: str
     """Draw one clip's statistics labels into a PNG (frames, summed motion boundaries with the chosen regions
     and direction arrows, per-frame boundary energy, colour consistency, dominant colours, and the stored motion
     boundaries when the dataset has them), or with --task idt its Improved Dense Trajectories over the frames."""
+    if out_path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise Refused(f"{out_path}: --out must name a {', '.join(IMAGE_SUFFIXES)} file")
     if task == "idt":
         _show_idt(data_dir, out_path, video_id, start, pipeline, sets, labels_dir)
         return
@@ -105,8 +113,11 @@ def show_labels_command(data_dir: Path, out_path: Path, task: str, video_id: str
             raise LabelError(f"{video.path}: no {clip_len}-frame clip at frame {start} ({video.n_frames} frames)")
         frames = dataset.read_frames(video.id, start, start + clip_len)
         flow = dataset.read_flow(video.id, start, start + clip_len - 1)
-        frames = np.ascontiguousarray(crop(frames, y, x, size, bool(flip)))
-        flow = crop(flow, y, x, size, bool(flip), "flow")
+        try:
+            frames = np.ascontiguousarray(crop(frames, y, x, size, bool(flip)))
+            flow = crop(flow, y, x, size, bool(flip), "flow")
+        except ValueError as exc:  # a crop of the settings that the stored frames cannot hold
+            raise LabelError(f"{video.path}: {exc} (stored in {data_dir})") from exc
         boundaries = None
         if dataset.has_stream("mb"):
             stored_mb = dataset.read_motion_boundaries(video.id, start, start + clip_len - 1)
@@ -117,6 +128,7 @@ def show_labels_command(data_dir: Path, out_path: Path, task: str, video_id: str
     except (ConfigError, LabelError, DatasetError, ValueError) as exc:
         raise Refused(str(exc)) from exc
     title = f"{video.id} frames {start}-{start + clip_len - 1}, crop (y={y}, x={x}){' flipped' if flip else ''}"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     drawn = render_clip_labels(frames, flow, out_path, title, boundaries)
     click.echo(f"motion {drawn['motion'].tolist()}\nappearance {drawn['appearance'].tolist()}\n"
                f"curriculum score {float(drawn['score']):.4f}\nwritten to {out_path}")
@@ -160,6 +172,8 @@ def _show_idt(data_dir: Path, out_path: Path, video_id: str | None, start: int, 
         raise Refused(exc.args[0]) from exc
     except (ConfigError, LabelError, DatasetError, DecodeError, ValueError) as exc:
         raise Refused(str(exc)) from exc
-    cv2.imwrite(str(out_path), image)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out_path), image):
+        raise Refused(f"{out_path}: OpenCV could not write the image")
     click.echo(f"{count} trajectories in frames {start}-{start + 2 * settings.track_length - 1} of {video.path}\n"
                f"written to {out_path}")

@@ -31,7 +31,7 @@ def read_file(path: str | Path | None = None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read pipelines file: {exc}") from exc
+        raise ConfigError(f"{path}: cannot read pipelines file: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(data) - {"cluster", "pipelines"})

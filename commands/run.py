@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from commands.contract import INPUT_FAILED, INTERRUPTED
 from commands.pipeline import Pipeline, load_cluster, load_pipeline, train_pipeline
 from common.errors import ConfigError, Refused
 from common.runner import ClusterSettings
@@ -22,15 +23,19 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     """Run every stage of ``pipeline`` on the videos of ``input_path`` into ``out`` (``dataset/``, ``run/``,
     ``report/``; with ``eval.baselines`` also ``report_<baseline>/`` and ``comparison.md``), printing each step's
     summary and the report table; returns whether no input failed.
-    Refuses (ConfigError) before any work when the pipeline's method is not implemented yet."""
+    Refuses (ConfigError) before any work when the pipeline's method is not implemented yet, and (ValueError)
+    after extraction when the dataset has fewer than two labelled classes to evaluate on."""
     import torch
 
     from eval.evaluate import evaluate
+    from eval.labelled import labelled_videos
     from eval.report import results_table
     from labels.make import format_summary as label_summary
     from labels.make import make_labels
     from preprocess.extract import extract
+    from preprocess.dataset import Dataset
     from preprocess.extract import format_summary as extract_summary
+
     settings = pipeline.trainable()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset, run, report = out / "dataset", out / "run", out / "report"
@@ -40,6 +45,8 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     extracted = extract(input_path, dataset, pipeline.preprocess, cluster=cluster, workers=workers,
                         scheduler=scheduler, progress=progress)
     click.echo(extract_summary(extracted))
+    with Dataset(dataset) as opened:
+        labelled_videos(opened)  # the evaluation at the end needs two labelled classes: refuse before the work
     labelled_ok = True
     if label_tasks:
         click.echo(f"[2/4] computing labels: {', '.join(label_tasks)}")
@@ -91,6 +98,7 @@ def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[
     from labels.store import LabelError
     from preprocess.index import DatasetError
     from preprocess.inputs import InputError
+    from train.loop import TrainingDiverged
 
     try:
         pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(sets)))
@@ -98,11 +106,17 @@ def _run_or_refuse(pipeline_name: str, input_path: Path, out: Path, sets: tuple[
         ok = run_pipeline(pipeline, input_path, out, cluster=cluster, **options)
     except (ConfigError, DatasetError, InputError, LabelError) as exc:
         raise Refused(str(exc)) from exc
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # data or settings a later stage cannot use,
+        raise Refused(str(exc)) from exc  # as the train and eval commands report them
+    except KeyError as exc:  # a video id a stage does not find
+        raise Refused(exc.args[0] if exc.args else str(exc)) from exc
+    except TrainingDiverged as exc:
+        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command again to resume", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     if not ok:
-        raise SystemExit(1)
+        raise SystemExit(INPUT_FAILED)
 
 
 @click.command("run", short_help="One paper end to end: extract -> labels -> train -> eval for a named pipeline.")

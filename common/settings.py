@@ -82,24 +82,25 @@ def _check(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported setting type {tp}")
 
 
-def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Turn ``["train.lr=0.01", "preprocess.flow.algo=dis"]`` into a nested dict (values parsed as YAML)."""
+def parse_overrides(pairs: list[str] | tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
+    """Turn ``["train.lr=0.01", "preprocess.flow.algo=dis"]`` into a nested dict (values parsed as YAML);
+    ``flag`` names the option the pairs came from in the errors."""
     nested: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ConfigError(f"override {pair!r}: expected key=value")
+            raise ConfigError(f"{flag} {pair!r}: expected key=value")
         key, raw = pair.split("=", 1)
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {pair!r}: {part!r} is set twice")
+                raise ConfigError(f"{flag} {pair!r}: {part!r} is set twice")
         try:
             node[parts[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise ConfigError(f"--set {key.strip()}: {raw!r} is not a valid YAML value ({problem})") from None
+            raise ConfigError(f"{flag} {key.strip()}: {raw!r} is not a valid YAML value ({problem})") from None
     return nested
 
 

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from eval.clips import center_crop, clip_indices, clip_starts
 from labels.stats import motion_boundaries
+from preprocess.dataset import Dataset
 from preprocess.streams import read_items, stream_length, to_input
+from train.backbones.base import Backbone
 
 
 def activation_attention(activation: torch.Tensor | np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
@@ -28,7 +30,7 @@ def activation_attention(activation: torch.Tensor | np.ndarray, size: tuple[int,
 
 
 @torch.no_grad()
-def clip_attention(backbone, x: torch.Tensor) -> np.ndarray:
+def clip_attention(backbone: Backbone, x: torch.Tensor) -> np.ndarray:
     """Attention of the last conv stage (``forward_features``) for input clips [B, C, T, H, W] ->
     float32 [B, T, H, W]."""
     backbone.eval()
@@ -43,8 +45,8 @@ def summed_boundaries(flow: np.ndarray) -> np.ndarray:
     return (magnitude[0] + magnitude[1]).astype(np.float32)
 
 
-def attention_panels(backbone, dataset, stream: str, video_ids: list[str], clip_len: int, crop_size: int,
-                     device: str | torch.device = "cpu") -> list[dict[str, np.ndarray | None]]:
+def attention_panels(backbone: Backbone, dataset: Dataset, stream: str, video_ids: list[str], clip_len: int,
+                     crop_size: int, device: str | torch.device = "cpu") -> list[dict[str, np.ndarray | None]]:
     """Per video, its middle clip (centre crop): ``frame`` uint8 [S, S, 3] (the clip's middle frame),
     ``attention`` float32 [S, S] at that frame, ``boundaries`` float32 [S, S] of the clip's flow (None when
     the dataset has no flow stream)."""

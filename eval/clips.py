@@ -22,11 +22,6 @@ def clip_starts(n_frames: int, span: int, n_clips: int) -> np.ndarray:
     return np.rint(np.linspace(0, last_start, n_clips)).astype(np.int64)
 
 
-def clip_span(clip_len: int, stride: int = 1) -> int:
-    """Frames a clip of ``clip_len`` frames ``stride`` apart covers, first to last."""
-    return (clip_len - 1) * stride + 1
-
-
 def clip_indices(start: int, clip_len: int, n_frames: int, stride: int = 1) -> np.ndarray:
     """Frame indices int64 [clip_len] of the clip starting at ``start``, ``stride`` frames apart, looping past
     the video's end."""

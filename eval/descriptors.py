@@ -23,11 +23,12 @@ BASELINE_FAMILIES = {IDT: ("idt", "fisher")}  # label families each hand-crafted
 NETWORK_ONLY_TASKS = ("finetune", "similarity")  # fine-tuning needs a network; similarity non-negative features
 
 
-def descriptor_source(weights: str | Path, data_dir: str | Path) -> Path | None:
-    """The descriptor file that ``weights`` names (``idt`` or ``descriptors:FILE``), or None for a network."""
+def descriptor_source(weights: str | Path, data_dir: str | Path, labels_dir: str | Path | None = None) -> Path | None:
+    """The descriptor file that ``weights`` names (``idt``: in ``labels_dir``, default DATA/labels, or
+    ``descriptors:FILE``), or None for a network."""
     text = str(weights)
     if text == IDT:
-        return labels_root(data_dir).joinpath(*IDT_FILE)
+        return labels_root(data_dir, labels_dir).joinpath(*IDT_FILE)
     if text.startswith(PREFIX):
         if not text[len(PREFIX):]:
             raise ValueError("--weights descriptors:FILE needs a file name after 'descriptors:'")

@@ -23,6 +23,7 @@ from eval.fewshot import few_shot_accuracy
 from eval.finetune import finetune, video_probabilities
 from eval.labelled import LabelledSplit, LabelledVideos, labelled_split, labelled_videos
 from eval.metrics import confusion_matrix, topk_accuracy
+from eval.pairs import PairList
 from eval.probe import logistic_regression_probabilities, probe_probabilities, train_linear_probe
 from eval.report import differences, write_report
 from eval.report_figures import RETRIEVAL_GRID_NEIGHBOURS, write_figures
@@ -224,8 +225,8 @@ def window_features(model: Model, dataset: Dataset, data_dir: str | Path, ids: l
 
 
 def evaluate_model(model: Model, dataset: Dataset, data_dir: str | Path, split: LabelledSplit | None,
-                   labelled: LabelledVideos, pairs, tasks: list[str], settings: EvalSettings, cache_dir: Path,
-                   device: torch.device, progress: bool, layout: SegmentLayout | None = None
+                   labelled: LabelledVideos, pairs: PairList | None, tasks: list[str], settings: EvalSettings,
+                   cache_dir: Path, device: torch.device, progress: bool, layout: SegmentLayout | None = None
                    ) -> tuple[dict[str, float], dict[str, Any], np.ndarray | None]:
     """Run ``tasks`` on one model: (flat metrics, details, video features [N_train + N_test, D] or None
     when no frozen-feature protocol on the split ran). ``pairs``: the similarity pair list (or None). A segment
@@ -284,7 +285,8 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
              device: str | torch.device | None = None, make_figures: bool = True,
              progress: bool = False, labels_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``weights`` on ``data_dir``: a training run directory, a backbone file, ``"random"``, or stored
-    video descriptors (``"idt"``: the dataset's IDT Fisher vectors, ``"descriptors:FILE.h5"``: any such file).
+    video descriptors (``"idt"``: the IDT Fisher vectors of the labels folder ``labels_dir``, default DATA/labels;
+    ``"descriptors:FILE.h5"``: any such file).
 
     ``tasks`` from linear, finetune, fewshot, retrieval, scenes, similarity, or ``["all"]`` (the first four;
     default: ``settings.tasks``), and clusters (``eval.clusters``: the IDT clusters of the labels folder
@@ -305,7 +307,7 @@ def evaluate(weights: str | Path, data_dir: str | Path, out_dir: str | Path,
     contract: dict[str, Any] = {}
     layout = None
     loaded = None
-    descriptors = descriptor_source(weights, data_dir)
+    descriptors = descriptor_source(weights, data_dir, labels_dir)
     if descriptors is not None:
         refused = [t for t in tasks if t in NETWORK_ONLY_TASKS]
         if refused:

@@ -20,7 +20,9 @@ from common.atomic import atomic_path
 from eval.scenes import video_descriptor
 from eval.settings import ClipSettings
 from eval.video_clips import evaluation_loader
+from preprocess.dataset import Dataset
 from preprocess.streams import to_input
+from train.backbones.base import Backbone
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -32,7 +34,7 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def dataset_signature(dataset, data_dir: str | Path, video_ids: list[str]) -> dict:
+def dataset_signature(dataset: Dataset, data_dir: str | Path, video_ids: list[str]) -> dict:
     """What identifies the features' input: the dataset's path and extraction settings, the videos and
     their lengths."""
     return {
@@ -42,7 +44,7 @@ def dataset_signature(dataset, data_dir: str | Path, video_ids: list[str]) -> di
     }
 
 
-def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dataset, data_dir: str | Path,
+def cache_key(weights_id: str, stage: str, stream: str, clips: ClipSettings, dataset: Dataset, data_dir: str | Path,
               video_ids: list[str], overlap: int | None = None) -> str:
     """Hex digest naming one feature extraction (independent of batch size and worker count); with
     ``overlap`` the extraction of overlapping windows (clip length, overlap and crop, not the clip count)."""
@@ -59,15 +61,15 @@ def recipe_key(recipe: dict) -> str:
 
 
 @torch.no_grad()
-def clip_features(backbone, clips: torch.Tensor, stage: str, batch_size: int) -> torch.Tensor:
+def clip_features(backbone: Backbone, clips: torch.Tensor, stage: str, batch_size: int) -> torch.Tensor:
     """Pooled ``stage`` features of normalized clips [N, C, T, H, W] -> float32 [N, D], in batches."""
     outputs = [backbone.forward_stages(batch, last=stage)[stage].float() for batch in clips.split(batch_size)]
     return torch.cat(outputs)
 
 
 @torch.no_grad()
-def extract_features(backbone, dataset, video_ids: list[str], stage: str, stream: str, clips: ClipSettings,
-                     device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
+def extract_features(backbone: Backbone, dataset: Dataset, video_ids: list[str], stage: str, stream: str,
+                     clips: ClipSettings, device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
     """Video features float32 [N, D]: the mean over ``clips.clips_per_video`` centre-cropped clips of the
     backbone's pooled ``stage`` features (``backbone`` in eval mode on ``device``)."""
     backbone.eval()
@@ -84,8 +86,8 @@ WINDOW_STAGES: tuple[str, ...] = ("pool3", "pool4", "pool5")
 
 
 @torch.no_grad()
-def extract_window_features(backbone, dataset, video_ids: list[str], stream: str, clips: ClipSettings, overlap: int,
-                            batch_size: int, device: str | torch.device = "cpu",
+def extract_window_features(backbone: Backbone, dataset: Dataset, video_ids: list[str], stream: str,
+                            clips: ClipSettings, overlap: int, batch_size: int, device: str | torch.device = "cpu",
                             progress: bool = False) -> dict[str, np.ndarray]:
     """Per stage of ``WINDOW_STAGES`` the video descriptors float32 [N, D_s]: every ``clips.clip_len`` clip
     of a video with ``overlap`` frames shared by consecutive clips (centre crop ``clips.crop_size``), the
@@ -120,9 +122,10 @@ def cached_arrays(cache_dir: str | Path, key: str, video_ids: list[str],
     return arrays
 
 
-def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
-                           stream: str, clips: ClipSettings, overlap: int, batch_size: int, cache_dir: str | Path,
-                           device: str | torch.device = "cpu", progress: bool = False) -> dict[str, np.ndarray]:
+def cached_window_features(backbone: Backbone, weights_id: str, dataset: Dataset, data_dir: str | Path,
+                           video_ids: list[str], stream: str, clips: ClipSettings, overlap: int, batch_size: int,
+                           cache_dir: str | Path, device: str | torch.device = "cpu",
+                           progress: bool = False) -> dict[str, np.ndarray]:
     """``extract_window_features`` read from ``cache_dir/<key>.npz`` when present, else computed and stored.
 
     The key (``cache_key`` with ``overlap``) covers the weights, stream, dataset and the windowing."""
@@ -131,9 +134,9 @@ def cached_window_features(backbone, weights_id: str, dataset, data_dir: str | P
         backbone, dataset, video_ids, stream, clips, overlap, batch_size, device, progress))
 
 
-def cached_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str], stage: str,
-                    stream: str, clips: ClipSettings, cache_dir: str | Path, device: str | torch.device = "cpu",
-                    progress: bool = False) -> np.ndarray:
+def cached_features(backbone: Backbone, weights_id: str, dataset: Dataset, data_dir: str | Path,
+                    video_ids: list[str], stage: str, stream: str, clips: ClipSettings, cache_dir: str | Path,
+                    device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
     """Features float32 [N, D] of ``video_ids``, read from ``cache_dir/<key>.npz`` when present, else
     extracted and stored there (written atomically)."""
     key = cache_key(weights_id, stage, stream, clips, dataset, data_dir, video_ids)

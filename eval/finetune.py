@@ -17,6 +17,7 @@ from tqdm import tqdm
 from eval.metrics import topk_accuracy
 from eval.settings import ClipSettings, FinetuneSettings
 from eval.video_clips import evaluation_loader, random_clip
+from preprocess.dataset import Dataset
 from preprocess.streams import to_input
 
 
@@ -52,7 +53,7 @@ class VideoClassifier(nn.Module):
 class TrainingClips(torch.utils.data.Dataset):
     """Item ``i``: a random clip of video ``i`` and its label; the draw depends only on (seed, epoch, i)."""
 
-    def __init__(self, dataset, stream: str, video_ids: list[str], labels: np.ndarray, clip_len: int,
+    def __init__(self, dataset: Dataset, stream: str, video_ids: list[str], labels: np.ndarray, clip_len: int,
                  crop_size: int, seed: int, stride: int = 1) -> None:
         self.dataset, self.stream = dataset, stream
         self.video_ids, self.labels = video_ids, labels
@@ -86,7 +87,7 @@ class FinetuneResult:
 
 
 @torch.no_grad()
-def test_clip_probabilities(model: nn.Module, dataset, stream: str, video_ids: list[str], clips: ClipSettings,
+def test_clip_probabilities(model: nn.Module, dataset: Dataset, stream: str, video_ids: list[str], clips: ClipSettings,
                             flow_bound: float, device: str | torch.device, progress: bool = False) -> np.ndarray:
     """Softmax of every uniformly sampled centre-cropped clip of every video: float32 [N, K, C]."""
     model.eval()
@@ -99,7 +100,7 @@ def test_clip_probabilities(model: nn.Module, dataset, stream: str, video_ids: l
     return np.stack(out)
 
 
-def finetune(backbone: nn.Module, dataset, stream: str, train_ids: list[str], train_labels: np.ndarray,
+def finetune(backbone: nn.Module, dataset: Dataset, stream: str, train_ids: list[str], train_labels: np.ndarray,
              test_ids: list[str], test_labels: np.ndarray, n_classes: int, settings: FinetuneSettings,
              clips: ClipSettings, seed: int = 0, device: str | torch.device = "cpu",
              progress: bool = False) -> FinetuneResult:

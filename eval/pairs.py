@@ -83,7 +83,10 @@ def _load_mat_matrix(path: Path) -> np.ndarray:
     else:
         from scipy.io import loadmat
 
-        arrays = {name: value for name, value in loadmat(path).items() if not name.startswith("__")}
+        try:
+            arrays = {name: value for name, value in loadmat(path).items() if not name.startswith("__")}
+        except (ValueError, TypeError, OSError) as exc:  # scipy's messages do not name the file
+            raise ValueError(f"{path}: not a MATLAB pair matrix ({exc})") from exc
     if len(arrays) != 1:
         raise ValueError(f"{path}: expected one pair matrix, found variables {sorted(arrays)}")
     return np.asarray(next(iter(arrays.values())))

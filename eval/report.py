@@ -227,10 +227,15 @@ def write_comparison(paths: list[str | Path], out_file: str | Path | None, names
 
     table = compare_runs(paths, names)
     if out_file is not None:
+        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
         Path(out_file).write_text(table)
     figure = Path(figure_file) if figure_file else (Path(out_file).with_suffix(".png") if out_file else None)
     bars = headline_values(paths, names)
     if figure is None or not bars:
         return table, None
-    plot_headline_bars(bars, figure, "Headline metrics (error bars: spread over draws / folds)")
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plot_headline_bars(bars, figure, "Headline metrics (error bars: spread over draws / folds)")
+    except ValueError as exc:  # matplotlib: a file type it cannot write
+        raise ValueError(f"{figure}: {exc}") from exc
     return table, figure

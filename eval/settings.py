@@ -45,13 +45,13 @@ class ClipSettings:
         _check_at_least_one(self, "clips_per_video", "clip_len", "crop_size", "batch_size", "stride")
         if self.frames is not None and self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
     @property
     def length(self) -> int:
         """Frames of an evaluation clip: ``frames``, or ``clip_len`` when it is not set."""
         return self.frames or self.clip_len
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass

@@ -4,19 +4,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from eval.clips import center_crop, clip_indices, clip_span, clip_starts
+from eval.clips import center_crop, clip_indices, clip_starts
 from eval.scenes import clip_windows
+from eval.settings import ClipSettings
+from preprocess.dataset import Dataset
 from preprocess.streams import crop, read_items, stream_length
-from train.clips import crop_offsets
+from train.clips import clip_span, crop_offsets
 
 
-def read_clip(dataset, stream: str, video_id: str, indices: np.ndarray, crop_size: int) -> np.ndarray:
+def read_clip(dataset: Dataset, stream: str, video_id: str, indices: np.ndarray, crop_size: int) -> np.ndarray:
     """The centre-cropped clip at frame ``indices`` int [T] (may wrap around): [T, S, S, ...], stream dtype."""
     where = f"{dataset.path}: {video_id} ({stream})"
     return np.ascontiguousarray(center_crop(read_items(dataset, stream, video_id, indices), crop_size, where=where))
 
 
-def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: int, crop_size: int,
+def random_clip(dataset: Dataset, stream: str, video_id: str, n_frames: int, clip_len: int, crop_size: int,
                 rng: np.random.Generator, stride: int = 1) -> np.ndarray:
     """A training clip (frames ``stride`` apart): random start, random ``crop_size`` window, mirrored with
     probability 1/2 (by ``preprocess.streams.crop``). Returns [clip_len, S, S, ...] with the stream's dtype."""
@@ -28,7 +30,7 @@ def random_clip(dataset, stream: str, video_id: str, n_frames: int, clip_len: in
     return np.ascontiguousarray(crop(items, y, x, crop_size, bool(rng.random() < 0.5), stream))
 
 
-def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: int, clip_len: int,
+def uniform_clips(dataset: Dataset, stream: str, video_id: str, n_frames: int, n_clips: int, clip_len: int,
                   crop_size: int, stride: int = 1) -> np.ndarray:
     """``n_clips`` centre-cropped clips (frames ``stride`` apart) spread uniformly over a video:
     [n_clips, clip_len, S, S, ...].
@@ -46,7 +48,7 @@ def uniform_clips(dataset, stream: str, video_id: str, n_frames: int, n_clips: i
     return np.ascontiguousarray(cropped[indices - lo])
 
 
-def window_clips(dataset, stream: str, video_id: str, n_frames: int, clip_len: int, overlap: int,
+def window_clips(dataset: Dataset, stream: str, video_id: str, n_frames: int, clip_len: int, overlap: int,
                  crop_size: int) -> np.ndarray:
     """Every ``clip_len`` clip of a video, consecutive clips sharing ``overlap`` items
     (``eval.scenes.clip_windows`` over the stream's length), centre-cropped: [K, clip_len, S, S, ...]."""
@@ -61,7 +63,7 @@ def window_clips(dataset, stream: str, video_id: str, n_frames: int, clip_len: i
 class WindowClips(torch.utils.data.Dataset):
     """Item ``i``: the overlapping windows of ``video_ids[i]`` (see ``window_clips``)."""
 
-    def __init__(self, dataset, stream: str, video_ids: list[str], clip_len: int, overlap: int,
+    def __init__(self, dataset: Dataset, stream: str, video_ids: list[str], clip_len: int, overlap: int,
                  crop_size: int) -> None:
         self.dataset, self.stream, self.video_ids = dataset, stream, list(video_ids)
         self.clip_len, self.overlap, self.crop_size = clip_len, overlap, crop_size
@@ -79,7 +81,7 @@ class EvaluationClips(torch.utils.data.Dataset):
     """Item ``i``: the ``n_clips`` uniformly spaced centre-cropped clips of ``video_ids[i]``
     ([n_clips, clip_len, S, S, ...], see ``uniform_clips``), for a DataLoader with worker processes."""
 
-    def __init__(self, dataset, stream: str, video_ids: list[str], n_clips: int, clip_len: int,
+    def __init__(self, dataset: Dataset, stream: str, video_ids: list[str], n_clips: int, clip_len: int,
                  crop_size: int, stride: int = 1) -> None:
         self.dataset, self.stream, self.video_ids = dataset, stream, list(video_ids)
         self.n_clips, self.clip_len, self.crop_size, self.stride = n_clips, clip_len, crop_size, stride
@@ -93,8 +95,8 @@ class EvaluationClips(torch.utils.data.Dataset):
                              self.n_clips, self.clip_len, self.crop_size, self.stride)
 
 
-def evaluation_loader(dataset, stream: str, video_ids: list[str], clips, device: torch.device | str = "cpu",
-                      overlap: int | None = None):
+def evaluation_loader(dataset: Dataset, stream: str, video_ids: list[str], clips: ClipSettings,
+                      device: torch.device | str = "cpu", overlap: int | None = None) -> torch.utils.data.DataLoader:
     """DataLoader yielding each video's evaluation clips as a tensor, in ``video_ids`` order, read by
     ``clips.num_workers`` processes (``clips`` is an ``eval.settings.ClipSettings``): the uniformly spaced
     clips, or with ``overlap`` every window of ``clips.clip_len`` sharing ``overlap`` frames."""

@@ -78,7 +78,7 @@ def read_settings(root: Path, task: str) -> dict[str, Any]:
         raise LabelError(f"{path}: no {task} labels here (run make-labels --task {task} first)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise LabelError(f"{path}: unreadable label settings: {exc}") from exc
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise LabelError(f"{path}: not {FORMAT} version {VERSION} settings")
     return data
 
@@ -86,7 +86,15 @@ def read_settings(root: Path, task: str) -> dict[str, Any]:
 def read_failures(root: Path, task: str) -> dict[str, dict[str, str]]:
     """``{video_id: {path, reason}}`` of ``task`` recorded by earlier runs (empty if none)."""
     path = family_dir(root, task) / FAILURES_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        failures = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LabelError(f"{path}: unreadable failure record ({exc}); delete it to try every video again") from exc
+    if not isinstance(failures, dict):
+        raise LabelError(f"{path}: not a failure record (expected a mapping of video ids)")
+    return failures
 
 
 def write_failures(root: Path, task: str, failures: Mapping[str, Mapping[str, str]]) -> None:

@@ -137,7 +137,12 @@ def make_demo_videos(out: str | Path, *, videos_per_class: int = VIDEOS_PER_CLAS
     files (the last ``test_per_class`` videos of each class are test); returns the video paths.
 
     The defaults make the demo's data set: 96 training and 32 test videos of one 16-frame clip each (short
-    clips, so that the whole motion of a class happens within the one clip the network sees)."""
+    clips, so that the whole motion of a class happens within the one clip the network sees). ValueError
+    before writing anything for counts that leave no training video or no flow."""
+    if videos_per_class < 1 or n_frames < 2 or not 0 <= test_per_class < videos_per_class:
+        raise ValueError(f"demo videos need videos_per_class >= 1, n_frames >= 2 and 0 <= test_per_class < "
+                         f"videos_per_class (some training videos), got {videos_per_class}, {n_frames} and "
+                         f"{test_per_class}")
     out = Path(out)
     rng = np.random.default_rng(seed)
     paths, train, test = [], [], []

@@ -39,3 +39,28 @@ def test_run_refuses_a_pipeline_whose_method_is_not_implemented(tmp_path) -> Non
     unknown = CliRunner().invoke(cli, ["run", "--pipeline", "nope", str(tmp_path), str(tmp_path / "out")])
     assert unknown.exit_code == 2 and "unknown pipeline 'nope' (known: cpc_diff, " in unknown.output
     assert " demo, " in unknown.output
+
+
+def test_eval_options_reach_the_settings_and_the_call(tmp_path, monkeypatch) -> None:
+    """Each direct option of eval lands in the eval settings (over the pipeline and --set) or the call it names."""
+    calls = []
+    monkeypatch.setattr("eval.evaluate.evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or {
+        "models": {"random": {"linear.top1": 0.5}}, "n_test": 2})
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("")
+    result = CliRunner().invoke(cli, [
+        "eval", "--weights", "random", "--backbone", "c3d", "--backbone-arg", "channels=[8, 16, 16, 32, 32]",
+        "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--pipeline", "cvrl_r3d50_k400", "--set", "eval.seed=1",
+        "--task", "linear", "--task", "similarity", "--stage", "pool4", "--split", "stratified", "--clips", "3",
+        "--label-fraction", "0.1", "--label-fraction", "1", "--pairs", str(pairs), "--seed", "5", "--cache-dir",
+        str(tmp_path / "cache"), "--device", "cpu", "--no-figures", "--no-progress", "--labels-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (args, kwargs), = calls
+    settings = kwargs["settings"]
+    assert args == ("random", tmp_path, tmp_path / "r", ["linear", "similarity"])
+    assert (settings.stage, settings.split, settings.clips.clips_per_video, settings.finetune.label_fractions,
+            settings.similarity.pairs, settings.seed) == ("pool4", "stratified", 3, [0.1, 1.0], str(pairs), 5)
+    assert (settings.clips.frames, settings.clips.stride) == (32, 2)  # the rest from the pipeline
+    assert (kwargs["backbone"], kwargs["backbone_args"], kwargs["cache_dir"], kwargs["device"], kwargs["make_figures"],
+            kwargs["progress"], kwargs["labels_dir"]) == ("c3d", {"channels": [8, 16, 16, 32, 32]}, tmp_path / "cache",
+                                                          "cpu", False, False, tmp_path)

@@ -5,6 +5,9 @@ import re
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+
+from cli import cli
 
 from commands.pipeline import load_cluster, load_pipeline, pipeline_names
 from common.errors import ConfigError
@@ -28,6 +31,22 @@ def test_paper_defaults() -> None:
 def test_overrides_apply_and_are_typed() -> None:
     p = load_pipeline("stats", overrides=parse_overrides(["train.lr=0.01", "preprocess.flow.algo=dis"]))
     assert p.train.lr == 0.01 and p.preprocess.flow.algo == "dis"
+
+
+def test_malformed_overrides_name_the_option_they_came_from(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"^--set 'train.lr': expected key=value$"):
+        parse_overrides(["train.lr"])
+    with pytest.raises(ConfigError, match=r"^--set 'train.lr.x=1': 'lr' is set twice$"):
+        parse_overrides(["train.lr=1", "train.lr.x=1"])
+    result = CliRunner().invoke(cli, ["eval", "--weights", "random", "--backbone", "c3d", "--backbone-arg",
+                                      "channels=[8", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "Error: --backbone-arg channels: '[8' is not a valid YAML value" in result.output
+    assert not (tmp_path / "r").exists()
+    bad_file = tmp_path / "pipelines.yaml"
+    bad_file.write_text("pipelines: [\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad_file))}: cannot read pipelines file: while parsing a "
+                                          r"flow node expected the node content, but found '<stream end>' in [^\n]*$"):
+        load_pipeline("stats", bad_file)
 
 
 @pytest.mark.parametrize(

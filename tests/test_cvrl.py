@@ -22,7 +22,8 @@ from train.cvrl_augment import (
     draw_jitter,
     solarize,
 )
-from train.cvrl_sampling import clip_pair_indices, clip_span, gap_probabilities, sample_gaps
+from train.clips import clip_span
+from train.cvrl_sampling import clip_pair_indices, gap_probabilities, sample_gaps
 
 
 def test_gap_probabilities_follow_the_cdf() -> None:

@@ -1,9 +1,13 @@
 """The demo videos: appearance is drawn independently of the class, and only the motion tells the classes apart."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from cli import cli
 from preprocess.demo_data import CLASSES, TRAVEL, ZOOM_RATIO, draw_scene, render_clip, render_scene
 
 SIZE = (32, 44)
@@ -70,3 +74,12 @@ def test_clip_colours_do_not_depend_on_the_class() -> None:
 def test_an_unknown_class_is_refused() -> None:
     with pytest.raises(ValueError, match="known: move_right, move_down, rotate, zoom"):
         render_scene("jump", draw_scene(np.random.default_rng(0), SIZE), 2)
+
+
+@pytest.mark.parametrize("args", [["--videos-per-class", "0"], ["--frames", "1"],
+                                  ["--videos-per-class", "2", "--test-per-class", "2"]])
+def test_counts_without_training_videos_or_flow_are_refused_before_writing(args: list[str], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["make-demo-data", str(tmp_path / "demo"), *args])
+    assert result.exit_code == 2 and f"Error: {tmp_path / 'demo'}: demo videos need videos_per_class >= 1" in \
+        result.output, result.output
+    assert not (tmp_path / "demo").exists()

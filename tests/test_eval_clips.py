@@ -76,7 +76,7 @@ def test_random_clip_of_a_stream_shorter_than_its_video_names_the_video() -> Non
 
 def test_strided_clips_of_another_length_than_training() -> None:
     """CVRL evaluates on 32-frame clips with stride 2: indices 2 apart, spread so the last clip ends at the end."""
-    from eval.clips import clip_span
+    from train.clips import clip_span
     from eval.settings import ClipSettings
 
     assert clip_indices(3, 4, 100, stride=2).tolist() == [3, 5, 7, 9]

@@ -218,6 +218,13 @@ def test_descriptor_baseline_runs_the_frozen_protocols_on_a_stored_file(dataset_
             evaluate("idt", dataset_dir, tmp_path / "ft", ["finetune", "similarity"], settings=_settings())
     finally:
         fisher.unlink(missing_ok=True)
+    elsewhere = tmp_path / "labels_elsewhere"  # eval --labels-dir: the Fisher vectors of another labels folder
+    with pytest.raises(FileNotFoundError, match=f"{elsewhere}/fisher/fisher.h5: no descriptor file"):
+        evaluate("idt", dataset_dir, tmp_path / "e0", ["retrieval"], settings=_settings(), labels_dir=elsewhere)
+    _write_descriptors(elsewhere / "fisher/fisher.h5", ids, vectors, name="vector")
+    other = evaluate("idt", dataset_dir, tmp_path / "e", ["retrieval"], settings=_settings(), make_figures=False,
+                     labels_dir=elsewhere)
+    assert other["models"]["idt"]["retrieval.R@1"] == 1.0
     with h5py.File(tmp_path / "wrong.h5", "w") as handle:
         handle["vectors"] = vectors
     with pytest.raises(ValueError, match="wrong.h5: not a descriptor file, no dataset 'videos'"):

@@ -122,3 +122,6 @@ def test_reads_aslan_views_as_they_are(tmp_path) -> None:
     savemat(tmp_path / "wrong.mat", {"pairs": np.ones((3, 4))})
     with pytest.raises(ValueError, match="shape"):
         read_pairs(tmp_path / "wrong.mat")
+    (tmp_path / "damaged.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(range(256)) * 2)
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'damaged.mat'}: not a MATLAB pair matrix"):
+        read_pairs(tmp_path / "damaged.mat")

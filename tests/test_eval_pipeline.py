@@ -279,6 +279,7 @@ def test_a_weights_file_is_read_once(dataset_dir: Path, run_dir: Path, tmp_path:
         ("eval.fewshot.shots=[0, 5]", "eval.fewshot: shots must be a non-empty list"),
         ("eval.linear.batch_size=0", "eval.linear: batch_size must be >= 1"),
         ("eval.finetune.dropout=1.0", r"eval.finetune: dropout must lie in \[0, 1\)"),
+        ("eval.clips.num_workers=-1", "eval.clips: num_workers must be >= 0, got -1"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_work(override: str, message: str) -> None:

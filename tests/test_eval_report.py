@@ -1,6 +1,13 @@
-"""The one-line statement under the results table: what the comparison with random initialisation shows."""
+"""The one-line statement under the results table: what the comparison with random initialisation shows; the
+``report`` command's files and refusals."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli import cli
 from eval.report import comparison_line, is_top1, results_table
 
 PRETRAINED = {"linear.top1": 0.75, "linear.top5": 1.0, "logreg.top1": 0.5, "fewshot.1shot": 0.4,
@@ -34,3 +41,21 @@ def test_the_line_says_so_when_pretraining_did_not_help() -> None:
 def test_a_single_model_gets_no_line() -> None:
     table = results_table({"models": {"random": RANDOM}, "n_test": 8})
     assert "Shows:" not in table and table.endswith("|\n")
+
+
+def test_report_writes_into_new_folders_and_refuses_bad_input_naming_the_file(tmp_path: Path) -> None:
+    report = tmp_path / "rep"
+    report.mkdir()
+    (report / "results.json").write_text(json.dumps({"models": {"pretrained": PRETRAINED, "random": RANDOM}}))
+    out = tmp_path / "new/all.md"
+    result = CliRunner().invoke(cli, ["report", str(report), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| linear.top1 |" in out.read_text() and out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    odd = CliRunner().invoke(cli, ["report", str(report), "--figure", str(tmp_path / "bars.foo")])
+    assert odd.exit_code == 2 and f"Error: {tmp_path / 'bars.foo'}: Format 'foo' is not supported" in odd.output
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad/results.json").write_text("{not json")
+    bad = CliRunner().invoke(cli, ["report", str(report), str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and f"Error: {tmp_path / 'bad/results.json'}: not valid JSON" in bad.output
+    missing = CliRunner().invoke(cli, ["report", str(tmp_path / "new")])
+    assert missing.exit_code == 2 and f"{tmp_path / 'new/results.json'}: no evaluation results" in missing.output

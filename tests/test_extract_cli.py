@@ -127,3 +127,42 @@ def test_make_demo_data_writes_ucf101_layout(tmp_path: Path) -> None:
     assert "move_down/v_move_down_g01_c01.avi 2" in train and "move_down/v_move_down_g02_c01.avi" in test
     cap = cv2.VideoCapture(str(tmp_path / "demo" / videos[0]))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 128
+
+
+def test_every_extraction_option_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each option of extract-flow lands in the preprocess settings (or the call) it names, over the pipeline."""
+    from click.testing import CliRunner
+
+    from cli import cli
+    from preprocess.extract import ExtractSummary
+
+    calls = []
+
+    def record(input_path, output, settings, **kwargs):
+        calls.append((settings, kwargs))
+        return ExtractSummary(dataset=str(output), videos=0, already_done=0, extracted=0, failed={}, new_shards=[],
+                              seconds=0.0, peak_rss_mb=0.0)
+
+    monkeypatch.setattr("preprocess.extract.extract", record)
+    (tmp_path / "splits").mkdir()
+    args = ["extract-flow", str(tmp_path), str(tmp_path / "ds"), "--pipeline", "stats", "--size", "60", "80",
+            "--fps", "12.5", "--every", "2", "--image-format", "raw", "--jpeg-quality", "70", "--no-diff",
+            "--shard-mb", "8", "--video-timeout", "30", "--workers", "3", "--cluster", "local", "--splits",
+            str(tmp_path / "splits"), "--split-number", "2", "--retry-failed", "--no-progress", "--algo", "tvl1_torch",
+            "--bound", "12", "--dis-preset", "fast", "--flow-device", "cpu", "--flow-batch", "4", "--motion-boundaries"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (settings, kwargs), = calls
+    assert (settings.size, settings.fps, settings.every, settings.image_format, settings.jpeg_quality, settings.diff,
+            settings.shard_mb, settings.video_timeout_s, settings.motion_boundaries) == (
+        (60, 80), 12.5, 2, "raw", 70, False, 8.0, 30.0, True)
+    assert (settings.flow.algo, settings.flow.bound, settings.flow.dis_preset, settings.flow.device,
+            settings.flow.batch) == ("tvl1_torch", 12.0, "fast", "cpu", 4)
+    assert (kwargs["flow"], kwargs["workers"], kwargs["cluster"].kind, kwargs["splits"], kwargs["split_number"],
+            kwargs["retry_failed"], kwargs["progress"]) == (True, 3, "local", tmp_path / "splits", 2, True, False)
+    short = CliRunner().invoke(cli, ["extract-frames", str(tmp_path), str(tmp_path / "ds"), "--short-side", "90"])
+    assert short.exit_code == 0, short.output
+    assert (calls[-1][0].size, calls[-1][0].short_side, calls[-1][1]["flow"]) == (None, 90, False)
+    both = CliRunner().invoke(cli, ["extract-frames", str(tmp_path), str(tmp_path / "ds"), "--short-side", "90",
+                                    "--size", "60", "80"])
+    assert both.exit_code == 2 and "give --size or --short-side, not both" in both.output

@@ -126,7 +126,7 @@ def test_second_run_redoes_nothing_and_other_settings_are_refused(first_run, dat
 
 def test_show_labels_draws_the_trajectories_of_a_clip(first_run, dataset_dir: Path, tmp_path: Path,
                                                       shared_data: Path) -> None:
-    out = tmp_path / "idt.png"
+    out = tmp_path / "figures/idt.png"  # its folder is made (OpenCV alone would write nothing and say nothing)
     result = CliRunner().invoke(cli, ["show-labels", "--task", "idt", "--data", str(dataset_dir), "--video",
                                       "Walk/Walk_10_10", "--start", "5", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -189,8 +189,9 @@ def test_missing_labels_are_reported(tmp_path: Path) -> None:
         load_clip_labels(tmp_path)
 
 
-def test_show_labels_draws_the_stored_labels(first_run: LabelSummary, dataset_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "clip.png"
+def test_show_labels_draws_the_stored_labels(first_run: LabelSummary, dataset_dir: Path, tmp_path: Path,
+                                            shared_data: Path) -> None:
+    out = tmp_path / "figures/clip.png"  # its folder is made
     args = ["show-labels", "--data", str(dataset_dir), "--video", "Turn/Turn_1_42", "--start", "16", "--variant", "1",
             "--out", str(out)]
     result = CliRunner().invoke(cli, args)
@@ -202,6 +203,13 @@ def test_show_labels_draws_the_stored_labels(first_run: LabelSummary, dataset_di
     assert f"motion {labels.motion[row].tolist()}" in result.output
     result = CliRunner().invoke(cli, [*args[:-2], "--variant", "7", "--out", str(out)])
     assert result.exit_code == 2 and "3 crop variants" in result.output
+    small = CliRunner().invoke(cli, ["show-labels", "--data", str(dataset_dir), "--video", "Jump/small",
+                                     "--out", str(out)])
+    assert small.exit_code == 2 and small.output == (
+        f"Error: {shared_data / CLIPS['Jump/small'][0]}: crop (y=8, x=29, size=112) does not fit frames of 96x128 "
+        f"(stored in {dataset_dir})\n")
+    other = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "clip.pdf")])
+    assert other.exit_code == 2 and f"{tmp_path / 'clip.pdf'}: --out must name a .png, .jpg, .jpeg file" in other.output
 
 
 def test_show_labels_refuses_unreadable_stored_labels(first_run: LabelSummary, dataset_dir: Path,

@@ -14,6 +14,8 @@ from labels.store import (
     content_digest,
     load_clip_labels,
     part_path,
+    read_failures,
+    read_settings,
     stored_inputs,
     write_arrays,
     write_part,
@@ -103,3 +105,24 @@ def test_content_digest_follows_the_arrays_and_the_input_fingerprint_is_kept(tmp
     (tmp_path / "broken.h5").write_bytes(b"not hdf5")
     with pytest.raises(LabelError, match="broken.h5: unreadable labels"):
         content_digest(tmp_path / "broken.h5")
+
+
+@pytest.mark.parametrize("text", ["[]", '"stats"', '{"format": "other", "version": 1}'])
+def test_foreign_settings_files_are_refused_naming_them(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "labels/stats/settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(LabelError, match=f"^{path}: not vssl-labels version 1 settings$"):
+        read_settings(tmp_path / "labels", "stats")
+
+
+def test_a_damaged_failure_record_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "stats/failures.json"
+    path.parent.mkdir()
+    assert read_failures(tmp_path, "stats") == {}
+    path.write_text('{"A/a": {"path": "a.mp4"')
+    with pytest.raises(LabelError, match=f"^{path}: unreadable failure record .*; delete it to try every video again$"):
+        read_failures(tmp_path, "stats")
+    path.write_text("[]")
+    with pytest.raises(LabelError, match=f"^{path}: not a failure record"):
+        read_failures(tmp_path, "stats")

@@ -176,7 +176,8 @@ def test_unwritable_output_and_lock_are_one_line_refusals(tmp_path: Path) -> Non
     with pytest.raises(Unwritable, match=r"/sys/vssl.lock: cannot take the lock"):
         with exclusive("/sys/vssl.lock", RuntimeError("busy")):
             pass
-    result = CliRunner().invoke(cli, ["make-demo-data", "/sys/vssl_demo", "--videos-per-class", "1"])
+    result = CliRunner().invoke(cli, ["make-demo-data", "/sys/vssl_demo", "--videos-per-class", "1",
+                                      "--test-per-class", "0"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "/sys/vssl_demo" in result.output, result.output
 
 

@@ -71,3 +71,15 @@ def test_run_compares_pretrained_stats_random_and_idt_on_one_split(shared_data: 
                   idt["models"]["idt"][metric]]
         assert f"| {metric} | {' | '.join(_percent(v) for v in values)} |" in table
     assert (out / "comparison.png").stat().st_size > 10_000
+
+
+def test_run_refuses_a_single_class_dataset_before_labels_and_training(shared_data: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{shared_data / 'arid/train/Jump/Jump_8_3.mp4'} Jump\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", "--pipeline", "demo", str(listing), str(out), "--workers", "1",
+                                      "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert result.output.endswith(f"Error: {out / 'dataset'}: evaluation needs labelled videos of at least 2 classes, "
+                                  "found ['Jump']\n")
+    assert (out / "dataset/index.json").is_file() and not (out / "dataset/labels").exists() and not (out / "run").exists()

@@ -96,10 +96,6 @@ def tiny_backbone(name: str = "c3d", seed: int = 0) -> torch.nn.Module:
     return build_backbone(name, channels=(4, 8, 8, 16, 16))
 
 
-def params_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
 # ----------------------------------------------------------------------------------------------- data
 
 

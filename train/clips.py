@@ -4,6 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def clip_span(clip_len: int, stride: int = 1) -> int:
+    """Frames a clip of ``clip_len`` frames ``stride`` apart covers, first to last."""
+    return (clip_len - 1) * stride + 1
+
+
 def pace_frame_indices(start: int, clip_len: int, pace: float, n_frames: int) -> np.ndarray:
     """Frame indices int64 [clip_len] of a clip played at ``pace`` from ``start``.
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from train.clips import clip_span
+
 CLIP_FRAMES = 16
 CLIP_STRIDE = 2
 
@@ -30,11 +32,6 @@ def sample_gaps(max_offsets: np.ndarray, generator: np.random.Generator) -> np.n
         raise ValueError(f"max_offsets must be >= 0, got {max_offsets.min()}")
     u = generator.random(max_offsets.shape)
     return np.floor(max_offsets * (1 - np.sqrt(1 - u))).astype(np.int64)
-
-
-def clip_span(clip_frames: int = CLIP_FRAMES, stride: int = CLIP_STRIDE) -> int:
-    """Frames from the first to the last index of one clip: (clip_frames - 1) * stride + 1."""
-    return (clip_frames - 1) * stride + 1
 
 
 def clip_pair_indices(num_frames: np.ndarray, generator: np.random.Generator, clip_frames: int = CLIP_FRAMES,
