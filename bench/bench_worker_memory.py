@@ -51,16 +51,22 @@ MODES = ("default", "keep")
 
 
 def usage() -> np.ndarray:
-    """This process's user CPU s, system CPU s and minor page faults so far: float64 [3]."""
+    """This process's user CPU s, system CPU s and minor page faults so far, and its peak resident memory
+    (MB): float64 [4]."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return np.array([r.ru_utime, r.ru_stime, r.ru_minflt], dtype=np.float64)
+    return np.array([r.ru_utime, r.ru_stime, r.ru_minflt, r.ru_maxrss / 1024.0], dtype=np.float64)
 
 
-def measured(function: Callable[..., Any], args: tuple) -> tuple[Any, np.ndarray]:
-    """``function(*args)`` and what it cost this process: [user s, system s, minor faults]."""
+def cost_between(before: np.ndarray, after: np.ndarray, n_frames: int) -> np.ndarray:
+    """[user s, system s, minor faults] per frame between two ``usage()`` and the peak memory (MB) at the end."""
+    return np.append((after[:3] - before[:3]) / n_frames, after[3])
+
+
+def measured(function: Callable[..., Any], args: tuple) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``function(*args)`` and this process's ``usage()`` before and after it."""
     before = usage()
     value = function(*args)
-    return value, usage() - before
+    return value, before, usage()
 
 
 def set_malloc(mode: str) -> bool:
@@ -99,8 +105,9 @@ def extraction(clips: dict[str, Path], rounds: int, tvl1_rounds: int, out: Path)
             costs: dict[str, list[np.ndarray]] = {mode: [] for mode in MODES}
             for r in range(tvl1_rounds if algo == "tvl1" and "flow" in streams else rounds):
                 for mode in (MODES if r % 2 == 0 else MODES[::-1]):
-                    meta, cost = boxes[mode].call(measured, (extract_video, (job, str(out / f"{mode}.h5"))), None).value
-                    costs[mode].append(cost / meta["n_frames"])
+                    meta, before, after = boxes[mode].call(
+                        measured, (extract_video, (job, str(out / f"{mode}.h5"))), None).value
+                    costs[mode].append(cost_between(before, after, meta["n_frames"]))
             what = "frames" if streams == ("frames",) else f"frames + {algo.upper()} flow + diff"
             rows.append({"worker": "extraction", "case": f"{name}: {what}", "unit": "frame", **summary(costs)})
             print_row(rows[-1])
@@ -125,20 +132,21 @@ class Probed:
 
 def loader_cost(dataset: Any, mode: str, order: dict[str, Any], warmup: int, batches: int,
                 frames: Callable[[Any], int]) -> np.ndarray:
-    """Cost per frame [user s, system s, faults] in one DataLoader worker of ``batches`` batches after ``warmup``."""
+    """Cost per frame [user s, system s, faults] in one DataLoader worker of ``batches`` batches after ``warmup``,
+    and the worker's peak memory (MB)."""
     import torch
 
     loader = torch.utils.data.DataLoader(Probed(dataset), **order, num_workers=1,
                                          worker_init_fn=lambda _: set_malloc(mode))
     marks, n_frames = [], 0
     for step, (item, probe) in enumerate(loader):
-        marks.append(np.asarray(probe).reshape(-1, 3)[0])
+        marks.append(np.asarray(probe).reshape(-1, 4)[0])
         if warmup <= step < warmup + batches:
             n_frames += frames(item)
         if step == warmup + batches:
             break
     del loader  # ends the worker
-    return (marks[warmup + batches] - marks[warmup]) / n_frames
+    return cost_between(marks[warmup], marks[warmup + batches], n_frames)
 
 
 def loaders(dataset_dir: Path, rounds: int, warmup: int, batches: int) -> list[dict]:
@@ -176,12 +184,14 @@ def loaders(dataset_dir: Path, rounds: int, warmup: int, batches: int) -> list[d
 
 
 def summary(costs: dict[str, list[np.ndarray]]) -> dict[str, Any]:
-    """Medians per mode: user and system ms, faults (per unit), and keep/default CPU time with its range."""
+    """Medians per mode: user and system ms, faults (per unit), the largest peak memory (MB), and keep/default
+    CPU time with its range."""
     out: dict[str, Any] = {}
     for mode, values in costs.items():
         arr = np.array(values)
         out[mode] = {"user_ms": 1e3 * float(np.median(arr[:, 0])), "sys_ms": 1e3 * float(np.median(arr[:, 1])),
-                     "cpu_ms": 1e3 * float(np.median(arr[:, 0] + arr[:, 1])), "faults": float(np.median(arr[:, 2]))}
+                     "cpu_ms": 1e3 * float(np.median(arr[:, 0] + arr[:, 1])), "faults": float(np.median(arr[:, 2])),
+                     "peak_mb": float(arr[:, 3].max())}
     per_round = [(k[0] + k[1]) / (d[0] + d[1]) for d, k in zip(costs["default"], costs["keep"])]
     out["ratio"] = out["keep"]["cpu_ms"] / out["default"]["cpu_ms"]
     out["ratio_range"] = (min(per_round), max(per_round))
@@ -191,8 +201,8 @@ def summary(costs: dict[str, list[np.ndarray]]) -> dict[str, Any]:
 def print_row(row: dict) -> None:
     d, k = row["default"], row["keep"]
     print(f"{row['worker']:10s} {row['case']:48s} per {row['unit']}: "
-          f"default user {d['user_ms']:.3f} sys {d['sys_ms']:.3f} ms, {d['faults']:.1f} faults | "
-          f"keep user {k['user_ms']:.3f} sys {k['sys_ms']:.3f} ms, {k['faults']:.1f} faults | "
+          f"default user {d['user_ms']:.3f} sys {d['sys_ms']:.3f} ms, {d['faults']:.1f} faults, {d['peak_mb']:.0f} MB | "
+          f"keep user {k['user_ms']:.3f} sys {k['sys_ms']:.3f} ms, {k['faults']:.1f} faults, {k['peak_mb']:.0f} MB | "
           f"CPU keep/default {row['ratio']:.3f}x (rounds {row['ratio_range'][0]:.3f}-{row['ratio_range'][1]:.3f})",
           flush=True)
 
