@@ -3,11 +3,14 @@
 For each kind of worker process, the same work with glibc's default (adaptive) malloc thresholds and with
 ``keep_freed_memory()`` (fixed thresholds: docs/LABELS.md, "Label workers keep freed memory"), the two in
 turns (ABBA), ``--rounds`` times each: CPU time split into user and system, and minor page faults
-(``resource.getrusage`` of the worker process itself), per frame; medians, and the ratio of CPU time.
+(``resource.getrusage`` of the worker process itself), per frame; medians, the ratio of CPU time (keep /
+default) with its range over the turns, and the worker's peak memory. The kernel splits CPU time into user and
+system by sampling at its tick, so system times of a few percent are noisy; the fault counts are exact.
 
 - extraction: ``preprocess.video_task.extract_video`` in a persistent sandbox process, as a Dask worker
-  runs it (``common.sandbox``), on a few real clips: frames only, frames + DIS (medium) flow + differences,
-  frames + TV-L1 flow + differences, at 128x171. One sandbox keeps glibc's default, the other sets
+  runs it (``common.sandbox``), at 128x171, on an ARID clip (320x240, 56 frames) and a kinetics_style clip
+  (340x256, 280 frames): frames only, frames + DIS (medium) flow + differences, and on the ARID clip
+  frames + TV-L1 flow + differences (``--tvl1-rounds`` turns). One sandbox keeps glibc's default, the other sets
   ``keep_freed_memory()`` first; the first call of each is a warm-up.
 - training: a torch DataLoader with one worker process producing batches of the stats method's dataset
   (``StatsClipDataset``, 30 labelled 16x112x112 clips) and of the pace method's (``VideoClipDataset``,
@@ -17,10 +20,12 @@ turns (ABBA), ``--rounds`` times each: CPU time split into user and system, and 
 - evaluation: the same for ``eval.video_clips.EvaluationClips`` (10 uniformly spaced centre-cropped
   16-frame clips per video, as ``eval.features.extract_features`` reads them).
 
-    .venv/bin/python bench/bench_worker_memory.py --dataset DIR [--rounds 5] [--only extraction train eval]
+    .venv/bin/python bench/bench_worker_memory.py --dataset DIR [--rounds 9] [--tvl1-rounds 3]
+                                                  [--warmup 2] [--batches 20] [--only extraction train eval]
 
-``--dataset``: an extracted dataset with frames, flow and stats + curriculum labels at 128x171 (e.g.
-``cli.py extract-flow IN DIR --algo dis`` then ``cli.py make-labels --data DIR`` on a dozen ARID clips).
+``--dataset`` (for the loaders): an extracted dataset of at least 30 training videos with frames and stats +
+curriculum labels at 128x171, e.g. ``cli.py extract-flow IN DIR --algo dis`` then ``cli.py make-labels --data
+DIR`` on 40 ARID clips (10 each of Jump, Run, Sit, Walk: docs/LABELS.md has the figures).
 """
 from __future__ import annotations
 
@@ -31,7 +36,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import resource  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -149,8 +153,9 @@ def loader_cost(dataset: Any, mode: str, order: dict[str, Any], warmup: int, bat
     return cost_between(marks[warmup], marks[warmup + batches], n_frames)
 
 
-def loaders(dataset_dir: Path, rounds: int, warmup: int, batches: int) -> list[dict]:
-    """The stats and pace training datasets and eval's clips, each in a DataLoader worker per malloc mode."""
+def loaders(dataset_dir: Path, workers: set[str], rounds: int, warmup: int, batches: int) -> list[dict]:
+    """The stats and pace training datasets ('train' in ``workers``) and eval's clips ('eval'), each in a
+    DataLoader worker per malloc mode."""
     import torch
 
     from commands.pipeline import load_pipeline
@@ -161,17 +166,18 @@ def loaders(dataset_dir: Path, rounds: int, warmup: int, batches: int) -> list[d
 
     torch.set_num_threads(1)
     cases = []
-    for name in ("stats", "pace"):
+    for name in ("stats", "pace") if "train" in workers else ():
         settings = load_pipeline(name).train
         data = method_class(name).training_data(dataset_dir, settings).dataset
         order = {"batch_sampler": EpochBatchSampler(len(data), settings.batch_size, warmup + batches + 1, seed=0)}
         cases.append(("train", f"{name} method's dataset (batch {settings.batch_size})", "clip frame",
                       data, order, lambda item: int(np.prod(item["frames"].shape[:-3]))))
-    dataset = Dataset(dataset_dir)
-    clips = EvaluationClips(dataset, "frames", [v.id for v in dataset.videos], 10, 16, 112)
-    order = {"batch_size": None, "sampler": list(range(len(clips))) * (1 + (warmup + batches) // len(clips))}
-    cases.append(("eval", "EvaluationClips: 10 x 16 frames per video", "clip frame", clips, order,
-                  lambda item: int(np.prod(item.shape[:-3]))))
+    if "eval" in workers:
+        dataset = Dataset(dataset_dir)
+        clips = EvaluationClips(dataset, "frames", [v.id for v in dataset.videos], 10, 16, 112)
+        order = {"batch_size": None, "sampler": list(range(len(clips))) * (1 + (warmup + batches) // len(clips))}
+        cases.append(("eval", "EvaluationClips: 10 x 16 frames per video", "clip frame", clips, order,
+                      lambda item: int(np.prod(item.shape[:-3]))))
     rows = []
     for worker, case, unit, data, order, frames in cases:
         costs: dict[str, list[np.ndarray]] = {mode: [] for mode in MODES}
@@ -201,8 +207,9 @@ def summary(costs: dict[str, list[np.ndarray]]) -> dict[str, Any]:
 def print_row(row: dict) -> None:
     d, k = row["default"], row["keep"]
     print(f"{row['worker']:10s} {row['case']:48s} per {row['unit']}: "
-          f"default user {d['user_ms']:.3f} sys {d['sys_ms']:.3f} ms, {d['faults']:.1f} faults, {d['peak_mb']:.0f} MB | "
-          f"keep user {k['user_ms']:.3f} sys {k['sys_ms']:.3f} ms, {k['faults']:.1f} faults, {k['peak_mb']:.0f} MB | "
+          f"default CPU {d['cpu_ms']:.3f} (user {d['user_ms']:.3f} sys {d['sys_ms']:.3f}) ms, {d['faults']:.1f} faults, "
+          f"{d['peak_mb']:.0f} MB | keep CPU {k['cpu_ms']:.3f} (user {k['user_ms']:.3f} sys {k['sys_ms']:.3f}) ms, "
+          f"{k['faults']:.1f} faults, {k['peak_mb']:.0f} MB | "
           f"CPU keep/default {row['ratio']:.3f}x (rounds {row['ratio_range'][0]:.3f}-{row['ratio_range'][1]:.3f})",
           flush=True)
 
@@ -224,7 +231,7 @@ def main() -> None:
     if {"train", "eval"} & set(args.only):
         if args.dataset is None:
             parser.error("--dataset is needed for the train and eval loaders")
-        loaders(args.dataset, args.rounds, args.warmup, args.batches)
+        loaders(args.dataset, set(args.only), args.rounds, args.warmup, args.batches)
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ def _run(settings: TrainSettings, data_dir: Path, out_dir: Path, ctx: Distribute
         data.dataset,
         batch_sampler=build_sampler(settings, data, ctx, start_step),
         num_workers=settings.num_workers,
-        worker_init_fn=keep_freed_memory_in_worker,  # pace batches: 5-7% less worker CPU (docs/TRAINING.md)
+        worker_init_fn=keep_freed_memory_in_worker,  # pace batches: ~5% less worker CPU (docs/TRAINING.md)
         pin_memory=ctx.device.type == "cuda",
         generator=torch.Generator().manual_seed(settings.seed),  # not the global RNG: dropout resumes exactly
     )
