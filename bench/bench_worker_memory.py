@@ -15,7 +15,7 @@ system by sampling at its tick, so system times of a few percent are noisy; the 
 - training: a torch DataLoader with one worker process producing batches of the stats method's dataset
   (``StatsClipDataset``, 30 labelled 16x112x112 clips) and of the pace method's (``VideoClipDataset``,
   30 clips at paces 1-4); ``worker_init_fn`` sets ``keep_freed_memory()`` or not. Each item carries the
-  worker's ``getrusage`` as it starts, so the cost of ``--batches`` batches after ``--warmup`` batches is
+  worker's ``getrusage`` once it is read, so the cost of ``--batches`` batches after ``--warmup`` batches is
   read from inside the worker.
 - evaluation: the same for ``eval.video_clips.EvaluationClips`` (10 uniformly spaced centre-cropped
   16-frame clips per video, as ``eval.features.extract_features`` reads them).
@@ -89,13 +89,13 @@ def extraction_job(clip: Path, streams: tuple[str, ...], algo: str):
 def extraction(clips: dict[str, Path], rounds: int, tvl1_rounds: int, out: Path) -> list[dict]:
     """Per clip and stream set: CPU cost per frame of ``extract_video`` in each malloc mode's sandbox (TV-L1,
     ~60x slower than DIS, on the first clip only)."""
+    from bench.bench_worker_memory import measured, set_malloc  # by module name: the sandbox imports them
     from common.sandbox import Sandbox
     from preprocess.video_task import extract_video
 
     cases = [(name, clip, streams, algo) for name, clip in clips.items()
              for streams, algo in ((("frames",), "dis"), (("frames", "flow", "diff"), "dis"))]
     cases.append((*cases[0][:2], ("frames", "flow", "diff"), "tvl1"))
-    from bench.bench_worker_memory import measured, set_malloc  # by module name: the sandbox imports them
 
     boxes = {mode: Sandbox() for mode in MODES}
     try:
@@ -122,7 +122,8 @@ def extraction(clips: dict[str, Path], rounds: int, tvl1_rounds: int, out: Path)
 
 
 class Probed:
-    """A dataset whose items also carry the worker process's ``usage()`` when the item started."""
+    """A dataset whose items also carry the worker process's ``usage()`` once the item is read (the first
+    items of two batches mark the work of the batches between them)."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
