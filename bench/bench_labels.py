@@ -6,7 +6,7 @@ implementation in ``tests/test_labels_naive.py`` (scipy convolution per frame, o
 With ``--dataset`` (an extracted dataset with frames and flow) it also times labelling its videos as
 ``make-labels`` does in each worker, reading included, without Dask: a warm-up pass, then ``--repeats``
 passes, each with a fresh dataset reader (median and range, page faults per clip variant). Everything runs
-with the label workers' malloc settings (``labels.memory.keep_freed_memory``).
+with the label workers' malloc settings (``common.memory.keep_freed_memory``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from labels.curriculum import score_from_boundaries  # noqa: E402
 from labels.job import label_video_clips  # noqa: E402
-from labels.memory import keep_freed_memory  # noqa: E402
+from common.memory import keep_freed_memory  # noqa: E402
 from labels.settings import LabelSettings  # noqa: E402
 from labels.stats import appearance_statistics, motion_boundaries, motion_labels, motion_statistics  # noqa: E402
 from preprocess.dataset import Dataset  # noqa: E402

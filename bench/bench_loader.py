@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.memory import keep_freed_memory_in_worker  # noqa: E402
 from preprocess import shards  # noqa: E402
 from preprocess.index import Index, add_shard, save_index  # noqa: E402
 from preprocess.streams import normalize  # noqa: E402
@@ -117,7 +118,8 @@ def clips_per_second(dataset: object, n_items: int, batch: int, batches: int, wo
     """Clips/s of a DataLoader over ``dataset`` (followed by the augmentation if ``augmented``), after one
     warm-up batch."""
     sampler = EpochBatchSampler(n_items, batch, total_steps=batches + 1, seed=0)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                        worker_init_fn=keep_freed_memory_in_worker)  # as train.loop
     generator = torch.Generator().manual_seed(0)
     started, clips = 0.0, 0
     for step, item in enumerate(loader):

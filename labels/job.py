@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from common.atomic import atomic_path
+from common.memory import keep_freed_memory
 from labels.crops import check_crop, clip_starts
 from labels.families import ClipView, VideoContext, family
-from labels.memory import keep_freed_memory
 from labels.settings import LabelSettings
 from labels.store import VideoLabels, family_dir, part_path, read_arrays, write_arrays, write_part
 from preprocess.dataset import Dataset

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from common.memory import keep_freed_memory_in_worker
 from preprocess.dataset import Dataset
 from train.backbones import build_backbone, save_backbone
 from train.checkpoint import (
@@ -250,6 +251,7 @@ def _run(settings: TrainSettings, data_dir: Path, out_dir: Path, ctx: Distribute
         data.dataset,
         batch_sampler=build_sampler(settings, data, ctx, start_step),
         num_workers=settings.num_workers,
+        worker_init_fn=keep_freed_memory_in_worker,  # pace batches: ~5% less worker CPU (docs/TRAINING.md)
         pin_memory=ctx.device.type == "cuda",
         generator=torch.Generator().manual_seed(settings.seed),  # not the global RNG: dropout resumes exactly
     )

@@ -1,12 +1,13 @@
-"""Malloc settings of a label worker process: freed memory is kept for the next clip.
+"""Malloc settings of a worker process: freed memory is kept for the next item.
 
-Labelling a clip allocates a few MB of short-lived arrays (the dequantized flow, the padded components and
-their derivatives, histograms, sorted colour keys). With glibc's default, adaptive thresholds part of this
-memory goes back to the kernel when it is freed (``munmap`` of large blocks, trimming of the heap top) and is
-faulted in again, page by page, for the next clip: ~1200-1800 page faults and a fifth of the CPU time per clip
+A worker that handles one item after another (a clip's labels, a training batch) allocates a few MB of
+short-lived arrays per item. With glibc's default, adaptive thresholds part of this memory goes back to the
+kernel when it is freed (``munmap`` of large blocks, trimming of the heap top) and is faulted in again, page
+by page, for the next item: in a label worker ~1200-1800 page faults and a fifth of the CPU time per clip
 variant (docs/LABELS.md, Speed). How much depends on the order of allocations, so any change of the loop
 could move it. Fixed thresholds keep blocks up to ``mmap_threshold`` on the heap and the heap top up to
 ``trim_threshold``: the faults go away whatever the order, at the cost of keeping that much freed memory.
+Where it pays and where not (extraction, training and evaluation loaders): docs/LABELS.md.
 """
 from __future__ import annotations
 
@@ -29,3 +30,9 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int 
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def keep_freed_memory_in_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of a torch DataLoader: :func:`keep_freed_memory` in each worker process
+    (``worker_id`` unused)."""
+    keep_freed_memory()
