@@ -11,7 +11,7 @@ import os
 
 from commands.pipeline import load_pipeline, pipeline_record, train_pipeline
 from common.errors import ConfigError, Refused
-from common.runner import exclusive
+from common.locks import exclusive
 from common.settings import parse_overrides
 
 LOCK_NAME = ".lock"  # held by the run writing the folder (rank 0 under torchrun)

@@ -45,8 +45,8 @@ from labels.store import (
     write_failures,
 )
 from preprocess.dataset import Dataset
-from common.runner import (Task, exclusive, failure_record, needs_retry_flag, open_client, remove_stale_temporaries,
-                           retry_now, run_tasks)
+from common.locks import exclusive, remove_stale_temporaries
+from common.runner import Task, failure_record, needs_retry_flag, open_client, retry_now, run_tasks
 from common.runner import ClusterSettings
 
 
