@@ -33,7 +33,7 @@ from labels.curriculum import score_from_boundaries  # noqa: E402
 from labels.job import label_video_clips  # noqa: E402
 from common.memory import keep_freed_memory  # noqa: E402
 from labels.settings import LabelSettings  # noqa: E402
-from labels.stats import appearance_statistics, motion_boundaries, motion_labels, motion_statistics  # noqa: E402
+from labels.stats import appearance_statistics, clip_motion_boundaries, motion_labels, motion_statistics  # noqa: E402
 from preprocess.dataset import Dataset  # noqa: E402
 from preprocess.flow_codec import dequantize  # noqa: E402
 from test_labels_naive import naive_appearance, naive_motion  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
     baseline_cases = cases[:: max(1, len(cases) // args.baseline_clips)][: args.baseline_clips]
 
     def both(i: int) -> object:
-        boundaries = motion_boundaries(u[i], v[i])
+        boundaries = clip_motion_boundaries(u[i], v[i])
         return motion_labels(boundaries), score_from_boundaries(boundaries), appearance_statistics(rgb[i])
 
     timings = {

@@ -8,7 +8,7 @@ import click
 from eval.settings import TASKS
 from commands.pipeline import load_pipeline
 from common.errors import ConfigError, Refused
-from common.runner import exclusive
+from common.locks import exclusive
 from common.settings import build, parse_overrides
 
 LOCK_NAME = ".lock"  # held by the eval run writing the report folder

@@ -11,7 +11,7 @@ import os
 
 from commands.pipeline import load_pipeline, pipeline_record, train_pipeline
 from common.errors import ConfigError, Refused
-from common.runner import exclusive
+from common.locks import exclusive
 from common.settings import parse_overrides
 
 LOCK_NAME = ".lock"  # held by the run writing the folder (rank 0 under torchrun)
@@ -30,9 +30,12 @@ LOCK_NAME = ".lock"  # held by the run writing the folder (rank 0 under torchrun
               help="Override a pipeline setting, e.g. --set train.lr=0.01 (repeatable).")
 @click.option("--pipelines-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pipelines file (default: the project's pipelines.yaml).")
+@click.option("--labels-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Stored labels made with make-labels --labels-dir (default: DATA/labels); = --set train.labels_dir.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str | None, resume: bool,
-                  overrides: tuple[str, ...], pipelines_file: Path | None, no_progress: bool) -> None:
+                  overrides: tuple[str, ...], pipelines_file: Path | None, labels_dir: Path | None,
+                  no_progress: bool) -> None:
     """Pretext training of a backbone; run under torchrun for multi-GPU (DistributedDataParallel)."""
     import torch
 
@@ -43,7 +46,8 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     try:
-        pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides(list(overrides)))
+        labels = [f"train.labels_dir={labels_dir.resolve()}"] if labels_dir is not None else []
+        pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides([*overrides, *labels]))
         pipeline.trainable()
     except ConfigError as exc:
         raise Refused(str(exc)) from exc

@@ -1,6 +1,6 @@
 """Atomic file writes: a file appears under its final name only once completely written.
 
-The content goes to ``FINAL.tmp-<hex>`` in the same folder (the name ``common.runner.remove_stale_temporaries``
+The content goes to ``FINAL.tmp-<hex>`` in the same folder (the name ``common.locks.remove_stale_temporaries``
 cleans up after a kill), is flushed to disk, then renamed over ``FINAL`` with ``os.replace``.
 """
 from __future__ import annotations

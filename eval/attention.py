@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from eval.clips import center_crop, clip_indices, clip_starts
-from labels.stats import motion_boundaries
+from labels.stats import clip_motion_boundaries
 from preprocess.dataset import Dataset
 from preprocess.streams import read_items, stream_length, to_input
 from train.backbones.base import Backbone
@@ -39,9 +39,9 @@ def clip_attention(backbone: Backbone, x: torch.Tensor) -> np.ndarray:
 
 def summed_boundaries(flow: np.ndarray) -> np.ndarray:
     """Summed motion boundaries of a clip's flow float [T, S, S, 2] (px): the magnitude of the u boundary plus
-    that of the v boundary (``labels.stats.motion_boundaries``) -> float32 [S, S]."""
+    that of the v boundary (``labels.stats.clip_motion_boundaries``) -> float32 [S, S]."""
     flow = np.asarray(flow, dtype=np.float32)
-    magnitude = motion_boundaries(np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1])).magnitude
+    magnitude = clip_motion_boundaries(np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1])).magnitude
     return (magnitude[0] + magnitude[1]).astype(np.float32)
 
 

@@ -25,6 +25,7 @@ from eval.finetune import FinetuneResult
 from eval.metrics import topk_accuracy
 from eval.segments import SegmentLayout, backbone_input, read_segments, spread_starts
 from eval.settings import FinetuneSettings, SegmentEvalSettings
+from preprocess.dataset import Dataset
 from preprocess.streams import stream_length
 from train.predictive.cpc import SegmentClassifier, distance_to_pretrained
 from train.predictive.dpc import DPCClassifier
@@ -35,7 +36,7 @@ class SegmentItems(torch.utils.data.Dataset):
     on (seed, epoch, i). CPC: ``count`` segments at independent random starts, own crop each; DPC: one clip of
     N consecutive blocks, one crop and flip."""
 
-    def __init__(self, dataset, stream: str, video_ids: list[str], labels: np.ndarray, layout: SegmentLayout,
+    def __init__(self, dataset: Dataset, stream: str, video_ids: list[str], labels: np.ndarray, layout: SegmentLayout,
                  count: int, crop_size: int, seed: int) -> None:
         self.dataset, self.stream, self.video_ids, self.labels = dataset, stream, video_ids, labels
         self.layout, self.count, self.crop_size, self.seed = layout, count, crop_size, seed
@@ -85,7 +86,7 @@ def test_starts(n_items: int, layout: SegmentLayout, count: int) -> list[np.ndar
 
 
 @torch.no_grad()
-def test_probabilities(model: nn.Module, dataset, stream: str, video_ids: list[str], layout: SegmentLayout,
+def test_probabilities(model: nn.Module, dataset: Dataset, stream: str, video_ids: list[str], layout: SegmentLayout,
                        count: int, crop_size: int, device: str | torch.device,
                        progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
     """(video softmax float32 [N, C] averaged over its test inputs, per video the softmax of each input)."""
@@ -104,7 +105,7 @@ def test_probabilities(model: nn.Module, dataset, stream: str, video_ids: list[s
     return np.stack(videos).astype(np.float32), clips
 
 
-def segment_finetune(backbone: nn.Module, layout: SegmentLayout, dataset, stream: str, train_ids: list[str],
+def segment_finetune(backbone: nn.Module, layout: SegmentLayout, dataset: Dataset, stream: str, train_ids: list[str],
                      train_labels: np.ndarray, test_ids: list[str], test_labels: np.ndarray, n_classes: int,
                      settings: FinetuneSettings, segments: SegmentEvalSettings, crop_size: int, seed: int = 0,
                      device: str | torch.device = "cpu", progress: bool = False) -> FinetuneResult:

@@ -18,7 +18,9 @@ from tqdm import tqdm
 from eval.clips import center_crop
 from eval.features import WINDOW_STAGES, cached_arrays, dataset_signature, recipe_key
 from eval.scenes import video_descriptor
+from preprocess.dataset import Dataset
 from preprocess.streams import CHANNELS, crop, read_items, stream_length
+from train.backbones.base import Backbone
 from train.clips import crop_offsets
 from train.methods.cpc import segment_input, stack_frames
 
@@ -76,7 +78,7 @@ def window_starts(n_items: int, span: int) -> np.ndarray:
     return np.arange(0, max(n_items - span, 0) + 1, max(span // 2, 1), dtype=np.int64)
 
 
-def read_segments(dataset, stream: str, video_id: str, layout: SegmentLayout, starts: np.ndarray, crop_size: int,
+def read_segments(dataset: Dataset, stream: str, video_id: str, layout: SegmentLayout, starts: np.ndarray, crop_size: int,
                   rng: np.random.Generator | None = None, per_segment: bool = True) -> np.ndarray:
     """Segments at ``starts`` of a video: [K, F, S, S, ...] in the stream's dtype. Central crops without ``rng``;
     with it a random window per segment (CPC) or, without ``per_segment``, one random window and one flip
@@ -107,7 +109,7 @@ def backbone_input(values: torch.Tensor, layout: SegmentLayout, stream: str, flo
 
 
 @torch.no_grad()
-def segment_features(backbone, dataset, video_ids: list[str], layout: SegmentLayout, stream: str, stage: str,
+def segment_features(backbone: Backbone, dataset: Dataset, video_ids: list[str], layout: SegmentLayout, stream: str, stage: str,
                      count: int, crop_size: int, batch_size: int, device: str | torch.device = "cpu",
                      progress: bool = False, seed: int | None = None) -> np.ndarray:
     """Video features float32 [N, D]: the mean over ``count`` centre-cropped segments of the backbone's pooled
@@ -131,7 +133,7 @@ def segment_features(backbone, dataset, video_ids: list[str], layout: SegmentLay
 
 
 @torch.no_grad()
-def segment_window_features(backbone, dataset, video_ids: list[str], layout: SegmentLayout, stream: str,
+def segment_window_features(backbone: Backbone, dataset: Dataset, video_ids: list[str], layout: SegmentLayout, stream: str,
                             crop_size: int, batch_size: int, device: str | torch.device = "cpu",
                             progress: bool = False) -> dict[str, np.ndarray]:
     """Per stage of ``WINDOW_STAGES`` the video descriptors float32 [N, D_s] of a segment backbone for the scenes
@@ -151,7 +153,7 @@ def segment_window_features(backbone, dataset, video_ids: list[str], layout: Seg
     return {stage: np.stack(values) for stage, values in rows.items()}
 
 
-def cached_segment_window_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
+def cached_segment_window_features(backbone: Backbone, weights_id: str, dataset: Dataset, data_dir: str | Path, video_ids: list[str],
                                    layout: SegmentLayout, stream: str, crop_size: int, batch_size: int,
                                    cache_dir: str | Path, device: str | torch.device = "cpu",
                                    progress: bool = False) -> dict[str, np.ndarray]:
@@ -164,7 +166,7 @@ def cached_segment_window_features(backbone, weights_id: str, dataset, data_dir:
 
 
 def segment_cache_key(weights_id: str, stage: str, stream: str, layout: SegmentLayout, count: int, crop_size: int,
-                      seed: int | None, dataset, data_dir: str | Path, video_ids: list[str]) -> str:
+                      seed: int | None, dataset: Dataset, data_dir: str | Path, video_ids: list[str]) -> str:
     """Hex digest naming one ``segment_features`` extraction: the weights, stage, stream, the segment layout,
     the number of segments and their placement (spread, or random with ``seed``), the crop and the dataset
     (``eval.features.dataset_signature``); independent of the batch size."""
@@ -174,7 +176,7 @@ def segment_cache_key(weights_id: str, stage: str, stream: str, layout: SegmentL
                        "dataset": dataset_signature(dataset, data_dir, video_ids)})
 
 
-def cached_segment_features(backbone, weights_id: str, dataset, data_dir: str | Path, video_ids: list[str],
+def cached_segment_features(backbone: Backbone, weights_id: str, dataset: Dataset, data_dir: str | Path, video_ids: list[str],
                             layout: SegmentLayout, stream: str, stage: str, count: int, crop_size: int,
                             batch_size: int, cache_dir: str | Path, device: str | torch.device = "cpu",
                             progress: bool = False, seed: int | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from labels.regions import region_layout
-from labels.stats import MotionBoundaries, motion_boundaries, region_sums
+from labels.stats import MotionBoundaries, clip_motion_boundaries, region_sums
 
 
 def score_from_boundaries(boundaries: MotionBoundaries) -> float:
@@ -26,4 +26,4 @@ def score_from_boundaries(boundaries: MotionBoundaries) -> float:
 
 def motion_score(u: np.ndarray, v: np.ndarray) -> float:
     """Curriculum score of one clip from its flow u, v (float [T, S, S] px); high = easy."""
-    return score_from_boundaries(motion_boundaries(u, v))
+    return score_from_boundaries(clip_motion_boundaries(u, v))

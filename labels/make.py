@@ -45,8 +45,8 @@ from labels.store import (
     write_failures,
 )
 from preprocess.dataset import Dataset
-from common.runner import (Task, exclusive, failure_record, needs_retry_flag, open_client, remove_stale_temporaries,
-                           retry_now, run_tasks)
+from common.locks import exclusive, remove_stale_temporaries
+from common.runner import Task, failure_record, needs_retry_flag, open_client, retry_now, run_tasks
 from common.runner import ClusterSettings
 
 
@@ -97,7 +97,9 @@ class LabelSummary:
         return all(not t.failed for t in self.tasks)
 
 
-def _check_dataset(dataset: Dataset, tasks: Sequence[str]) -> None:
+def _check_dataset(dataset: Dataset, tasks: Sequence[str], settings: LabelSettings) -> None:
+    """LabelError before any work: unknown tasks, no videos, a missing stream, or clip labels whose crop
+    variants fit no video's frames (settings meant for other frame sizes; one video too small only fails)."""
     unknown = sorted(set(tasks) - set(FAMILIES))
     if unknown:
         raise LabelError(f"unknown label task(s) {', '.join(unknown)} (known: {', '.join(sorted(FAMILIES))})")
@@ -107,6 +109,15 @@ def _check_dataset(dataset: Dataset, tasks: Sequence[str]) -> None:
     for stream in needed:
         if not dataset.has_stream(stream):
             raise LabelError(f"{dataset.path}: not every video has a {stream} stream (run extract-flow first)")
+    size = settings.crop_size
+    height = max(y for y, _, _ in settings.crop_variants) + size
+    width = max(x for _, x, _ in settings.crop_variants) + size
+    clip_tasks = any(isinstance(family(t), ClipFamily) for t in tasks)
+    if clip_tasks and not any(v.height >= height and v.width >= width for v in dataset.videos):
+        frames = sorted({f"{v.height}x{v.width}" for v in dataset.videos})
+        raise LabelError(f"{dataset.path}: the {size}x{size} crops at labels.crop_variants {settings.crop_variants} "
+                         f"need frames of at least {height}x{width}, the videos have {', '.join(frames[:5])}: "
+                         f"set a smaller crop_size or crop_variants in the pipeline, or extract larger frames")
 
 
 def make_labels(
@@ -130,7 +141,7 @@ def make_labels(
     started = time.monotonic()
     tasks = list(dict.fromkeys(tasks))  # each once, in the order given
     dataset = Dataset(dataset_dir)
-    _check_dataset(dataset, tasks)
+    _check_dataset(dataset, tasks, settings)
     root = labels_root(dataset_dir, labels_dir)
     root.mkdir(parents=True, exist_ok=True)
     with exclusive(root / LOCK_FILE, LabelError(f"{root}: another make-labels run is using this labels folder")):

@@ -18,7 +18,7 @@ from labels.stats import (  # noqa: E402
     colour_consistency,
     colour_keys,
     colour_octant,
-    motion_boundaries,
+    clip_motion_boundaries,
     motion_labels,
     most_frequent_key,
 )
@@ -73,7 +73,7 @@ def render_clip_labels(frames: np.ndarray, flow: np.ndarray, out_path: str | Pat
         ``{"motion": int64 [14], "appearance": int64 [13], "score": float64 []}`` as drawn.
     """
     layout = region_layout(frames.shape[1])
-    boundaries = motion_boundaries(flow[..., 0], flow[..., 1])
+    boundaries = clip_motion_boundaries(flow[..., 0], flow[..., 1])
     motion = motion_labels(boundaries)
     appearance = appearance_statistics(frames)
     score = score_from_boundaries(boundaries)

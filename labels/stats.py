@@ -84,7 +84,7 @@ def frame_derivatives(component: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dx[..., 1:-1, 1:-1], dy[..., 1:-1, 1:-1]
 
 
-def motion_boundaries(u: np.ndarray, v: np.ndarray) -> MotionBoundaries:
+def clip_motion_boundaries(u: np.ndarray, v: np.ndarray) -> MotionBoundaries:
     """Summed motion boundaries and per-frame boundary energy of a clip's flow u, v (float [T, S, S])."""
     padded = _padded_components(u, v)
     size = padded.shape[-1] - 2
@@ -153,7 +153,7 @@ def motion_statistics(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         int64 [14]: ``[u_p1_block, u_p1_dir, v_p1_block, v_p1_dir, u_p2_ring, u_p2_dir, v_p2_ring,
         v_p2_dir, u_p3_tri, u_p3_dir, v_p3_tri, v_p3_dir, u_global, v_global]``, all 1-based.
     """
-    return motion_labels(motion_boundaries(u, v))
+    return motion_labels(clip_motion_boundaries(u, v))
 
 
 @lru_cache(maxsize=1)

@@ -19,18 +19,16 @@ from typing import Any, Iterable, Iterator, Mapping
 from distributed import Client, Future
 
 from common.atomic import atomic_path
+from common.locks import exclusive, remove_stale_temporaries, still_running
 from common.runner import (
     ClusterSettings,
     Task,
     check_cluster,
-    exclusive,
     failure_record,
     needs_retry_flag,
     open_client,
-    remove_stale_temporaries,
     retry_now,
     run_tasks,
-    still_running,
 )
 from common.settings import setting_differences
 from preprocess import shards

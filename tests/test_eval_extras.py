@@ -26,7 +26,7 @@ from eval.report import compare_runs, headline_values, write_report
 from eval.retrieval import retrieval_recall
 from eval.settings import ClipSettings, EvalSettings
 from eval.similarity import pair_features, same_not_same_cross_validation
-from labels.stats import motion_boundaries
+from labels.stats import clip_motion_boundaries
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from preprocess.streams import normalize
@@ -316,7 +316,7 @@ def test_attention_panels_show_the_frame_and_the_summed_boundaries(dataset_dir: 
     start = int(np.rint((video.n_frames - 16) / 2))  # the middle of 3 uniform clips
     np.testing.assert_array_equal(panel["frame"], ds.read_frames(video.id, start + 8, start + 9)[0, :, 19:131])
     flow = ds.read_flow(video.id, start, start + 15)[:, :, 19:131]
-    boundaries = motion_boundaries(np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1]))
+    boundaries = clip_motion_boundaries(np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1]))
     np.testing.assert_allclose(panel["boundaries"], boundaries.magnitude.sum(axis=0), rtol=1e-5)
     assert panel["attention"].shape == (112, 112) and panel["attention"].max() == pytest.approx(1.0)
     step = np.zeros((3, 8, 8, 2), dtype=np.float32)

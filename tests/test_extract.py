@@ -300,7 +300,7 @@ def test_a_dataset_in_use_or_a_foreign_folder_is_refused(shared_data: Path, tmp_
 
 def test_a_shard_of_an_ended_run_is_not_published(shared_data: Path, tmp_path: Path) -> None:
     from preprocess.extract import pack_shard
-    from common.runner import exclusive
+    from common.locks import exclusive
     from preprocess.video_task import VideoJob, extract_video
 
     root = tmp_path / "ds"

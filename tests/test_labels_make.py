@@ -184,6 +184,16 @@ def test_cli_reports_failures_and_refuses_other_settings(first_run: LabelSummary
             make_labels(dataset_dir, SETTINGS, ["stats"], cluster=ClusterSettings(workers=1), progress=False)
 
 
+def test_crops_that_fit_no_video_are_refused_before_any_work(dataset_dir: Path, tmp_path: Path) -> None:
+    too_large = LabelSettings(crop_size=256, crop_variants=[(0, 0, False), (8, 40, True)])
+    sizes = ", ".join(sorted({f"{h}x{w}" for _, _, (h, w) in CLIPS.values()}))
+    with pytest.raises(LabelError, match=rf"the 256x256 crops at .* need frames of at least 264x296, the videos "
+                                         rf"have {sizes}: set a smaller crop_size"):
+        make_labels(dataset_dir, too_large, ["stats"], cluster=ClusterSettings(workers=1), progress=False,
+                    labels_dir=tmp_path / "labels")
+    assert not (tmp_path / "labels").exists()
+
+
 def test_missing_labels_are_reported(tmp_path: Path) -> None:
     with pytest.raises(LabelError, match="no stats labels here"):
         load_clip_labels(tmp_path)

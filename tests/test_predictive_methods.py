@@ -362,7 +362,7 @@ def test_evaluate_runs_the_segment_protocols_on_a_trained_backbone(dataset_dir: 
     assert set(results["models"]) == {"pretrained", "random"} and results["n_test"] == 2
     for metrics in results["models"].values():
         assert {"linear.top1", "retrieval.R@1", "finetune.100%.video_top1"} <= set(metrics)
-        assert 0.0 <= metrics["finetune.100%.video_top1"] <= 1.0
+        assert metrics["finetune.100%.video_top1"] in (0.0, 0.5, 1.0)  # whole test videos: 2 of them
     assert results["stream"] == ("flow" if method == "cpc" else "frames")
     history = results["details"]["pretrained"]["finetune"]["100%"]["history"]
     assert len(history) == 1 and np.isfinite(history[0]["loss"])

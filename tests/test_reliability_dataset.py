@@ -20,8 +20,9 @@ from cli import cli
 from commands.contract import os_problem
 from commands.pipeline import load_pipeline
 from common.errors import ConfigError, Unwritable
-from common.runner import (MAX_TRANSIENT_ATTEMPTS, ClusterSettings, Task, exclusive, failure_record, open_client,
-                           retry_now, run_task)
+from common.locks import exclusive
+from common.runner import (MAX_TRANSIENT_ATTEMPTS, ClusterSettings, Task, failure_record, open_client, retry_now,
+                           run_task)
 from preprocess import extract as extract_module
 from preprocess.dataset import Dataset
 from preprocess.extract import SourceChanged, extract, format_summary

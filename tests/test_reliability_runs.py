@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from commands.pipeline import load_cluster, load_pipeline
-from common.runner import exclusive
+from common.locks import exclusive
 from common.settings import parse_overrides
 from labels.make import make_labels
 from preprocess.extract import extract

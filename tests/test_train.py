@@ -377,6 +377,22 @@ def test_train_command_writes_the_run_folder_and_reports_bad_input(dataset_dir: 
     assert no_data.exit_code == 2 and f"{empty / 'labels'}" in no_data.output and "Traceback" not in no_data.output
 
 
+def test_train_reads_labels_made_in_another_labels_dir(dataset_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "dataset"
+    shutil.copytree(dataset_dir, data)
+    shutil.move(data / "labels", tmp_path / "elsewhere")
+    sets = [arg for item in [*BASE, "train.max_steps=1"] for arg in ("--set", item)]
+    args = ["train", "--pipeline", "demo", "--data", str(data), "--device", "cpu", "--no-progress", *sets]
+    missing = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    assert missing.exit_code == 2 and f"{data / 'labels'}" in missing.output
+    found = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b"), "--labels-dir", str(tmp_path / "elsewhere")])
+    assert found.exit_code == 0, found.output
+    config = yaml.safe_load((tmp_path / "b/config.yaml").read_text())
+    assert config["train"]["labels_dir"] == str(tmp_path / "elsewhere")
+
+
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')

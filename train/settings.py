@@ -85,6 +85,7 @@ class TrainSettings:
     log_every: int = 10  # steps between metric records
     method_settings: Any = None  # the method's own settings (its Settings dataclass), from section train.<method>
     init_from: str | None = None  # a run folder or checkpoint whose method state (weights, bank, ...) starts this run
+    labels_dir: str | None = None  # stored labels made with make-labels --labels-dir (default: DATA/labels)
 
     def __post_init__(self) -> None:
         for name in ("clip_len", "crop_size", "epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):

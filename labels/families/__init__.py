@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from labels.stats import MotionBoundaries, motion_boundaries
+from labels.stats import MotionBoundaries, clip_motion_boundaries
 from preprocess.streams import crop
 
 
@@ -57,7 +57,7 @@ class ClipView:
             crop(self._stream("frames"), self.y, self.x, self.size, self.flip)))
 
     def boundaries(self) -> MotionBoundaries:
-        return self._get("boundaries", lambda: motion_boundaries(self.flow()[..., 0], self.flow()[..., 1]))
+        return self._get("boundaries", lambda: clip_motion_boundaries(self.flow()[..., 0], self.flow()[..., 1]))
 
 
 @dataclass(frozen=True)

@@ -55,5 +55,5 @@ def compute(context: FamilyContext) -> dict[str, np.ndarray]:
             "purity": np.array([quality["purity"]])}
 
 
-CLUSTERS = register_family(GlobalFamily(name="clusters", compute=compute, Settings=ClustersSettings,
+register_family(GlobalFamily(name="clusters", compute=compute, Settings=ClustersSettings,
                                         requires=("fisher",)))

@@ -12,7 +12,7 @@ def label(view: ClipView) -> dict[str, float]:
     return {"score": score_from_boundaries(view.boundaries())}
 
 
-CURRICULUM = register_family(ClipFamily(
+register_family(ClipFamily(
     name="curriculum",
     streams=("flow",),
     fields={"score": ((), np.float32)},

@@ -72,5 +72,5 @@ def encode(context: VideoContext) -> dict[str, np.ndarray]:
     return {VECTOR_FIELD: sketch.apply(encoder.transform(context.read("idt")["trajectories"]))}
 
 
-FISHER = register_family(VideoFamily(name="fisher", encode=encode, Settings=FisherSettings, requires=("idt",),
+register_family(VideoFamily(name="fisher", encode=encode, Settings=FisherSettings, requires=("idt",),
                                      fields={VECTOR_FIELD: ((-1,), np.float32)}, fit=fit))

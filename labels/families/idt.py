@@ -40,7 +40,7 @@ def encode(context: VideoContext) -> dict[str, np.ndarray]:
     return {"trajectories": rows}
 
 
-IDT = register_family(VideoFamily(name="idt", encode=encode, Settings=IdtSettings))
+register_family(VideoFamily(name="idt", encode=encode, Settings=IdtSettings))
 
 
 def trajectory_montage(video_path: str | Path, settings: IdtSettings, start: int, length: int,

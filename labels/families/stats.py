@@ -12,7 +12,7 @@ def label(view: ClipView) -> dict[str, np.ndarray]:
     return {"motion": motion_labels(view.boundaries()), "appearance": appearance_statistics(view.frames())}
 
 
-STATS = register_family(ClipFamily(
+register_family(ClipFamily(
     name="stats",
     streams=("flow", "frames"),
     fields={"motion": ((N_MOTION,), np.uint8), "appearance": ((N_APPEARANCE,), np.uint8)},

@@ -46,7 +46,7 @@ class StatsRegression(PretextMethod):
     def training_data(cls, data_dir: str | Path, settings: TrainSettings) -> TrainingData:
         """The labelled clips (``StatsClipDataset``), easiest first under the curriculum."""
         options: StatsSettings = settings.method_settings
-        labels = load_clip_labels(data_dir)
+        labels = load_clip_labels(data_dir, settings.labels_dir)
         if (int(labels.clip_len), int(labels.crop_size)) != (settings.clip_len, settings.crop_size):
             raise ValueError(
                 f"{data_dir}: labels were computed for {labels.clip_len}-frame clips cropped to {labels.crop_size}, "

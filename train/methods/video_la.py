@@ -128,7 +128,7 @@ class VideoLocalAggregation(MemoryBankMethod):
         options: VideoLASettings = self.settings
         videos = [dataset.videos[i] for i in dataset.video_indices]
         ids = [video.id for video in videos]
-        root = labels_root(dataset.dataset.path)
+        root = labels_root(dataset.dataset.path, settings.labels_dir)
         if options.clusters == "idt":
             self.prior = read_per_video(consolidated_path(root, "clusters"), "assignments", ids).astype(np.int64)
             runs = self.prior.shape[0]
