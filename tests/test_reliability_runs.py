@@ -78,6 +78,11 @@ def test_resume_refuses_changed_settings_by_key_and_records_more_steps(dataset_d
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     cosine = _train(dataset_dir, out, "train.max_steps=4", "train.schedule.kind=cosine", resume=True)
     assert cosine.exit_code == 2 and "train.schedule.kind: 'step' in the run, 'cosine' now" in cosine.output
+    latest = sorted((out / "checkpoints").glob("*.pt"))[-1]
+    latest.write_bytes(b"\0" * 64)  # damaged since the last run
+    broken = _train(dataset_dir, out, "train.max_steps=5", resume=True)
+    assert broken.exit_code == 2 and f"{latest}" in broken.output
+    assert len((out / "resumes.jsonl").read_text().splitlines()) == 1  # the refused resume is not recorded
 
 
 def test_a_full_disk_while_checkpointing_leaves_the_last_good_checkpoint(dataset_dir: Path, tmp_path: Path,

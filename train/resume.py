@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from common.settings import setting_differences
-from train.checkpoint import list_checkpoints
+from train.checkpoint import list_checkpoints, load_checkpoint
 
 RESUMABLE = ("train.epochs", "train.max_steps", "train.checkpoint_every", "train.keep_checkpoints",
              "train.log_every", "train.num_workers")
@@ -63,7 +63,7 @@ def run_config(out_dir: str | Path) -> Path | None:
 def check_resume(out_dir: str | Path, wanted: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Compare ``wanted`` (the pipeline record as plain data) with the run's recorded settings; append the
     resumable changes, with the step of the latest checkpoint, to ``out_dir/resumes.jsonl`` and return them.
-    Raises ResumeRefused."""
+    Raises ResumeRefused, or ValueError naming the latest checkpoint when it cannot be read (nothing recorded)."""
     config = run_config(out_dir)
     if config is None:
         return {}
@@ -74,6 +74,8 @@ def check_resume(out_dir: str | Path, wanted: Mapping[str, Any]) -> dict[str, li
     changes = resume_changes(recorded, wanted)
     if changes:
         saved = list_checkpoints(config.parent / "checkpoints")
+        if saved:
+            load_checkpoint(saved[-1][1])  # a broken checkpoint refuses the resume before it is recorded
         line = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "at_step": saved[-1][0] if saved else 0, "changes": changes}
         with open(Path(out_dir) / HISTORY, "a") as f:
