@@ -160,7 +160,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{file}: not valid JSON ({exc})") from exc
     if not isinstance(results, dict) or not isinstance(results.get("models"), dict):
-        raise ValueError(f"{file}: not an evaluation results file (no 'models' section)")
+        raise ValueError(f"{file}: not an evaluation results file (no 'models' mapping of model names to metrics)")
     return results
 
 

@@ -59,3 +59,8 @@ def test_report_writes_into_new_folders_and_refuses_bad_input_naming_the_file(tm
     assert bad.exit_code == 2 and f"Error: {tmp_path / 'bad/results.json'}: not valid JSON" in bad.output
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "new")])
     assert missing.exit_code == 2 and f"{tmp_path / 'new/results.json'}: no evaluation results" in missing.output
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd/results.json").write_text(json.dumps({"models": 3}))
+    foreign = CliRunner().invoke(cli, ["report", str(tmp_path / "odd")])
+    assert foreign.exit_code == 2 and f"{tmp_path / 'odd/results.json'}: not an evaluation results file (no " \
+                                      f"'models' mapping" in foreign.output
