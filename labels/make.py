@@ -248,7 +248,11 @@ def _compute_global(dataset: Dataset, root: Path, settings: LabelSettings, task:
     if stored_inputs(target, task, recorded) == inputs:
         rows = len(consolidated_videos(root, task) or ())
         return TaskSummary(task, 0, rows, {}, rows, str(target))
-    arrays = family(task).compute(_context(dataset, root, settings, task, recorded, [v.id for v in dataset.videos]))
+    try:
+        arrays = family(task).compute(_context(dataset, root, settings, task, recorded,
+                                               [v.id for v in dataset.videos]))
+    except ValueError as exc:  # inputs it cannot use, e.g. fewer than two Fisher vectors
+        raise LabelError(f"{family_dir(root, task)}: {exc}") from exc
     with atomic_path(target) as tmp:
         write_arrays(tmp, task, "", arrays, recorded, inputs=inputs)
     rows = len(arrays.get("videos", ()))

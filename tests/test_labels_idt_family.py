@@ -185,3 +185,17 @@ def test_clusters_without_a_fisher_file_are_refused_naming_it(dataset_dir: Path,
     assert missing.exit_code == 2 and missing.output == (
         f"Error: {fisher}: no fisher labels here (run make-labels --task fisher first)\n"), missing.output
 
+
+def test_clusters_of_fewer_than_two_fisher_vectors_are_refused_naming_the_folder(dataset_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    root = tmp_path / "labels"
+    claim_settings(root, "fisher", {"format": FORMAT, "version": VERSION, "family": {}})
+    args = ["make-labels", "--data", str(dataset_dir), "--task", "clusters", "--labels-dir", str(root),
+            "--no-progress", "--workers", "1"]
+    one_vector = {"videos": np.array(["Jump/Jump_8_3"]), "vector": np.ones((1, 64), np.float32)}
+    write_arrays(consolidated_path(root, "fisher"), "fisher", "", one_vector, read_settings(root, "fisher"))
+    one = CliRunner().invoke(cli, args)
+    assert one.exit_code == 2 and one.output == (
+        f"Error: {family_dir(root, 'clusters')}: clusters need the Fisher vectors of at least 2 videos, "
+        "found 1\n"), one.output
+    assert not consolidated_path(root, "clusters").exists()
