@@ -217,7 +217,6 @@ def headline_values(paths: list[str | Path], names: list[str] | None = None,
     return values
 
 
-
 def write_comparison(paths: list[str | Path], out_file: str | Path | None, names: list[str] | None = None,
                      figure_file: str | Path | None = None) -> tuple[str, Path | None]:
     """``compare_runs`` of the reports, written to ``out_file`` (Markdown, when given), and their headline bar
