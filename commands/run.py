@@ -39,8 +39,11 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     settings = pipeline.trainable()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset, run, report = out / "dataset", out / "run", out / "report"
+    baselines = pipeline.eval.baselines if pipeline.eval.baselines and baseline_tasks(pipeline) else []
+    if pipeline.eval.baselines and not baselines:  # before their labels are made (IDT is the costly part)
+        click.echo(f"baselines skipped: none of the tasks {pipeline.eval.tasks} takes stored descriptors")
     label_tasks = list(pipeline.labels.tasks)
-    label_tasks += [f for b in pipeline.eval.baselines for f in BASELINE_FAMILIES[b] if f not in label_tasks]
+    label_tasks += [f for b in baselines for f in BASELINE_FAMILIES[b] if f not in label_tasks]
     click.echo(f"[1/4] extracting frames, flow and differences into {dataset}")
     extracted = extract(input_path, dataset, pipeline.preprocess, cluster=cluster, workers=workers,
                         scheduler=scheduler, progress=progress)
@@ -62,19 +65,27 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     click.echo(f"[4/4] evaluating pretrained vs random initialisation into {report}")
     results = evaluate(run, dataset, report, settings=pipeline.eval, device=device, progress=progress)
     click.echo(results_table(results))
-    if pipeline.eval.baselines:
+    if baselines:
         evaluate_baselines(pipeline, dataset, out, device=device, progress=progress)
     return extracted.ok and labelled_ok
+
+
+def baseline_tasks(pipeline: Pipeline) -> list[str]:
+    """The pipeline's evaluation tasks that its hand-crafted baselines run: those that take stored descriptors
+    (not fine-tuning or similarity)."""
+    from eval.evaluate import resolve_tasks
+
+    return [t for t in resolve_tasks(None, pipeline.eval) if t not in NETWORK_ONLY_TASKS]
 
 
 def evaluate_baselines(pipeline: Pipeline, dataset: Path, out: Path, *, device: str, progress: bool) -> None:
     """Evaluate each of ``eval.baselines`` on the pipeline's split and protocols (those that take stored
     descriptors) into ``OUT/report_<baseline>``, then put them beside ``OUT/report`` in ``OUT/comparison.md``
     (+ ``.png``)."""
-    from eval.evaluate import evaluate, resolve_tasks
+    from eval.evaluate import evaluate
     from eval.report import write_comparison
 
-    tasks = [t for t in resolve_tasks(None, pipeline.eval) if t not in NETWORK_ONLY_TASKS]
+    tasks = baseline_tasks(pipeline)
     if not tasks:
         click.echo(f"baselines skipped: none of the tasks {pipeline.eval.tasks} takes stored descriptors")
         return

@@ -12,7 +12,7 @@ import os
 from commands.pipeline import load_pipeline, pipeline_record, train_pipeline
 from common.errors import ConfigError, Refused
 from common.locks import exclusive
-from common.settings import parse_overrides
+from common.settings import merge, parse_overrides
 
 LOCK_NAME = ".lock"  # held by the run writing the folder (rank 0 under torchrun)
 
@@ -46,8 +46,10 @@ def train_command(pipeline_name: str, data_dir: Path, out_dir: Path, device: str
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     try:
-        labels = [f"train.labels_dir={labels_dir.resolve()}"] if labels_dir is not None else []
-        pipeline = load_pipeline(pipeline_name, pipelines_file, overrides=parse_overrides([*overrides, *labels]))
+        # the path as a value, not YAML text: a folder named "a: b" or "x #1" stays that folder
+        labels = {"train": {"labels_dir": str(labels_dir.resolve())}} if labels_dir is not None else {}
+        pipeline = load_pipeline(pipeline_name, pipelines_file,
+                                 overrides=merge(parse_overrides(list(overrides)), labels))
         pipeline.trainable()
     except ConfigError as exc:
         raise Refused(str(exc)) from exc

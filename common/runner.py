@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 from distributed import Client, LocalCluster, as_completed

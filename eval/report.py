@@ -161,6 +161,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{file}: not valid JSON ({exc})") from exc
     if not isinstance(results, dict) or not isinstance(results.get("models"), dict):
         raise ValueError(f"{file}: not an evaluation results file (no 'models' mapping of model names to metrics)")
+    for model, metrics in results["models"].items():
+        if not isinstance(metrics, dict) or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in metrics.values()):
+            raise ValueError(f"{file}: model {model!r} has no mapping of metric names to numbers")
     return results
 
 
@@ -215,7 +219,6 @@ def headline_values(paths: list[str | Path], names: list[str] | None = None,
             if found:
                 values[metric] = found
     return values
-
 
 
 def write_comparison(paths: list[str | Path], out_file: str | Path | None, names: list[str] | None = None,

@@ -231,3 +231,5 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines names a baseline more than once: {self.baselines}")

@@ -226,11 +226,14 @@ def _fit(dataset: Dataset, root: Path, settings: LabelSettings, task: str, recor
 def global_inputs(dataset: Dataset, root: Path, task: str, recorded: dict[str, Any]) -> str:
     """Hex SHA-256 of what global family ``task`` is computed from: its recorded settings, the dataset's videos
     with their class labels, and the content of every required family's consolidated file (its video ids and
-    arrays, ``labels.store.content_digest``)."""
+    arrays, ``labels.store.content_digest``); LabelError naming a required file that is not there."""
     digest = hashlib.sha256(json.dumps(recorded, sort_keys=True).encode())
     digest.update(json.dumps([[v.id, v.label] for v in dataset.videos]).encode())
     for name in family(task).requires:
-        digest.update(f"{name}:{content_digest(consolidated_path(root, name))}".encode())
+        path = consolidated_path(root, name)
+        if not path.is_file():  # settings claimed by a run killed before it consolidated
+            raise LabelError(f"{path}: no {name} labels here (run make-labels --task {name} first)")
+        digest.update(f"{name}:{content_digest(path)}".encode())
     return digest.hexdigest()
 
 
@@ -245,7 +248,11 @@ def _compute_global(dataset: Dataset, root: Path, settings: LabelSettings, task:
     if stored_inputs(target, task, recorded) == inputs:
         rows = len(consolidated_videos(root, task) or ())
         return TaskSummary(task, 0, rows, {}, rows, str(target))
-    arrays = family(task).compute(_context(dataset, root, settings, task, recorded, [v.id for v in dataset.videos]))
+    try:
+        arrays = family(task).compute(_context(dataset, root, settings, task, recorded,
+                                               [v.id for v in dataset.videos]))
+    except ValueError as exc:  # inputs it cannot use, e.g. fewer than two Fisher vectors
+        raise LabelError(f"{family_dir(root, task)}: {exc}") from exc
     with atomic_path(target) as tmp:
         write_arrays(tmp, task, "", arrays, recorded, inputs=inputs)
     rows = len(arrays.get("videos", ()))

@@ -1,6 +1,7 @@
 """The assembled command line: every command listed with a one-line description and its own --help."""
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from cli import cli
@@ -64,3 +65,17 @@ def test_eval_options_reach_the_settings_and_the_call(tmp_path, monkeypatch) -> 
     assert (kwargs["backbone"], kwargs["backbone_args"], kwargs["cache_dir"], kwargs["device"], kwargs["make_figures"],
             kwargs["progress"], kwargs["labels_dir"]) == ("c3d", {"channels": [8, 16, 16, 32, 32]}, tmp_path / "cache",
                                                           "cpu", False, False, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["labels", "labels: v2", "run #2"])
+def test_train_labels_dir_reaches_the_settings_as_the_folder_given(name: str, tmp_path, monkeypatch) -> None:
+    """--labels-dir is the folder's path whatever characters it holds (not parsed as a YAML value)."""
+    trained = []
+    monkeypatch.setattr("commands.train.train_pipeline", lambda pipeline, *args, **kwargs: trained.append(pipeline)
+                        or tmp_path / "backbone.pt")
+    (tmp_path / name).mkdir()
+    result = CliRunner().invoke(cli, ["train", "--pipeline", "demo", "--data", str(tmp_path), "--out",
+                                      str(tmp_path / "run"), "--device", "cpu", "--labels-dir", str(tmp_path / name),
+                                      "--set", "train.lr=0.01"])
+    assert result.exit_code == 0, result.output
+    assert trained[0].train.labels_dir == str(tmp_path / name) and trained[0].train.lr == 0.01

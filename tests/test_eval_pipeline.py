@@ -280,6 +280,7 @@ def test_a_weights_file_is_read_once(dataset_dir: Path, run_dir: Path, tmp_path:
         ("eval.linear.batch_size=0", "eval.linear: batch_size must be >= 1"),
         ("eval.finetune.dropout=1.0", r"eval.finetune: dropout must lie in \[0, 1\)"),
         ("eval.clips.num_workers=-1", "eval.clips: num_workers must be >= 0, got -1"),
+        ("eval.baselines=[idt, idt]", r"eval: baselines names a baseline more than once: \['idt', 'idt'\]"),
     ],
 )
 def test_bad_eval_settings_are_refused_before_any_work(override: str, message: str) -> None:

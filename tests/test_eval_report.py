@@ -64,3 +64,9 @@ def test_report_writes_into_new_folders_and_refuses_bad_input_naming_the_file(tm
     foreign = CliRunner().invoke(cli, ["report", str(tmp_path / "odd")])
     assert foreign.exit_code == 2 and f"{tmp_path / 'odd/results.json'}: not an evaluation results file (no " \
                                       f"'models' mapping" in foreign.output
+    for models in ({"pretrained": 3}, {"pretrained": {"linear.top1": "75%"}}):
+        (tmp_path / "odd/results.json").write_text(json.dumps({"models": models}))
+        odd_model = CliRunner().invoke(cli, ["report", str(tmp_path / "odd")])
+        assert odd_model.exit_code == 2 and odd_model.output == (
+            f"Error: {tmp_path / 'odd/results.json'}: model 'pretrained' has no mapping of metric names to numbers\n"
+        ), odd_model.output

@@ -22,7 +22,8 @@ from labels.idt import dense_trajectories, dense_trajectories_from_frames
 import labels.families.clusters
 from labels.make import format_summary, make_labels
 from labels.sketch import CountSketch
-from labels.store import consolidated_path, family_dir, part_path, read_arrays, read_settings, write_arrays
+from labels.store import (FORMAT, VERSION, claim_settings, consolidated_path, family_dir, part_path, read_arrays,
+                          read_settings, write_arrays)
 from preprocess.decode import iter_frames
 from preprocess.extract import extract
 
@@ -170,3 +171,31 @@ def test_clusters_are_computed_again_when_a_video_is_added_or_a_vector_changes(
     monkeypatch.setattr(labels.families.clusters, "kmeans_assignments", _no_kmeans)
     same = make_labels(copy, settings(), ["clusters"], cluster=load_cluster(), workers=1, progress=False)
     assert (same.tasks[0].labelled, same.tasks[0].already_done) == (0, 7)
+
+
+def test_clusters_without_a_fisher_file_are_refused_naming_it(dataset_dir: Path, tmp_path: Path) -> None:
+    """make-labels --task clusters where the fisher labels were claimed but never consolidated (a killed run): one
+    line naming the file (exit 2), not h5py's "unable to open file"."""
+    root = tmp_path / "labels"
+    claim_settings(root, "fisher", {"format": FORMAT, "version": VERSION, "family": {}})
+    fisher = consolidated_path(root, "fisher")
+    args = ["make-labels", "--data", str(dataset_dir), "--task", "clusters", "--labels-dir", str(root),
+            "--no-progress", "--workers", "1"]
+    missing = CliRunner().invoke(cli, args)
+    assert missing.exit_code == 2 and missing.output == (
+        f"Error: {fisher}: no fisher labels here (run make-labels --task fisher first)\n"), missing.output
+
+
+def test_clusters_of_fewer_than_two_fisher_vectors_are_refused_naming_the_folder(dataset_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    root = tmp_path / "labels"
+    claim_settings(root, "fisher", {"format": FORMAT, "version": VERSION, "family": {}})
+    args = ["make-labels", "--data", str(dataset_dir), "--task", "clusters", "--labels-dir", str(root),
+            "--no-progress", "--workers", "1"]
+    one_vector = {"videos": np.array(["Jump/Jump_8_3"]), "vector": np.ones((1, 64), np.float32)}
+    write_arrays(consolidated_path(root, "fisher"), "fisher", "", one_vector, read_settings(root, "fisher"))
+    one = CliRunner().invoke(cli, args)
+    assert one.exit_code == 2 and one.output == (
+        f"Error: {family_dir(root, 'clusters')}: clusters need the Fisher vectors of at least 2 videos, "
+        "found 1\n"), one.output
+    assert not consolidated_path(root, "clusters").exists()

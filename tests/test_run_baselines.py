@@ -7,11 +7,13 @@ clips' native resolution (at 120x160 no trajectory survives in some of ARID's da
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cli import cli
@@ -83,3 +85,27 @@ def test_run_refuses_a_single_class_dataset_before_labels_and_training(shared_da
     assert result.output.endswith(f"Error: {out / 'dataset'}: evaluation needs labelled videos of at least 2 classes, "
                                   "found ['Jump']\n")
     assert (out / "dataset/index.json").is_file() and not (out / "dataset/labels").exists() and not (out / "run").exists()
+
+
+@pytest.mark.parametrize(("tasks", "labelled"), [("[finetune, similarity]", ["stats", "curriculum"]),
+                                                  ("[finetune, linear]", ["stats", "curriculum", "idt", "fisher"])])
+def test_run_makes_the_baseline_labels_only_when_a_task_takes_them(tasks: str, labelled: list[str], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only network tasks (fine-tuning, similarity) the IDT baseline has nothing to run: ``run`` says so
+    before the labels and does not compute the idt and fisher families (IDT is the costly part)."""
+    made: list[list[str]] = []
+
+    def labels_then_stop(dataset, settings, label_tasks, **kwargs):
+        made.append(list(label_tasks))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("preprocess.extract.extract", lambda *args, **kwargs: None)
+    monkeypatch.setattr("preprocess.extract.format_summary", lambda summary: "extracted")
+    monkeypatch.setattr("preprocess.dataset.Dataset", lambda path: contextlib.nullcontext())
+    monkeypatch.setattr("eval.labelled.labelled_videos", lambda dataset: None)
+    monkeypatch.setattr("labels.make.make_labels", labels_then_stop)
+    result = CliRunner().invoke(cli, ["run", "--pipeline", "demo", str(tmp_path), str(tmp_path / "out"), "--device",
+                                      "cpu", "--set", "eval.baselines=[idt]", "--set", f"eval.tasks={tasks}"])
+    assert result.exit_code == 130 and made == [labelled], result.output
+    skipped = "baselines skipped: none of the tasks ['finetune', 'similarity'] takes stored descriptors\n"
+    assert (skipped in result.output) == ("linear" not in tasks)

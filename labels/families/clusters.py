@@ -55,5 +55,4 @@ def compute(context: FamilyContext) -> dict[str, np.ndarray]:
             "purity": np.array([quality["purity"]])}
 
 
-register_family(GlobalFamily(name="clusters", compute=compute, Settings=ClustersSettings,
-                                        requires=("fisher",)))
+register_family(GlobalFamily(name="clusters", compute=compute, Settings=ClustersSettings, requires=("fisher",)))

@@ -73,4 +73,4 @@ def encode(context: VideoContext) -> dict[str, np.ndarray]:
 
 
 register_family(VideoFamily(name="fisher", encode=encode, Settings=FisherSettings, requires=("idt",),
-                                     fields={VECTOR_FIELD: ((-1,), np.float32)}, fit=fit))
+                            fields={VECTOR_FIELD: ((-1,), np.float32)}, fit=fit))
