@@ -22,7 +22,8 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
                  progress: bool = True) -> bool:
     """Run every stage of ``pipeline`` on the videos of ``input_path`` into ``out`` (``dataset/``, ``run/``,
     ``report/``; with ``eval.baselines`` also ``report_<baseline>/`` and ``comparison.md``), printing each step's
-    summary and the report table; returns whether no input failed.
+    summary and the report table; returns whether no input failed. Labels go to ``train.labels_dir`` when it is
+    set (where training reads them), else ``dataset/labels``.
     Refuses (ConfigError) before any work when the pipeline's method is not implemented yet, and (ValueError)
     after extraction when the dataset has fewer than two labelled classes to evaluate on."""
     import torch
@@ -54,7 +55,7 @@ def run_pipeline(pipeline: Pipeline, input_path: Path, out: Path, *, cluster: Cl
     if label_tasks:
         click.echo(f"[2/4] computing labels: {', '.join(label_tasks)}")
         labelled = make_labels(dataset, pipeline.labels, label_tasks, cluster=cluster, workers=workers,
-                               scheduler=scheduler, progress=progress)
+                               scheduler=scheduler, labels_dir=settings.labels_dir, progress=progress)
         click.echo(label_summary(labelled))
         labelled_ok = labelled.ok
     else:
@@ -94,7 +95,8 @@ def evaluate_baselines(pipeline: Pipeline, dataset: Path, out: Path, *, device: 
         folder = out / f"report_{baseline}"
         click.echo(f"evaluating the hand-crafted baseline {baseline!r} ({', '.join(tasks)}) into {folder}")
         try:
-            evaluate(baseline, dataset, folder, tasks, settings=pipeline.eval, device=device, progress=progress)
+            evaluate(baseline, dataset, folder, tasks, settings=pipeline.eval, device=device, progress=progress,
+                     labels_dir=pipeline.trainable().labels_dir)
         except (ValueError, FileNotFoundError) as exc:
             raise Refused(f"baseline {baseline!r}: {exc} (the method's report in {out / 'report'} is complete; "
                           f"run the same command again after fixing this)") from exc

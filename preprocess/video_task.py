@@ -130,7 +130,8 @@ BATCH_BYTES = 8 << 20  # fewer frames per batch when they are large (memory stay
 
 def batch_limits(job: VideoJob) -> tuple[int, int]:
     """Frames and bytes per batch: ``BATCH_FRAMES`` / ``BATCH_BYTES``, or, when the ``tvl1_torch`` flow takes
-    more pairs per call (``flow.batch``), that many frames (bytes scaled alike) so each call gets a full batch."""
+    more pairs per call (``flow.batch``), that many frames (bytes scaled alike) so each call gets ``flow.batch``
+    pairs, unless frames larger than ``BATCH_BYTES / BATCH_FRAMES`` (8 MB / 16) end a batch first."""
     flow_batch = job.settings.flow.batch if job.settings.flow.algo == "tvl1_torch" else 1
     if not {"flow", "mb"} & set(job.streams) or flow_batch <= BATCH_FRAMES:
         return BATCH_FRAMES, BATCH_BYTES

@@ -36,12 +36,13 @@ def test_run_compares_pretrained_stats_random_and_idt_on_one_split(shared_data: 
     videos = [p for label in CLASSES for p in sorted((shared_data / "arid/train" / label).glob("*.mp4"))[::6][:4]]
     listing = tmp_path / "videos.txt"
     listing.write_text("".join(f"{p}\n" for p in videos))
-    out = tmp_path / "out"
-    sets = [item for setting in SETTINGS for item in ("--set", setting)]
+    out, labels = tmp_path / "out", tmp_path / "labels"  # labels in train.labels_dir: made, trained on, read there
+    sets = [item for setting in [*SETTINGS, f"train.labels_dir={labels}"] for item in ("--set", setting)]
     result = CliRunner().invoke(cli, ["run", "--pipeline", "demo", str(listing), str(out), "--workers", "2",
                                       "--device", "cpu", "--no-progress", *sets])
     assert result.exit_code == 0, result.output
     assert "computing labels: stats, curriculum, idt, fisher" in result.output  # the baseline's labels added
+    assert not (out / "dataset/labels").exists() and (labels / "stats/stats.h5").is_file()
 
     # the statistics method learned: its loss fell to under half of the first logged value
     losses = [json.loads(line)["loss"] for line in (out / "run/metrics.jsonl").read_text().splitlines()
@@ -55,7 +56,7 @@ def test_run_compares_pretrained_stats_random_and_idt_on_one_split(shared_data: 
     assert len(idt["train_ids"]) == 12 and len(idt["test_ids"]) == 12 and idt["missing_descriptors"] == []
 
     # the baseline's retrieval equals a brute-force nearest neighbour over the stored Fisher vectors
-    with h5py.File(out / "dataset/labels/fisher/fisher.h5", "r") as handle:
+    with h5py.File(labels / "fisher/fisher.h5", "r") as handle:
         rows = dict(zip(handle["videos"].asstr()[:], handle["vector"][:]))
     assert len(rows) == 24 and all(np.isfinite(v).all() and np.linalg.norm(v) > 0.5 for v in rows.values())
     label = {f"{p.parent.name}/{p.stem}": p.parent.name for p in videos}
