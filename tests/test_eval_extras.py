@@ -30,10 +30,10 @@ from labels.stats import clip_motion_boundaries
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from preprocess.streams import normalize
-from train.backbones import build_backbone, save_backbone
+from conftest import TINY_C3D as TINY
+from train.backbones import build_backbone
 
 CLASSES = ["Jump", "Run", "Sit", "Stand", "Turn", "Walk"]
-TINY = {"channels": (8, 16, 16, 32, 32)}
 CLIPS = ClipSettings(clips_per_video=2, clip_len=16, crop_size=112, batch_size=4)
 
 
@@ -48,14 +48,6 @@ def dataset_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     summary = extract(inputs / "videos.txt", root, load_pipeline("stats", overrides=overrides).preprocess,
                       workers=1, progress=False)
     assert summary.failed == {} and summary.extracted == 12
-    return root
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("run")
-    torch.manual_seed(123)
-    save_backbone(build_backbone("c3d", 3, **TINY), root / "backbone.pt")
     return root
 
 

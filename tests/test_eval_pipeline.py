@@ -26,11 +26,11 @@ from common.settings import parse_overrides
 from preprocess.dataset import Dataset
 from preprocess.extract import extract
 from preprocess.streams import normalize
+from conftest import TINY_C3D as TINY
 from train.backbones import build_backbone, load_backbone, save_backbone
 
 CLASSES = ["Jump", "Run", "Sit", "Stand", "Turn", "Walk"]
 HEIGHT, WIDTH = 112, 150
-TINY = {"channels": (8, 16, 16, 32, 32)}
 CLIPS = ClipSettings(clips_per_video=2, clip_len=16, crop_size=112, batch_size=4)
 
 
@@ -57,15 +57,6 @@ def _centre_clips(ds: Dataset, video) -> np.ndarray:
     """The two evaluation clips of a video, cut by hand: starts 0 and n-16, columns 19..130 of 150."""
     frames = ds.read_frames(video.id)
     return np.stack([frames[s : s + 16, :, 19:131] for s in (0, video.n_frames - 16)])
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 'training run' holding a backbone whose weights differ from the random twin's (seed 0)."""
-    root = tmp_path_factory.mktemp("run")
-    torch.manual_seed(123)
-    save_backbone(build_backbone("c3d", 3, **TINY), root / "backbone.pt")
-    return root
 
 
 def test_video_features_are_the_mean_of_centre_clip_features(dataset_dir: Path) -> None:
